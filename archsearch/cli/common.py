@@ -1,0 +1,63 @@
+"""Pieces shared by the subcommands: one-line errors, the architecture options, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+from ..config import FAMILIES, PRESETS, V1_VARIANTS, ArchConfig, ConfigError, preset
+
+
+class CLIError(Exception):
+    """Bad user input: printed as one line, exit code 2."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the option (``--help`` still shows everything)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Options that pick one architecture: a preset, optionally overridden, or explicit factors."""
+    group = parser.add_argument_group("architecture (a preset, or --family with factors)")
+    group.add_argument("--preset", help=f"official architecture: {', '.join(PRESETS)}")
+    group.add_argument("--family", choices=FAMILIES, help="v1 (multi-head attention) or v2 (separable attention)")
+    group.add_argument("--variant", choices=V1_VARIANTS, help="v1 base variant that --width scales (default xxs)")
+    group.add_argument("--resolution", type=int, help="input side in px, a multiple of 32 (default 256)")
+    group.add_argument("--width", type=float, help="channel multiplier (default 1.0)")
+    group.add_argument("--mv2-depth", type=float, help="multiplier of MV2 blocks per stage (default 1.0)")
+    group.add_argument("--vit-depth", type=float, help="multiplier of attention layers per block (default 1.0)")
+    group.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
+
+
+FACTOR_OPTIONS = ("resolution", "width", "mv2_depth", "vit_depth", "num_classes")
+
+
+def config_from_args(args: argparse.Namespace) -> ArchConfig:
+    """The config the architecture options name; every bad value is a ``ConfigError`` naming its option."""
+    overrides = {k: getattr(args, k) for k in FACTOR_OPTIONS if getattr(args, k) is not None}
+    if args.preset:
+        if args.family or args.variant:
+            raise CLIError("--preset cannot be combined with --family/--variant")
+        base = preset(args.preset)
+    elif args.family:
+        variant = (args.variant or "xxs") if args.family == "v1" else None
+        if args.family == "v2" and args.variant:
+            raise CLIError("--variant applies to --family v1 only")
+        base = ArchConfig(args.family, variant=variant)
+    else:
+        raise CLIError("name an architecture with --preset NAME or --family v1|v2 (and factors)")
+    try:
+        return base.replace(**overrides)
+    except ConfigError as err:
+        option = str(err).split(":")[0]
+        raise CLIError(f"--{option.replace('_', '-')}: {str(err).split(': ', 1)[-1]}") from None
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")

@@ -1,0 +1,244 @@
+"""The MobileViT generator: ``build_model(config)`` turns any point of the factor space into a trainable network.
+
+One readable module for both families. v1 blocks use multi-head self-attention (through
+``F.scaled_dot_product_attention``) with a concat + fusion conv; v2 blocks use separable linear attention.
+Patches are unfolded and folded by reshape/permute, so the 2x2 patch split costs no copy in the graph and
+works with ``channels_last`` inputs. Module names (``stem``, ``layer1`` .. ``layer5``, ``head``) are the
+stage names of the cost breakdown.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import PATCH_SIZE, V1_HEADS, ArchConfig, StageSpec, make_divisible
+
+
+class ConvNormAct(nn.Sequential):
+    """k x k conv without bias, BatchNorm, optional SiLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        if act:
+            self.act = nn.SiLU()
+
+
+class InvertedResidual(nn.Module):
+    """MV2 block: 1x1 expand, 3x3 depthwise (stride), 1x1 project; residual when shapes allow."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, expansion: int):
+        super().__init__()
+        hidden = make_divisible(round(c_in * expansion), 8)
+        self.expand = ConvNormAct(c_in, hidden, 1)
+        self.depthwise = ConvNormAct(hidden, hidden, 3, stride, groups=hidden)
+        self.project = ConvNormAct(hidden, c_out, 1, act=False)
+        self.use_residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.use_residual else y
+
+
+def _to_even(x: torch.Tensor) -> torch.Tensor:
+    """Resize a map with an odd side to the next even side (bilinear), as ml-cvnets does before patching."""
+    h, w = x.shape[-2:]
+    size = (-(-h // PATCH_SIZE) * PATCH_SIZE, -(-w // PATCH_SIZE) * PATCH_SIZE)
+    if size == (h, w):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def unfold_patches(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, P, N]: P = 4 pixels of each 2x2 patch, N = HW/4 patches."""
+    b, c, h, w = x.shape
+    p = PATCH_SIZE
+    x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, c, p * p, (h // p) * (w // p))
+
+
+def fold_patches(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Inverse of ``unfold_patches``: [B, C, P, N] -> [B, C, H, W]."""
+    b, c = x.shape[:2]
+    p = PATCH_SIZE
+    x = x.reshape(b, c, p, p, h // p, w // p).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, c, h, w)
+
+
+# ---- v1: multi-head self-attention -----------------------------------------------------------------
+class MultiHeadAttention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm transformer layer on [B*P, N, d] tokens."""
+
+    def __init__(self, dim: int, ffn_dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, ffn_dim), nn.SiLU(), nn.Linear(ffn_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class MobileViTBlock(nn.Module):
+    """v1 block: local conv, global attention over patches, projection, concat with input, fusion conv."""
+
+    def __init__(self, channels: int, dim: int, ffn_dim: int, layers: int):
+        super().__init__()
+        self.conv_kxk = ConvNormAct(channels, channels, 3)
+        self.conv_1x1 = nn.Conv2d(channels, dim, 1, bias=False)
+        self.transformer = nn.Sequential(*(TransformerLayer(dim, ffn_dim, V1_HEADS) for _ in range(layers)))
+        self.norm = nn.LayerNorm(dim)
+        self.conv_proj = ConvNormAct(dim, channels, 1)
+        self.conv_fusion = ConvNormAct(2 * channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        fm = _to_even(self.conv_1x1(self.conv_kxk(x)))
+        he, we = fm.shape[-2:]
+        patches = unfold_patches(fm)
+        b, d, p, n = patches.shape
+        tokens = self.norm(self.transformer(patches.permute(0, 2, 3, 1).reshape(b * p, n, d)))
+        fm = fold_patches(tokens.reshape(b, p, n, d).permute(0, 3, 1, 2), he, we)
+        if (he, we) != (h, w):
+            fm = F.interpolate(fm, size=(h, w), mode="bilinear", align_corners=False)
+        return self.conv_fusion(torch.cat((x, self.conv_proj(fm)), dim=1))
+
+
+# ---- v2: separable self-attention ------------------------------------------------------------------
+class SeparableAttention(nn.Module):
+    """Linear-cost attention on [B, d, P, N]: softmax scores over patches weight one context vector."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.qkv = nn.Conv2d(dim, 1 + 2 * dim, 1)
+        self.proj = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).split((1, self.dim, self.dim), dim=1)
+        scores = q.softmax(dim=-1)  # [B, 1, P, N]
+        # context = sum_N k * scores, written as a matmul so that it is counted as the d*N MACs it is
+        context = torch.matmul(k.transpose(1, 2), scores.permute(0, 2, 3, 1)).transpose(1, 2)  # [B, d, P, 1]
+        return self.proj(F.relu(v) * context)
+
+
+class LinearTransformerLayer(nn.Module):
+    def __init__(self, dim: int, ffn_dim: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, dim)
+        self.attn = SeparableAttention(dim)
+        self.norm2 = nn.GroupNorm(1, dim)
+        self.mlp = nn.Sequential(nn.Conv2d(dim, ffn_dim, 1), nn.SiLU(), nn.Conv2d(ffn_dim, dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class MobileViTV2Block(nn.Module):
+    """v2 block: depthwise local conv, separable attention over patches, projection (no fusion)."""
+
+    def __init__(self, channels: int, dim: int, ffn_dim: int, layers: int):
+        super().__init__()
+        self.conv_kxk = ConvNormAct(channels, channels, 3, groups=channels)
+        self.conv_1x1 = nn.Conv2d(channels, dim, 1, bias=False)
+        self.transformer = nn.Sequential(*(LinearTransformerLayer(dim, ffn_dim) for _ in range(layers)))
+        self.norm = nn.GroupNorm(1, dim)
+        self.conv_proj = ConvNormAct(dim, channels, 1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        fm = _to_even(self.conv_1x1(self.conv_kxk(x)))
+        he, we = fm.shape[-2:]
+        fm = fold_patches(self.norm(self.transformer(unfold_patches(fm))), he, we)
+        if (he, we) != (h, w):
+            fm = F.interpolate(fm, size=(h, w), mode="bilinear", align_corners=False)
+        return self.conv_proj(fm)
+
+
+# ---- the network -----------------------------------------------------------------------------------
+class ClassifierHead(nn.Module):
+    """v1: 1x1 expansion conv, pool, dropout 0.1, FC. v2: pool, FC."""
+
+    def __init__(self, c_in: int, expansion_channels: int, num_classes: int):
+        super().__init__()
+        self.conv_exp = ConvNormAct(c_in, expansion_channels, 1) if expansion_channels else nn.Identity()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.1) if expansion_channels else nn.Identity()
+        self.fc = nn.Linear(expansion_channels or c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.pool(self.conv_exp(x)).flatten(1)))
+
+
+def _stage(spec: StageSpec, c_in: int, family: str) -> nn.Sequential:
+    blocks: list[nn.Module] = []
+    for i in range(spec.mv2_blocks):
+        blocks.append(
+            InvertedResidual(c_in if i == 0 else spec.out_channels, spec.out_channels,
+                             spec.stride if i == 0 else 1, spec.mv2_expansion)
+        )
+    if spec.attn_layers:
+        block = MobileViTBlock if family == "v1" else MobileViTV2Block
+        blocks.append(block(spec.out_channels, spec.attn_dim, spec.ffn_dim, spec.attn_layers))
+    return nn.Sequential(*blocks)
+
+
+class MobileViT(nn.Module):
+    def __init__(self, config: ArchConfig):
+        super().__init__()
+        self.config = config
+        stem, *layers = config.stages()
+        self.stem = ConvNormAct(3, stem.out_channels, 3, stride=stem.stride)
+        c_in = stem.out_channels
+        for spec in layers:
+            setattr(self, spec.name, _stage(spec, c_in, config.family))
+            c_in = spec.out_channels
+        self.head = ClassifierHead(c_in, config.head_channels(), config.num_classes)
+        init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for name in ("layer1", "layer2", "layer3", "layer4", "layer5"):
+            x = getattr(self, name)(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def init_weights(model: nn.Module) -> None:
+    """ml-cvnets init: convs kaiming-normal (fan-out), linears xavier-uniform, zero biases, unit norms."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            nn.init.ones_(m.weight)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
+def build_model(config: ArchConfig) -> MobileViT:
+    """A freshly initialised MobileViT for ``config`` (expects ``config.resolution``-sized RGB input)."""
+    return MobileViT(config)
