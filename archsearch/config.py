@@ -23,6 +23,7 @@ The factor rule (ml-cvnets conventions; also documented in README.md):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
@@ -147,43 +148,7 @@ class ArchConfig:
     # ---- the plan the generator builds ---------------------------------------------------------
     def stages(self) -> tuple[StageSpec, ...]:
         """Stem and layer1..layer5, with every channel, block and layer count resolved."""
-        if self.family == "v2":
-            w = self.width
-            stem = make_divisible(min(max(32 * w, 16), 64), 8, 16)
-            channels = (
-                make_divisible(64 * w, 16),
-                *(make_divisible(c * w, 8) for c in (128, 256, 384, 512)),
-            )
-            attn_dims = tuple(make_divisible(d * w, 8) for d in (128, 192, 256))
-            ffn_dims = tuple(2 * d // 16 * 16 for d in attn_dims)
-            base_blocks, expansion = V2_MV2_BLOCKS, V2_MV2_EXPANSION
-        else:
-            base = V1_BASES[self.variant]  # type: ignore[index]
-            stem = make_divisible(base.stem * self.width, 8)
-            channels = tuple(make_divisible(c * self.width, 8) for c in base.channels)
-            attn_dims = tuple(make_divisible(d * self.width, 8) for d in base.attn_dims)
-            ffn_dims = tuple(2 * d for d in attn_dims)
-            base_blocks, expansion = V1_MV2_BLOCKS, base.mv2_expansion
-        specs = [StageSpec("stem", stem, stride=2)]
-        for i, (c, n) in enumerate(zip(channels, base_blocks)):
-            attn = {}
-            if i >= 2:
-                attn = dict(
-                    attn_dim=attn_dims[i - 2],
-                    ffn_dim=ffn_dims[i - 2],
-                    attn_layers=scale_count(ATTN_LAYERS[i - 2], self.vit_depth),
-                )
-            specs.append(
-                StageSpec(
-                    f"layer{i + 1}",
-                    c,
-                    stride=1 if i == 0 else 2,
-                    mv2_blocks=scale_count(n, self.mv2_depth),
-                    mv2_expansion=expansion,
-                    **attn,
-                )
-            )
-        return tuple(specs)
+        return _stage_plan(self.family, self.variant, self.width, self.mv2_depth, self.vit_depth)
 
     def head_channels(self) -> int:
         """Channels of v1's final 1x1 expansion conv (0 for v2, which has none)."""
@@ -221,6 +186,50 @@ class ArchConfig:
     @classmethod
     def from_toml(cls, text: str) -> ArchConfig:
         return cls.from_dict(tomllib.loads(text))
+
+
+
+@functools.lru_cache(maxsize=4096)
+def _stage_plan(
+    family: str, variant: str | None, width: float, mv2_depth: float, vit_depth: float
+) -> tuple[StageSpec, ...]:
+    """The stage plan depends on neither resolution nor class count: cached across a grid sweep."""
+    if family == "v2":
+        stem = make_divisible(min(max(32 * width, 16), 64), 8, 16)
+        channels = (
+            make_divisible(64 * width, 16),
+            *(make_divisible(c * width, 8) for c in (128, 256, 384, 512)),
+        )
+        attn_dims = tuple(make_divisible(d * width, 8) for d in (128, 192, 256))
+        ffn_dims = tuple(2 * d // 16 * 16 for d in attn_dims)
+        base_blocks, expansion = V2_MV2_BLOCKS, V2_MV2_EXPANSION
+    else:
+        base = V1_BASES[variant]  # type: ignore[index]
+        stem = make_divisible(base.stem * width, 8)
+        channels = tuple(make_divisible(c * width, 8) for c in base.channels)
+        attn_dims = tuple(make_divisible(d * width, 8) for d in base.attn_dims)
+        ffn_dims = tuple(2 * d for d in attn_dims)
+        base_blocks, expansion = V1_MV2_BLOCKS, base.mv2_expansion
+    specs = [StageSpec("stem", stem, stride=2)]
+    for i, (c, n) in enumerate(zip(channels, base_blocks)):
+        attn = {}
+        if i >= 2:
+            attn = dict(
+                attn_dim=attn_dims[i - 2],
+                ffn_dim=ffn_dims[i - 2],
+                attn_layers=scale_count(ATTN_LAYERS[i - 2], vit_depth),
+            )
+        specs.append(
+            StageSpec(
+                f"layer{i + 1}",
+                c,
+                stride=1 if i == 0 else 2,
+                mv2_blocks=scale_count(n, mv2_depth),
+                mv2_expansion=expansion,
+                **attn,
+            )
+        )
+    return tuple(specs)
 
 
 def _v2(width: float) -> ArchConfig:

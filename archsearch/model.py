@@ -46,9 +46,9 @@ class InvertedResidual(nn.Module):
 def _to_even(x: torch.Tensor) -> torch.Tensor:
     """Resize a map with an odd side to the next even side (bilinear), as ml-cvnets does before patching."""
     h, w = x.shape[-2:]
-    size = (-(-h // PATCH_SIZE) * PATCH_SIZE, -(-w // PATCH_SIZE) * PATCH_SIZE)
-    if size == (h, w):
+    if h % PATCH_SIZE == 0 and w % PATCH_SIZE == 0:
         return x
+    size = (h + h % PATCH_SIZE, w + w % PATCH_SIZE)  # PATCH_SIZE is 2: the next even side
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 

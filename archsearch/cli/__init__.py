@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, ConfigError) as err:
         print(f"archsearch {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"archsearch {args.command}: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,26 +38,38 @@ FACTOR_OPTIONS = ("resolution", "width", "mv2_depth", "vit_depth", "num_classes"
 
 
 def config_from_args(args: argparse.Namespace) -> ArchConfig:
-    """The config the architecture options name; every bad value is a ``ConfigError`` naming its option."""
+    """The config the architecture options name; every bad value is a ``CLIError`` naming its option."""
     overrides = {k: getattr(args, k) for k in FACTOR_OPTIONS if getattr(args, k) is not None}
-    if args.preset:
-        if args.family or args.variant:
-            raise CLIError("--preset cannot be combined with --family/--variant")
-        base = preset(args.preset)
-    elif args.family:
-        variant = (args.variant or "xxs") if args.family == "v1" else None
-        if args.family == "v2" and args.variant:
-            raise CLIError("--variant applies to --family v1 only")
-        base = ArchConfig(args.family, variant=variant)
-    else:
+    if args.preset and (args.family or args.variant):
+        raise CLIError("--preset cannot be combined with --family/--variant")
+    if args.family == "v2" and args.variant:
+        raise CLIError("--variant applies to --family v1 only")
+    if not (args.preset or args.family):
         raise CLIError("name an architecture with --preset NAME or --family v1|v2 (and factors)")
     try:
+        if args.preset:
+            base = preset(args.preset)
+        else:
+            base = ArchConfig(args.family, variant=(args.variant or "xxs") if args.family == "v1" else None)
         return base.replace(**overrides)
     except ConfigError as err:
-        option = str(err).split(":")[0]
-        raise CLIError(f"--{option.replace('_', '-')}: {str(err).split(': ', 1)[-1]}") from None
+        raise as_option_error(err) from None
+
+
+def as_option_error(err: ValueError) -> CLIError:
+    """'width: 3 is not ...' (a config field) -> '--width: 3 is not ...' (the option the user typed)."""
+    field, _, reason = str(err).partition(": ")
+    return CLIError(f"--{field.replace('_', '-')}: {reason}")
 
 
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
+
+
+def format_count(n: float) -> str:
+    """1370593 -> '1.371M', 1844350976 -> '1.844G' (SI units, as MACs and params are usually quoted)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3f}{unit}"
+    return str(int(n))
