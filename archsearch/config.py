@@ -150,6 +150,11 @@ class ArchConfig:
         """Stem and layer1..layer5, with every channel, block and layer count resolved."""
         return _stage_plan(self.family, self.variant, self.width, self.mv2_depth, self.vit_depth)
 
+    def network_key(self) -> tuple:
+        """Equal for configs that build the same network (for v2, MV2 depth 0.75 and 1.0 do): the key
+        under which searches deduplicate candidates and trial results are cached."""
+        return (self.family, self.variant, self.resolution, self.num_classes, self.stages())
+
     def head_channels(self) -> int:
         """Channels of v1's final 1x1 expansion conv (0 for v2, which has none)."""
         if self.family == "v2":

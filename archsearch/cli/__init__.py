@@ -14,7 +14,7 @@ from ..config import ConfigError
 from .common import CLIError, OneLineErrorParser
 
 # Subcommand modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("count", "presets")
+COMMANDS = ("count", "presets", "train", "run", "formula")
 
 
 def build_parser() -> argparse.ArgumentParser:

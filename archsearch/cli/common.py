@@ -73,3 +73,14 @@ def format_count(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3f}{unit}"
     return str(int(n))
+
+
+def quiet_optuna() -> None:
+    """Commands that use studies: Optuna's INFO lines and its experimental-feature warnings are noise here."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")

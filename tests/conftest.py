@@ -1,0 +1,49 @@
+"""Shared fixtures: studies live in a temporary folder; a synthetic evaluator scores configs without training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from archsearch.config import ArchConfig
+
+
+class SyntheticEvaluator:
+    """A smooth, known accuracy surface over the factors (optimum inside the space), for search tests."""
+
+    fidelity = {"name": "synthetic"}
+    data_fingerprint = "synthetic"
+    seed = 0
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, config: ArchConfig, heartbeat=lambda: None) -> dict:
+        self.calls.append(config.id)
+        score = (
+            0.9
+            - 0.5 * (math.log2(config.resolution / 224)) ** 2
+            - 0.3 * (config.width - 1.0) ** 2
+            - 0.05 * (config.mv2_depth - 1.25) ** 2
+            - 0.02 * (config.vit_depth - 0.75) ** 2
+        )
+        return {"status": "ok", "reason": None, "top1": score, "top5": min(1.0, score + 0.1),
+                "fidelity": self.fidelity, "seed": self.seed, "dataset": "synthetic", "resolution": config.resolution,
+                "wall_s": 0.0}
+
+
+@pytest.fixture
+def synthetic_evaluator() -> SyntheticEvaluator:
+    return SyntheticEvaluator()
+
+
+@pytest.fixture(autouse=True)
+def isolated_studies(tmp_path, monkeypatch):
+    """Every test gets its own studies/ folder (databases, summaries, result cache)."""
+    import archsearch.study as study
+
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    monkeypatch.setattr(study, "STUDIES_DIR", folder)
+    return folder
