@@ -16,8 +16,9 @@ The factor rule (ml-cvnets conventions; also documented in README.md):
   the first block of a stage keeps the stage's stride, the added ones have stride 1 and a residual.
 * ViT depth ``a``: each MobileViT block's number of attention layers ``L`` becomes ``max(1, floor(L*a + 1/2))``.
 * resolution ``r``: the input is ``r x r``; ``r`` must be a multiple of 32 (five stride-2 stages) and >= 64.
-  Where a MobileViT block's feature map has an odd side (e.g. 7x7 at 224 px) it is resized bilinearly to
-  the next even side for the 2x2 patches and back, as in ml-cvnets.
+  Where a MobileViT block's feature map has an odd side (e.g. 7x7 at 224 px) it is resized bilinearly as in
+  ml-cvnets: a v1 block resizes its reduced map to the next even side for the 2x2 patches and back; a v2
+  block resizes its input to the next even side and keeps that size (so the head sees 8x8 at 224 px).
 """
 
 from __future__ import annotations

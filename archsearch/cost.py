@@ -137,14 +137,8 @@ def _mv2(c_in: int, c_out: int, stride: int, expansion: int, s_in: int) -> tuple
     return macs, hidden * (c_in + c_out + 13) + 2 * c_out
 
 
-def _resize_macs(d: int, s: int) -> int:
-    """Bilinear resize to the next even side and back (4 per output element each way); 0 if s is even."""
-    if s % 2 == 0:
-        return 0
-    return 4 * d * (s + 1) ** 2 + 4 * d * s * s
-
-
-def _v1_block(c: int, spec: StageSpec, s: int) -> tuple[int, int]:
+def _v1_block(c: int, spec: StageSpec, s: int) -> tuple[int, int, int]:
+    """v1 resizes the d-channel map to an even side and back: 4 MACs per output element each way."""
     d, ffn, layers = spec.attn_dim, spec.ffn_dim, spec.attn_layers
     area = (s + s % 2) ** 2  # pixels after resizing to an even side: P * N with P = 4
     tokens = area // 4
@@ -158,17 +152,18 @@ def _v1_block(c: int, spec: StageSpec, s: int) -> tuple[int, int]:
         + 2 * d * ffn * area  # FFN
     )
     layer_params = 4 * d * d + 2 * d * ffn + 4 * d + 4 * d + ffn + d
-    macs = (
-        local[0] + c * d * s * s + _resize_macs(d, s)
-        + layers * layer_macs + 5 * d * area + proj[0] + fusion[0]
-    )
+    resize = 4 * d * (area + s * s) if s % 2 else 0
+    macs = local[0] + c * d * s * s + resize + layers * layer_macs + 5 * d * area + proj[0] + fusion[0]
     params = local[1] + c * d + layers * layer_params + 2 * d + proj[1] + fusion[1]
-    return macs, params
+    return macs, params, s
 
 
-def _v2_block(c: int, spec: StageSpec, s: int) -> tuple[int, int]:
+def _v2_block(c: int, spec: StageSpec, s: int) -> tuple[int, int, int]:
+    """v2 resizes its C-channel input to an even side (4 MACs per output element) and keeps that side."""
     d, ffn, layers = spec.attn_dim, spec.ffn_dim, spec.attn_layers
-    area = (s + s % 2) ** 2
+    resize = 4 * c * (s + 1) ** 2 if s % 2 else 0
+    s += s % 2
+    area = s * s
     local = _conv_bn(c, c, 3, s, groups=c)
     proj = _conv_bn(d, c, 1, s)
     layer_macs = (
@@ -179,9 +174,9 @@ def _v2_block(c: int, spec: StageSpec, s: int) -> tuple[int, int]:
         + 2 * d * ffn * area  # FFN
     )
     layer_params = 3 * d * d + 2 * d * ffn + 9 * d + ffn + 1
-    macs = local[0] + c * d * s * s + _resize_macs(d, s) + layers * layer_macs + 5 * d * area + proj[0]
+    macs = resize + local[0] + c * d * area + layers * layer_macs + 5 * d * area + proj[0]
     params = local[1] + c * d + layers * layer_params + 2 * d + proj[1]
-    return macs, params
+    return macs, params, s
 
 
 def closed_form_cost(config: ArchConfig) -> Cost:
@@ -200,7 +195,7 @@ def closed_form_cost(config: ArchConfig) -> Cost:
             side //= stride
             macs, params = macs + m, params + p
         if spec.attn_layers:
-            m, p = block(spec.out_channels, spec, side)
+            m, p, side = block(spec.out_channels, spec, side)
             macs, params = macs + m, params + p
         stages.append(StageCost(spec.name, *rows[spec.name], macs=macs, params=params))
         c_in = spec.out_channels

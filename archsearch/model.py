@@ -43,13 +43,13 @@ class InvertedResidual(nn.Module):
         return x + y if self.use_residual else y
 
 
-def _to_even(x: torch.Tensor) -> torch.Tensor:
+def _to_even(x: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
     """Resize a map with an odd side to the next even side (bilinear), as ml-cvnets does before patching."""
     h, w = x.shape[-2:]
     if h % PATCH_SIZE == 0 and w % PATCH_SIZE == 0:
         return x
     size = (h + h % PATCH_SIZE, w + w % PATCH_SIZE)  # PATCH_SIZE is 2: the next even side
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 def unfold_patches(x: torch.Tensor) -> torch.Tensor:
@@ -166,12 +166,10 @@ class MobileViTV2Block(nn.Module):
         self.conv_proj = ConvNormAct(dim, channels, 1, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _to_even(x, align_corners=True)  # ml-cvnets v2 resizes the block input and keeps the even size
         h, w = x.shape[-2:]
-        fm = _to_even(self.conv_1x1(self.conv_kxk(x)))
-        he, we = fm.shape[-2:]
-        fm = fold_patches(self.norm(self.transformer(unfold_patches(fm))), he, we)
-        if (he, we) != (h, w):
-            fm = F.interpolate(fm, size=(h, w), mode="bilinear", align_corners=False)
+        fm = self.conv_1x1(self.conv_kxk(x))
+        fm = fold_patches(self.norm(self.transformer(unfold_patches(fm))), h, w)
         return self.conv_proj(fm)
 
 

@@ -35,7 +35,7 @@ class GPSampler(optuna.samplers.BaseSampler):
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if trial.system_attrs.get("fixed_params"):  # an enqueued trial (baseline, retry) brings its own
+        if trial.system_attrs.get("fixed_params") or trial.params:  # enqueued or retried: brings its own
             return {}
         observed, pending = [], []
         for t in study.get_trials(deepcopy=False):
@@ -45,8 +45,8 @@ class GPSampler(optuna.samplers.BaseSampler):
                 observed.append((self._config(t.params), t.user_attrs["accuracy"]))
             elif t.state == TrialState.RUNNING and set(t.params) >= set(search_space):
                 pending.append(self._config(t.params))
-            elif t.state == TrialState.WAITING and t.system_attrs.get("fixed_params"):
-                pending.append(self._config(t.system_attrs["fixed_params"]))
+            elif t.state == TrialState.WAITING and (queued := t.system_attrs.get("fixed_params") or t.params):
+                pending.append(self._config(queued))
         return config_params(self.proposer.ask(observed, pending), self.space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,

@@ -7,8 +7,11 @@ in replays); the result is stored on the trial and cached by (config, fidelity, 
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -176,46 +179,93 @@ def best_feasible(study: optuna.Study, budget: int) -> float | None:
 
 
 def run_trials(study: optuna.Study, settings: StudySettings, evaluator: Evaluator,
-               cache: ResultCache | None = None, progress: bool = True) -> SearchProgress:
-    """Train proposals until the study holds ``settings.trials`` finished search trials, plus the baseline."""
+               cache: ResultCache | None = None, progress: bool = True, max_trials: int | None = None,
+               poll_s: float = 2.0) -> SearchProgress:
+    """Train proposals until the study holds ``settings.trials`` distinct trained networks (and nothing is
+    queued), or this process has run ``max_trials``. Any number of processes may run this on one study: the
+    remaining slots are shared out by trial number, and a process whose slot is taken waits for the others
+    (a dead worker's trial is failed by the heartbeat and queued again, so someone must be there to redo it).
+    """
     space = settings.factor_space()
     budget = settings.mac_budget
     dists = distributions(space)
-    queued = lambda: any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))  # noqa: E731
-    wasted_streak = 0
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    wasted_streak = own = 0
     done = networks_done(study)
     bar = tqdm(total=settings.trials, initial=min(done, settings.trials), desc="trials", unit="trial",
                disable=not progress, dynamic_ncols=True)
     try:
-        while done < settings.trials or queued():
+        while max_trials is None or own < max_trials:
             optuna.storages.fail_stale_trials(study)
+            done, queued = networks_done(study), _queued(study)
+            bar.update(min(done, settings.trials) - bar.n)
+            if not queued and done >= settings.trials:
+                break
+            if not queued and done + len(_running_search(study)) >= settings.trials:
+                time.sleep(poll_s)  # the last slots are being trained elsewhere
+                continue
             trial = study.ask(dists)
-            config = config_from_params(trial.params, space)
-            cost = closed_form_cost(config)
-            role = trial.user_attrs.get("role", "search")
-            for key, value in (("config", config.to_dict()), ("config_id", config.id), ("macs", cost.macs),
-                               ("params", cost.params), ("role", role)):
-                trial.set_user_attr(key, value)
-            trial.set_constraint("macs_over_budget", float(max(0, cost.macs - budget)))
-            if cost.macs > budget:
-                trial.set_user_attr("infeasible", True)
-                study.tell(trial, state=TrialState.PRUNED)
-                wasted_streak += 1
-            else:
-                record = _evaluate_cached(trial, study, config, evaluator, cache)
-                _finish(study, trial, record, cost.macs, settings.strategy)
-                before, done = done, networks_done(study)
-                wasted_streak = 0 if done > before or role == "baseline" else wasted_streak + 1
-                bar.update(done - before)
+            with _heartbeat(study, trial) as beat:  # from the start: a worker may die before training begins
+                done, wasted = _run_one(study, trial, settings, evaluator, cache, beat, worker, done)
+            if wasted is not None:  # None: surplus, the slot went to another worker
+                own += not wasted
+                wasted_streak = wasted_streak + 1 if wasted else 0
             if wasted_streak >= MAX_WASTED_STREAK:
                 raise BudgetError(f"strategy {settings.strategy!r} proposed {wasted_streak} over-budget or already "
                                   "trained configs in a row; try --strategy gp, which proposes only new feasible ones")
+            bar.update(min(done, settings.trials) - bar.n)
             best = best_feasible(study, budget)
             if best is not None:
                 bar.set_postfix_str(f"best feasible {100 * best:.1f}%")
     finally:
         bar.close()
-    return SearchProgress(done, settings.trials, best_feasible(study, budget))
+    return SearchProgress(networks_done(study), settings.trials, best_feasible(study, budget))
+
+
+def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, evaluator: Evaluator,
+             cache: ResultCache | None, beat: Callable[[], None], worker: str,
+             done: int) -> tuple[int, bool | None]:
+    """Cost, check and train one asked trial. Returns the networks done and whether the trial was wasted
+    (over budget, or a network already done); None when it was surplus and gave its slot back."""
+    space = settings.factor_space()
+    config = config_from_params(trial.params, space)
+    cost = closed_form_cost(config)
+    role = trial.user_attrs.get("role", "search")
+    for key, value in (("config", config.to_dict()), ("config_id", config.id), ("macs", cost.macs),
+                       ("params", cost.params), ("role", role), ("worker", worker)):
+        trial.set_user_attr(key, value)
+    trial.set_constraint("macs_over_budget", float(max(0, cost.macs - settings.mac_budget)))
+    system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+    from_queue = "fixed_params" in system_attrs or "failed_trial" in system_attrs  # the baseline, retries
+    if not from_queue and _surplus(study, trial.number, settings.trials):
+        trial.set_user_attr("surplus", True)  # another worker took the last slot first
+        study.tell(trial, state=TrialState.PRUNED)
+        return done, None
+    if cost.macs > settings.mac_budget:
+        trial.set_user_attr("infeasible", True)
+        study.tell(trial, state=TrialState.PRUNED)
+        return done, True
+    record = _evaluate_cached(trial, study, config, evaluator, cache, beat)
+    _finish(study, trial, record, cost.macs, settings.strategy)
+    now = networks_done(study)
+    return now, not (now > done or role == "baseline")
+
+
+def _queued(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _running_search(study: optuna.Study) -> list[int]:
+    return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("role", "search") != "baseline"]
+
+
+def _surplus(study: optuna.Study, number: int, target: int) -> bool:
+    """True when the trials started before this one already fill every remaining slot. Read after the ask,
+    running trials first: one that finishes between the two reads is counted twice (safe: this trial gives
+    its slot back and the loop asks again), never missed."""
+    earlier = [n for n in _running_search(study) if n < number]
+    return networks_done(study) + len(earlier) >= target
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, record: dict, macs: int, strategy: str) -> None:
@@ -228,7 +278,7 @@ def _finish(study: optuna.Study, trial: optuna.Trial, record: dict, macs: int, s
 
 
 def _evaluate_cached(trial: optuna.Trial, study: optuna.Study, config: ArchConfig, evaluator: Evaluator,
-                     cache: ResultCache | None) -> dict:
+                     cache: ResultCache | None, beat: Callable[[], None]) -> dict:
     key = result_key(config, evaluator.fidelity, evaluator.data_fingerprint, evaluator.seed)
     network = config.network_key()
     same = [t for t in trained_trials(study) if trial_network(t) == network]
@@ -236,8 +286,7 @@ def _evaluate_cached(trial: optuna.Trial, study: optuna.Study, config: ArchConfi
     trial.set_user_attr("cached", record is not None)
     if record is None:
         try:
-            with _heartbeat(study, trial) as beat:
-                record = evaluator(config, beat)
+            record = evaluator(config, beat)
         except KeyboardInterrupt:
             # Kept, marked and queued again: the next run trains it first.
             trial.set_user_attr("interrupted", True)

@@ -75,16 +75,26 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
+def heartbeat_interval() -> int:
+    """Seconds between a running trial's heartbeats ($ARCHSEARCH_HEARTBEAT_S, default 30); a trial is
+    declared dead after three missed beats."""
+    value = os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30")
+    if not value.isdigit() or int(value) < 1:
+        raise StudyError(f"ARCHSEARCH_HEARTBEAT_S: {value!r} is not a positive whole number of seconds")
+    return int(value)
+
+
 def make_storage(url: str | None) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats, so a trial whose worker died is failed and re-queued."""
     url = url or default_storage()
+    interval = heartbeat_interval()
     if is_sqlite(url):
         Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(
             url,
-            heartbeat_interval=30,
-            grace_period=90,
+            heartbeat_interval=interval,
+            grace_period=3 * interval,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
         )
     except Exception as err:  # SQLAlchemy raises many kinds: bad URL, unreachable server, missing driver

@@ -40,10 +40,14 @@ def synthetic_evaluator() -> SyntheticEvaluator:
 
 @pytest.fixture(autouse=True)
 def isolated_studies(tmp_path, monkeypatch):
-    """Every test gets its own studies/ folder (databases, summaries, result cache)."""
+    """Every test gets its own studies/ and dashboards/ folders (databases, summaries, cache, HTML)."""
+    import archsearch.dashboard as dashboard
     import archsearch.study as study
 
     folder = tmp_path / "studies"
     folder.mkdir()
     monkeypatch.setattr(study, "STUDIES_DIR", folder)
+    monkeypatch.setattr(dashboard, "DASHBOARDS_DIR", tmp_path / "dashboards")
+    monkeypatch.setenv("ARCHSEARCH_STUDIES", str(folder))
+    monkeypatch.setenv("ARCHSEARCH_DASHBOARDS", str(tmp_path / "dashboards"))
     return folder

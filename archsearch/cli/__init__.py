@@ -14,7 +14,7 @@ from ..config import ConfigError
 from .common import CLIError, OneLineErrorParser
 
 # Subcommand modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("count", "presets", "train", "run", "formula")
+COMMANDS = ("count", "presets", "train", "run", "formula", "dashboard", "export", "worker", "status")
 
 
 def build_parser() -> argparse.ArgumentParser:

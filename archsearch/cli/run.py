@@ -29,6 +29,7 @@ from ..study import (
     open_study,
     redact,
 )
+from ..dashboard import write_dashboard
 from ..summary import render, summarize, write_summary
 from .common import CLIError, quiet_optuna
 
@@ -63,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "in ../shared/datasets)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the strategy and of every training (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-dashboard", dest="dashboard", action="store_false",
+                        help="do not write the HTML dashboard at the end (default: dashboards/STUDY.html)")
     parser.set_defaults(handler=run)
 
 
@@ -120,9 +123,11 @@ def run(args: argparse.Namespace) -> int:
                   "re-run the same command to resume", file=sys.stderr)
         summary = summarize(study, storage_url)
         summary_path, winner_path = write_summary(summary)
+        dashboard_path = write_dashboard(study, storage_url) if args.dashboard else None
     print()
     print(render(summary))
-    print(f"\nsummary: {summary_path}" + (f"\nwinner:  {winner_path}" if winner_path else ""))
+    print(f"\nsummary:   {summary_path}" + (f"\nwinner:    {winner_path}" if winner_path else "")
+          + (f"\ndashboard: {dashboard_path}" if dashboard_path else ""))
     return 130 if interrupted else 0
 
 

@@ -1,0 +1,67 @@
+"""``archsearch export``: a study's winner (or one trial) as JSON, ml-cvnets config + model, timm file, ONNX."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import CLIError, format_count
+
+FORMAT_CHOICES = ("json", "cvnets", "timm", "onnx", "all")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="export a study's winner to the trainers: JSON, ml-cvnets, timm, ONNX",
+        description="Export the winner of a study (the most accurate trained trial within the MAC budget) or "
+        "trial --trial N: json (config, cost, how it was found, the baseline it beat; read by "
+        "'archsearch train --config FILE'), cvnets (ml-cvnets ImageNet YAML, a model module for its registry, "
+        "README), timm (a ByobNet file), onnx (graph checked against PyTorch, CPU latency with onnxruntime, "
+        "recorded in the JSON). Example: archsearch export --study demo --format all",
+    )
+    parser.add_argument("--study", required=True, help="study name")
+    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/archsearch.db)")
+    parser.add_argument("--trial", type=int, help="export this trial number instead of the winner")
+    parser.add_argument("--format", required=True, choices=FORMAT_CHOICES, help="what to write ('all': every format)")
+    parser.add_argument("--out", help="output folder (default: studies/NAME/export/)")
+    onnx = parser.add_argument_group("onnx")
+    onnx.add_argument("--opset", type=int, default=None, help="ONNX opset, 14..20 (default 17)")
+    onnx.add_argument("--runs", type=int, default=None, help="timed onnxruntime runs, batch 1 (default 50)")
+    onnx.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 10)")
+    onnx.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import export as ex
+    from ..study import default_storage, make_storage, open_study
+
+    for name in ("runs", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CLIError(f"--{name}: {value} is not a positive integer")
+    if args.warmup is not None and args.warmup < 0:
+        raise CLIError(f"--warmup: {args.warmup} is negative")
+    if args.opset is not None and not 14 <= args.opset <= 20:
+        raise CLIError(f"--opset: {args.opset} is not in 14..20 (scaled_dot_product_attention needs 14)")
+    url = args.storage or default_storage()
+    study = open_study(args.study, make_storage(url), None)
+    source = ex.select_trial(study, url, args.trial)
+    options = {k: getattr(args, k) for k in ("opset", "runs", "warmup", "threads") if getattr(args, k) is not None}
+    written = ex.export(source, [args.format], Path(args.out) if args.out else None, **options)
+    config, t = source.config, source.trial
+    label = "winner" if t["trial"] == source.winner_trial else "trial"
+    print(f"{label} {t['trial']} of study {source.study}: {config.id}  {format_count(t['macs'])} MACs  "
+          f"{format_count(t['params'])} params  proxy top-1 {100 * t['accuracy']:.2f}%")
+    for fmt, paths in written.items():
+        for path in paths:
+            print(f"{fmt:<7} {path}")
+    if "onnx" in written:
+        import json
+
+        section = json.loads(written["json"][0].read_text())["onnx"]
+        print(f"onnx: opset {section['opset']}, max |onnxruntime - torch| {section['max_abs_diff']:.2e}, "
+              f"median latency {section['latency_ms_median']:.2f} ms (batch 1, {section['threads']} threads, "
+              f"{section['runs']} runs)")
+    return 0

@@ -1,0 +1,301 @@
+"""Proxy training: score any architecture by a short, fixed training recipe on an ImageNet-format subset.
+
+A search needs many accuracies that rank architectures the way full training would, at a cost it can pay.
+``evaluate(config, profile)`` trains a fresh ``build_model(config)`` with one named fidelity ``Profile`` and
+returns an ``EvalRecord``. The recipe follows ml-cvnets (AdamW without decay on norms and biases, linear
+warm-up then cosine decay to a tenth of the peak LR, label smoothing 0.1, gradient clipping, random-resized
+crop and flip) scaled down to each profile's budget. Training and evaluation run at the config's resolution
+times the profile's ``resolution_scale`` (a multiple of 32, at least 64), which the record keeps.
+
+On a CPU a run is bit-for-bit reproducible for a seed: initialisation, shuffling and augmentation draw from
+seeded generators (the caller's global RNG state is left as it was). On CUDA it uses bf16 autocast,
+channels_last, pinned host memory and, where the profile asks for it, ``torch.compile``. A run whose loss
+turns NaN or infinite stops and comes back as a ``"failed"`` record instead of raising.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .config import MIN_RESOLUTION, RESOLUTION_MULTIPLE, ArchConfig, ConfigError
+from .data import Dataset, Split, iterate_batches, load_dataset, normalize, random_resized_crop
+from .model import build_model
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named training recipe: how much data, how long, at what resolution and with what optimiser."""
+
+    name: str
+    epochs: int
+    train_per_class: int | None  # cap on training images per class (None: all)
+    val_per_class: int | None  # cap on validation images per class (None: all)
+    resolution_scale: float  # train and evaluate at config.resolution * this (multiple of 32, >= 64)
+    batch_size: int
+    lr: float  # peak AdamW learning rate
+    weight_decay: float  # on conv and linear weights only
+    warmup_fraction: float = 0.1  # of all steps, linear from 0 to the peak
+    min_lr_ratio: float = 0.1  # the cosine ends at lr * this
+    label_smoothing: float = 0.1
+    grad_clip: float = 10.0  # max global gradient norm
+    crop_scale: tuple[float, float] = (0.25, 1.0)  # random-resized-crop area fraction
+    compile: bool = False  # torch.compile the model (CUDA only: compiling costs more than it saves on a CPU)
+    optimizer: str = "adamw"
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                    "resolution_scale": self.resolution_scale}
+        for field, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{field}: {value!r} is not positive")
+        if self.optimizer != "adamw":
+            raise ConfigError(f"optimizer: only 'adamw' is implemented, got {self.optimizer!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError(f"warmup_fraction: {self.warmup_fraction!r} is not in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    # Tests only: checks that the pipeline runs end to end; its accuracy means nothing.
+    "tiny": Profile("tiny", epochs=1, train_per_class=8, val_per_class=4, resolution_scale=0.25, batch_size=16,
+                    lr=1e-3, weight_decay=0.01, warmup_fraction=0.0),
+    # A 2-core CPU: 6,000 training images at half resolution, about a minute for v2-0.5 (~100 img/s at 128 px).
+    # Mild crops and a lower peak LR: measured best of the variants tried for so short a run (benchmarks/RESULTS.md).
+    "smoke": Profile("smoke", epochs=4, train_per_class=150, val_per_class=100, resolution_scale=0.5,
+                     batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
+    # The default on a GPU: all of Imagenette at full resolution, long enough to separate architectures.
+    "proxy": Profile("proxy", epochs=15, train_per_class=None, val_per_class=None, resolution_scale=1.0,
+                     batch_size=128, lr=3e-3, weight_decay=0.02, crop_scale=(0.35, 1.0)),
+    # Long training of a chosen architecture (the ml-cvnets recipe, shortened for a 10- to 100-class subset).
+    "full": Profile("full", epochs=100, train_per_class=None, val_per_class=None, resolution_scale=1.0,
+                    batch_size=256, lr=4e-3, weight_decay=0.02, warmup_fraction=0.05, compile=True),
+}
+
+
+def get_profile(profile: str | Profile, **overrides: Any) -> Profile:
+    """A profile by name (or as given) with fields replaced by ``overrides``."""
+    if isinstance(profile, str):
+        if profile not in PROFILES:
+            raise ConfigError(f"profile: unknown {profile!r}; choose from {', '.join(PROFILES)}")
+        profile = PROFILES[profile]
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Profile)})
+    if unknown:
+        raise ConfigError(f"profile: unknown field(s) {', '.join(unknown)}")
+    return dataclasses.replace(profile, **overrides)
+
+
+def train_resolution(config: ArchConfig, scale: float) -> int:
+    """``config.resolution * scale`` rounded to a multiple of 32, at least 64."""
+    steps = round(config.resolution * scale / RESOLUTION_MULTIPLE)
+    return max(MIN_RESOLUTION, steps * RESOLUTION_MULTIPLE)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What ``on_epoch`` receives after every epoch (e.g. to report to an Optuna trial, or as a heartbeat)."""
+
+    epoch: int  # 1-based
+    epochs: int
+    train_loss: float  # mean over the epoch
+    images_seen: int  # so far
+    wall_s: float  # since training began
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """The outcome of one proxy training; ``status`` is "ok" or "failed" (then ``reason`` says why)."""
+
+    config_id: str
+    config: dict[str, Any]
+    status: str
+    reason: str | None
+    top1: float | None  # validation accuracy, 0..1
+    top5: float | None
+    train_loss: float | None  # mean label-smoothed loss of the last epoch
+    epochs: int  # completed
+    images_seen: int
+    wall_s: float  # data, training and evaluation
+    train_images_per_s: float
+    device: str
+    fidelity: dict[str, Any]  # the profile's name and every field
+    seed: int
+    resolution: int  # the side actually trained and evaluated at
+    dataset: str
+    train_images: int
+    val_images: int
+    skipped_images: int  # unreadable files left out of either split
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Diverged(Exception):
+    pass
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed tensor memory in the process (glibc): the biggest single speed-up of CPU training here.
+
+    By default glibc returns every block above its mmap threshold to the kernel when it is freed, so each
+    training step page-faults its large activations back in: on the 2-core VM this was measured on, that
+    made elementwise ops (BatchNorm, SiLU) 5-7x slower and a whole step 2x slower. Process-wide and
+    idempotent; returns False where there is no glibc ``mallopt``.
+    """
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    # glibc before 2.35 refuses thresholds above 32 MiB: fall back to that
+    mmap_ok = mallopt(m_mmap_threshold, 1 << 30) or mallopt(m_mmap_threshold, 32 << 20)
+    return bool(mmap_ok and mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv and linear weights only, not on norms and biases (ml-cvnets v2)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device.type == "cuda":
+        images, labels = images.pin_memory(), labels.pin_memory()
+    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy (top-k with k capped at the class count) of ``model`` on ``split``."""
+    model.eval()
+    correct1 = correct5 = 0
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
+    for images, labels in iterate_batches(split, batch_size):
+        images, labels = _to_device(images, labels, device)
+        with autocast:
+            logits = model(normalize(images).contiguous(memory_format=torch.channels_last)).float()
+        if not torch.isfinite(logits).all():
+            raise _Diverged("non-finite logits at evaluation")
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == labels[:, None]
+        correct1 += int(hits[:, 0].sum())
+        correct5 += int(hits.any(dim=1).sum())
+    return correct1 / len(split), correct5 / len(split)
+
+
+def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | Path | None = None, seed: int = 0,
+             progress: bool = True, *, classes: str | Path | None = None, device: str | torch.device | None = None,
+             on_epoch: Callable[[EpochStats], None] | None = None, **overrides: Any) -> EvalRecord:
+    """Train ``config`` from scratch with ``profile`` (fields replaced by ``overrides``) and score it.
+
+    ``data``/``classes`` go to ``load_dataset``; the config's ``num_classes`` is set to the dataset's.
+    ``on_epoch`` is called after every epoch; an exception it raises (e.g. ``optuna.TrialPruned``) ends
+    the run and propagates. Divergence (NaN/inf loss) and CUDA out-of-memory give a "failed" record.
+    """
+    start = time.perf_counter()
+    prof = get_profile(profile, **overrides)
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cpu":
+        tune_cpu_allocator()
+    resolution = train_resolution(config, prof.resolution_scale)
+    ds = load_dataset(data, resolution, classes=classes, train_per_class=prof.train_per_class,
+                      val_per_class=prof.val_per_class, progress=progress)
+    config = config.replace(num_classes=ds.num_classes)
+    outcome: dict[str, Any] = {"status": "ok", "reason": None, "top1": None, "top5": None, "train_loss": None,
+                               "epochs": 0, "images_seen": 0, "train_s": 0.0}
+    rng_devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):  # seeds init and dropout without touching the caller's RNG
+        torch.manual_seed(seed)
+        try:
+            _train(config, prof, ds, dev, seed, progress, on_epoch, outcome)
+        except _Diverged as err:
+            outcome.update(status="failed", reason=f"diverged: {err}", top1=None, top5=None, train_loss=None)
+        except torch.cuda.OutOfMemoryError:
+            outcome.update(status="failed", reason=f"out of memory at batch {prof.batch_size}", top1=None, top5=None,
+                           train_loss=None)
+    return EvalRecord(
+        config_id=config.id, config=config.to_dict(), status=outcome["status"], reason=outcome["reason"],
+        top1=outcome["top1"], top5=outcome["top5"], train_loss=outcome["train_loss"], epochs=outcome["epochs"],
+        images_seen=outcome["images_seen"], wall_s=round(time.perf_counter() - start, 3),
+        train_images_per_s=round(outcome["images_seen"] / max(outcome["train_s"], 1e-9), 2), device=str(dev),
+        fidelity=prof.to_dict(), seed=seed, resolution=resolution, dataset=str(ds.root),
+        train_images=len(ds.train), val_images=len(ds.val), skipped_images=len(ds.train.skipped) + len(ds.val.skipped),
+    )
+
+
+def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, seed: int, progress: bool,
+           on_epoch: Callable[[EpochStats], None] | None, outcome: dict[str, Any]) -> None:
+    """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done."""
+    model = build_model(config).to(dev, memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(_param_groups(model, prof.weight_decay), lr=prof.lr)
+    steps_per_epoch = max(1, len(ds.train) // prof.batch_size)
+    total = steps_per_epoch * prof.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, total, round(prof.warmup_fraction * total), prof.min_lr_ratio)
+    )
+    runner = torch.compile(model) if prof.compile and dev.type == "cuda" else model
+    autocast = torch.autocast("cuda", torch.bfloat16) if dev.type == "cuda" else nullcontext()
+    generator = torch.Generator().manual_seed(seed)
+    bar = tqdm(total=total, disable=not progress, unit="step", leave=False)
+    train_start = time.perf_counter()
+    try:
+        for epoch in range(1, prof.epochs + 1):
+            bar.set_description(f"epoch {epoch}/{prof.epochs}")
+            runner.train()
+            loss_sum, batches = torch.zeros((), device=dev), 0
+            for images, labels in iterate_batches(ds.train, prof.batch_size, shuffle=True, generator=generator,
+                                                  drop_last=True):
+                images, labels = _to_device(images, labels, dev)
+                with autocast:
+                    logits = runner(random_resized_crop(images, generator, prof.crop_scale))
+                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=prof.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), prof.grad_clip)
+                optimizer.step()
+                schedule.step()
+                loss_sum += loss.detach()
+                batches += 1
+                outcome["images_seen"] += len(labels)
+                if batches % 10 == 0 or batches == steps_per_epoch:  # a host sync: not every step on a GPU
+                    mean_loss = loss_sum.item() / batches
+                    if not math.isfinite(mean_loss):
+                        raise _Diverged(f"train loss {mean_loss} at epoch {epoch}, step {batches}")
+                    outcome["train_s"] = time.perf_counter() - train_start
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", img_s=f"{outcome['images_seen'] / outcome['train_s']:.0f}")
+                bar.update(1)
+            outcome.update(epochs=epoch, train_loss=mean_loss, train_s=time.perf_counter() - train_start)
+            if on_epoch is not None:
+                on_epoch(EpochStats(epoch, prof.epochs, mean_loss, outcome["images_seen"], outcome["train_s"],
+                                    outcome["images_seen"] / outcome["train_s"]))
+    finally:
+        bar.close()
+    outcome["top1"], outcome["top5"] = accuracy(runner, ds.val, 2 * prof.batch_size, dev)

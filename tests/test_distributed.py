@@ -1,0 +1,144 @@
+"""Many workers on one study in a real PostgreSQL server: exact trial counts, dead workers, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from archsearch.data import resolve_data_root
+from archsearch.space import DEFAULT_SPACES
+from archsearch.study import StudySettings, exclusive_run, make_storage, networks_done, open_study
+
+from postgres import PostgresServer, find_bin
+
+pytestmark = pytest.mark.slow
+RUN = ["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    if not (find_bin("initdb") and find_bin("pg_ctl")):
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) found: apt-get install postgresql")
+    server = PostgresServer()
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def imagenette():
+    try:
+        return resolve_data_root(None)
+    except ValueError as err:
+        pytest.skip(f"no default dataset: {err}")
+
+
+def spawn(tmp_path, *args, heartbeat="30"):
+    env = {**os.environ, "ARCHSEARCH_STUDIES": str(tmp_path), "ARCHSEARCH_HEARTBEAT_S": heartbeat}
+    return subprocess.Popen([sys.executable, "-m", "archsearch", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def load(url, name):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def wait_for(predicate, timeout=240, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if predicate():
+                return
+        except KeyError:  # the study does not exist yet
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def finish(proc, timeout=600):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+def test_three_workers_finish_exactly_the_requested_trials(tmp_path, postgres_url, imagenette):
+    name = "three"
+    first = spawn(tmp_path, *RUN, "--trials", "4", "--study", name, "--storage", postgres_url)
+    wait_for(lambda: load(postgres_url, name), what="the study")
+    others = [spawn(tmp_path, "worker", "--study", name, "--storage", postgres_url, "--quiet") for _ in range(2)]
+    for proc in (first, *others):
+        finish(proc)
+    study = load(postgres_url, name)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    ids = [t.user_attrs["config_id"] for t in complete]
+    assert len(ids) == len(set(ids)) == 5  # 4 searched networks + the baseline, none trained twice
+    assert networks_done(study) == 4
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert len({t.user_attrs["worker"] for t in complete}) >= 2
+
+    status = subprocess.run([sys.executable, "-m", "archsearch", "status", "--study", name, "--storage",
+                             postgres_url, "--json"], capture_output=True, text=True)
+    report = json.loads(status.stdout)
+    assert sum(w["done"] for w in report["workers"].values()) == 5
+    assert report["networks_done"] == report["networks_target"] == 4
+
+
+def test_dead_worker_trial_is_failed_and_redone(tmp_path, postgres_url, imagenette):
+    name = "dead"
+    keeper = spawn(tmp_path, *RUN, "--trials", "3", "--study", name, "--storage", postgres_url, heartbeat="1")
+    wait_for(lambda: load(postgres_url, name), what="the study")
+    victim = spawn(tmp_path, "worker", "--study", name, "--storage", postgres_url, "--quiet", heartbeat="1")
+    mine = lambda t: t.user_attrs.get("worker", "").endswith(f":{victim.pid}")  # noqa: E731
+    wait_for(lambda: any(mine(t) for t in load(postgres_url, name).get_trials(states=(TrialState.RUNNING,))),
+             what="a trial of the second worker")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    finish(keeper)
+    study = load(postgres_url, name)
+    dead = [t for t in study.trials if mine(t) and t.state == TrialState.FAIL]
+    assert len(dead) == 1
+    redone = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead[0].number]
+    assert len(redone) == 1 and redone[0].state == TrialState.COMPLETE and redone[0].params == dead[0].params
+    assert networks_done(study) == 3
+    ids = [t.user_attrs["config_id"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("foo://nowhere/db", "--storage: cannot open foo://nowhere/db"),
+    ("postgresql://archsearch:hunter2@127.0.0.1:1/archsearch", "--storage: cannot open postgresql://archsearch:***@"),
+])
+def test_bad_storage_is_one_line(tmp_path, url, needle):
+    proc = spawn(tmp_path, "worker", "--study", "x", "--storage", url)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "hunter2" not in err
+
+
+def test_unknown_study_is_one_line(tmp_path, postgres_url):
+    proc = spawn(tmp_path, "status", "--study", "missing", "--storage", postgres_url)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "no study named 'missing'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_second_local_process_on_sqlite_is_refused(tmp_path, isolated_studies):
+    url = f"sqlite:///{tmp_path}/archsearch.db"
+    settings = StudySettings(space=tomllib.loads(DEFAULT_SPACES["v2"].read_text()), mac_budget=300_000_000,
+                             profile="tiny", data=str(tmp_path), strategy="gp", seed=0, trials=2)
+    open_study("busy", make_storage(url), settings)
+    with exclusive_run("busy", url):
+        proc = spawn(isolated_studies, "worker", "--study", "busy", "--storage", url)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "already being run by another process" in err and "postgresql" in err
