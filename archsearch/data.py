@@ -356,15 +356,3 @@ def random_resized_crop(images: torch.Tensor, generator: torch.Generator, scale:
     crops = F.grid_sample(normalize(images), grid, mode="bilinear", padding_mode="border", align_corners=False)
     return crops.contiguous(memory_format=torch.channels_last)
 
-
-def fingerprint(data: str | Path | None = None, classes: str | Path | Sequence[str] | None = None) -> str:
-    """A digest of every image file (path, size, mtime) of both splits: results measured on this data
-    are keyed by it, so editing the dataset invalidates them."""
-    root = resolve_data_root(data)
-    if classes is None:
-        names = _discover_classes(root)
-    elif isinstance(classes, (str, Path)):
-        names = read_class_list(classes)
-    else:
-        names = tuple(classes)
-    return _digest([str(root), list(names), _scan(root, "train", names, None), _scan(root, "val", names, None)])[:32]

@@ -78,12 +78,14 @@ class GPProposer:
         return pool
 
     def ask(
-        self, observed: Sequence[tuple[ArchConfig, float]], pending: Sequence[ArchConfig] = ()
+        self, observed: Sequence[tuple[ArchConfig, float]], pending: Sequence[ArchConfig] = (),
+        failed: Sequence[ArchConfig] = (),
     ) -> ArchConfig:
-        """The next config to train, given all finished ``(config, accuracy)`` pairs and the pending
-        configs (being trained elsewhere). Never one of either; raises ``CandidatesExhausted``."""
+        """The next config to train, given all finished ``(config, accuracy)`` pairs, the pending configs
+        (being trained elsewhere) and the failed ones (diverged: never proposed again, not modelled).
+        Never one of these; raises ``CandidatesExhausted``."""
         observed, pending = list(observed), list(pending)
-        taken = {c for c, _ in observed} | set(pending)
+        taken = {c for c, _ in observed} | set(pending) | set(failed)
         free = np.array([c not in taken for c in self.candidates])
         if not free.any():
             raise CandidatesExhausted(

@@ -37,17 +37,19 @@ class GPSampler(optuna.samplers.BaseSampler):
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if trial.system_attrs.get("fixed_params") or trial.params:  # enqueued or retried: brings its own
             return {}
-        observed, pending = [], []
+        observed, pending, failed = [], [], []
         for t in study.get_trials(deepcopy=False):
             if t.number == trial.number:
                 continue
             if t.state == TrialState.COMPLETE and "accuracy" in t.user_attrs:
                 observed.append((self._config(t.params), t.user_attrs["accuracy"]))
+            elif t.state == TrialState.FAIL and t.user_attrs.get("failure"):
+                failed.append(self._config(t.params))
             elif t.state == TrialState.RUNNING and set(t.params) >= set(search_space):
                 pending.append(self._config(t.params))
             elif t.state == TrialState.WAITING and (queued := t.system_attrs.get("fixed_params") or t.params):
                 pending.append(self._config(queued))
-        return config_params(self.proposer.ask(observed, pending), self.space)
+        return config_params(self.proposer.ask(observed, pending, failed), self.space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

@@ -135,7 +135,8 @@ class SearchProgress:
 def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[Callable[[], None]]:
     """Beat for the trial while it trains, so that a dead worker's trial is failed and re-queued."""
     storage = study._storage
-    interval = getattr(storage, "heartbeat_interval", None) if hasattr(storage, "record_heartbeat") else None
+    # Optuna wraps RDB storages in a cache that exposes only get_heartbeat_interval(); in-memory ones have none.
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
     if not interval:
         yield lambda: None
         return

@@ -1,6 +1,6 @@
 """Training throughput of the generated MobileViTs against a straightforward reference, and data-load times.
 
-    python benchmarks/bench_train.py [--steps 8] [--batch 64] [--resolution 160] [--skip-data] [--profile]
+    python benchmarks/bench_train.py [--steps 6] [--rounds 3] [--batch 64] [--resolution 160] [--skip-data] [--profile]
 
 One training step is forward + backward + gradient clipping + AdamW step, on random input, at batch 64 and
 160 px, for ``preset('mobilevitv2_050')`` and ``preset('mobilevit_xxs')`` (10 classes). Variants, each in a
@@ -8,13 +8,14 @@ fresh subprocess because the allocator setting is process-wide and cannot be und
 
 * ``reference``: the same modules and weights, but the MobileViT blocks patch with ``F.unfold``/``F.fold``
   and attend without fusion (v1: explicit ``softmax(QK^T/sqrt(d))V``; v2: ml-cvnets' ``sum(k * softmax(q))``),
-  NCHW, default allocator -- a straightforward implementation. Its outputs are checked equal to ours.
+  NCHW, default allocator -- a straightforward implementation. Its outputs are checked equal to ours, so a
+  change of ``archsearch.model`` that the reference does not mirror stops the benchmark.
 * ``generated``: ``archsearch.model`` as it is (reshape/permute patches, fused SDPA), NCHW.
 * ``+channels_last``: and channels_last weights and input.
 * ``+allocator``: and ``training.tune_cpu_allocator()`` -- exactly what ``training.evaluate`` runs on a CPU.
 
-Throughput is the median over ``--steps`` timed steps after two warm-up steps (the best step is shown too:
-on a shared machine the median moves with other load). Data: the first load of Imagenette at the same
+Throughput is the median over ``--rounds`` x ``--steps`` timed steps, each run after two warm-up steps; the
+best step is shown too, since on a shared machine the median moves with other load. Data: the first load of Imagenette at the same
 resolution into an empty cache (decode + store) and a second, cached load.
 """
 
@@ -79,13 +80,10 @@ def _ref_v1_block(self: M.MobileViTBlock, x: torch.Tensor) -> torch.Tensor:
 
 
 def _ref_v2_block(self: M.MobileViTV2Block, x: torch.Tensor) -> torch.Tensor:
+    x = M._to_even(x, align_corners=True)
     h, w = x.shape[-2:]
-    fm = M._to_even(self.conv_1x1(self.conv_kxk(x)))
-    he, we = fm.shape[-2:]
-    fm = _fold(self.norm(self.transformer(_unfold(fm))), he, we)
-    if (he, we) != (h, w):
-        fm = F.interpolate(fm, size=(h, w), mode="bilinear", align_corners=False)
-    return self.conv_proj(fm)
+    fm = self.conv_1x1(self.conv_kxk(x))
+    return self.conv_proj(_fold(self.norm(self.transformer(_unfold(fm))), h, w))
 
 
 REFERENCE_FORWARDS = {M.MultiHeadAttention: _ref_mha, M.SeparableAttention: _ref_separable,
@@ -139,8 +137,7 @@ def measure(name: str, variant: str, batch: int, resolution: int, steps: int, pr
             step()
         print(f"--- {name} {variant}", file=sys.stderr)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), file=sys.stderr)
-    return {"model": name, "variant": variant, "median_img_s": batch / statistics.median(times),
-            "best_img_s": batch / min(times), "threads": torch.get_num_threads()}
+    return {"model": name, "variant": variant, "step_s": times, "threads": torch.get_num_threads()}
 
 
 def data_load_times(resolution: int) -> dict:
@@ -158,7 +155,8 @@ def data_load_times(resolution: int) -> dict:
 # ---- driver ----------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per run (after 2 warm-up steps)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every variant, interleaved")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=160)
     parser.add_argument("--skip-data", action="store_true", help="no data-load timing")
@@ -171,20 +169,22 @@ def main() -> None:
 
     print(f"# {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"batch {args.batch}, {args.resolution} px, load average {os.getloadavg()[0]:.2f}")
-    results: dict[tuple[str, str], dict] = {}
-    for name in MODELS:
-        for variant in VARIANTS:
+    times: dict[tuple[str, str], list[float]] = {(name, variant): [] for name in MODELS for variant in VARIANTS}
+    for _ in range(args.rounds):  # rounds interleave the variants, so that other load hits them alike
+        for name, variant in times:
             cmd = [sys.executable, __file__, "--one", name, variant, "--steps", str(args.steps),
                    "--batch", str(args.batch), "--resolution", str(args.resolution)]
             out = subprocess.run(cmd + (["--profile"] if args.profile else []), check=True, capture_output=True,
                                  text=True)
             sys.stderr.write(out.stderr)
-            results[name, variant] = json.loads(out.stdout)
-    print("\n| model | variant | img/s (median) | img/s (best) | vs reference (median) |")
-    print("|---|---|---:|---:|---:|")
-    for (name, variant), r in results.items():
-        ratio = r["median_img_s"] / results[name, "reference"]["median_img_s"]
-        print(f"| {name} | {variant} | {r['median_img_s']:.1f} | {r['best_img_s']:.1f} | {ratio:.2f}x |")
+            times[name, variant] += json.loads(out.stdout)["step_s"]
+    print("\n| model | variant | img/s (median) | img/s (best) | vs reference (median) | vs reference (best) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (name, variant), steps in times.items():
+        ref = times[name, "reference"]
+        median, best = args.batch / statistics.median(steps), args.batch / min(steps)
+        print(f"| {name} | {variant} | {median:.1f} | {best:.1f} | {statistics.median(ref) / statistics.median(steps):.2f}x "
+              f"| {min(ref) / min(steps):.2f}x |")
     if not args.skip_data:
         d = data_load_times(args.resolution)
         print(f"\ndata: {d['root']} at {args.resolution} px, {d['images']:,} images ({d['skipped']} skipped): "

@@ -190,8 +190,10 @@ def test_stale_running_trial_is_recovered(tmp_path, synthetic_evaluator):
     assert any(t.user_attrs.get("retry_of") == orphan.number for t in waiting)
 
 
-def test_failed_training_is_recorded_not_fatal(tmp_path, synthetic_evaluator):
-    settings = settings_for("random", trials=3)
+@pytest.mark.parametrize("strategy", ["random", "gp"])
+def test_failed_training_is_recorded_not_fatal(tmp_path, synthetic_evaluator, strategy):
+    """Diverged trials count towards --trials and are never proposed again (the GP excludes them)."""
+    settings = settings_for(strategy, trials=3)
     study, _ = start(tmp_path, settings)
 
     class Diverging:
@@ -203,6 +205,7 @@ def test_failed_training_is_recorded_not_fatal(tmp_path, synthetic_evaluator):
     run_trials(study, settings, Diverging(), progress=False)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 4 and all(t.user_attrs["failure"].startswith("diverged") for t in failed)
+    assert len({t.user_attrs["config_id"] for t in failed}) == 4
     assert summarize(study, "sqlite://")["winner"] is None
 
 

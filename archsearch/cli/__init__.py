@@ -14,7 +14,8 @@ from ..config import ConfigError
 from .common import CLIError, OneLineErrorParser
 
 # Subcommand modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("count", "presets", "train", "run", "formula", "dashboard", "export", "worker", "status")
+COMMANDS = ("count", "presets", "train", "run", "formula", "dashboard", "export", "worker", "status", "bench_table",
+            "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,7 +57,7 @@ def render(traced: Cost, closed: Cost, name: str | None = None) -> str:
         f"params               {format_count(traced.params)}  ({traced.params:,})",
         f"MACs (fvcore)        {format_count(traced.macs)}  ({traced.macs:,})",
         f"MACs (closed form)   {format_count(closed.macs)}  ({closed.macs:,})  {agree}",
-        f"uncounted ops (no multiply-adds): "
+        "uncounted ops (no multiply-adds): "
         + (", ".join(f"{op} x{n}" for op, n in sorted(traced.uncounted_ops.items())) or "none"),
         "",
         f"{'stage':<7} {'channels':>8} {'blocks':>6} {'attn dim':>8} {'layers':>6} {'MACs':>10} {'params':>10}",

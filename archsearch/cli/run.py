@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tomllib
 from pathlib import Path
@@ -31,7 +30,7 @@ from ..study import (
 )
 from ..dashboard import write_dashboard
 from ..summary import render, summarize, write_summary
-from .common import CLIError, quiet_optuna
+from .common import CLIError, quiet_optuna, sigterm_as_interrupt
 
 PROFILES = ("tiny", "smoke", "proxy", "full")
 # Trials that fit the default profile on the machine at hand: ~1 minute each for smoke on a 2-core CPU.
@@ -101,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {name} in {redact(storage_url)}")
     print(f"profile {profile} ({why}), {trials} trials + the baseline, strategy {args.strategy}, "
           f"{len(feasible.configs)} distinct feasible networks of {len(space)} grid points")
-    signal.signal(signal.SIGTERM, _interrupt)
-    with exclusive_run(name, storage_url):
+    with sigterm_as_interrupt(), exclusive_run(name, storage_url):
         from ..samplers import make_sampler
 
         storage = make_storage(storage_url)
@@ -129,7 +127,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nsummary:   {summary_path}" + (f"\nwinner:    {winner_path}" if winner_path else "")
           + (f"\ndashboard: {dashboard_path}" if dashboard_path else ""))
     return 130 if interrupted else 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from ..samplers import make_sampler
@@ -18,7 +17,7 @@ from ..study import (
     open_study,
     redact,
 )
-from .common import CLIError, quiet_optuna
+from .common import CLIError, quiet_optuna, sigterm_as_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     data = str(resolve_data_root(args.data or settings.data))
     print(f"worker on study {args.study} in {redact(storage_url)}: {settings.strategy}, budget "
           f"{settings.mac_budget / 1e6:g}M, profile {settings.profile}, {settings.trials} trials in all")
-    signal.signal(signal.SIGTERM, _interrupt)
-    with exclusive_run(args.study, storage_url):
+    with sigterm_as_interrupt(), exclusive_run(args.study, storage_url):
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
             print(f"{recovered} trial(s) interrupted by an earlier run: queued again")
         evaluator = TrainingEvaluator(settings.profile, data, settings.seed, progress=not args.quiet)
@@ -70,7 +68,3 @@ def run(args: argparse.Namespace) -> int:
     best = f"{100 * progress.best:.2f}%" if progress.best is not None else "-"
     print(f"study {args.study}: {progress.trained}/{progress.target} networks trained, best feasible {best}")
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

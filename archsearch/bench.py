@@ -1,0 +1,432 @@
+"""A tabular benchmark of the factor space (issue 8): a space-filling sample of configs, each scored once.
+
+``archsearch bench-table`` writes the table; ``archsearch replay`` (``replay.py``) runs the search strategies
+against it instead of training.
+
+* Sample (``select_configs``): the distinct networks of the space (``ArchConfig.network_key``, the first grid
+  point of each, as ``feasible_grid`` does) whose closed-form MACs lie in ``[min_macs, max_macs]``. The
+  uniform width-multiplier baselines of ``BASELINE_BUDGETS`` come first, so that a replay's "winner vs
+  baseline" is exact. Then greedy maximin in the encoded unit cube, round-robin over ``STRATA`` equal bands of
+  log-MACs: each pick is the free candidate of the next band farthest from everything picked (ties: a seeded
+  order). The bands give every replay budget its share of the points (the grid's distinct networks crowd
+  at the top of the MAC range). The sequence does not depend on ``n``: a larger ``--configs`` extends it.
+* Table: a CSV with one row per config (``COLUMNS``), appended and flushed as soon as the config is scored, so
+  an interrupted run loses at most the config in progress and re-running the command skips the rows already
+  there. Beside it, ``<table>.json`` records how it was made: space, sample settings, the fidelity profile with
+  every field, training seed, data path and fingerprint, device, version. Resuming with other settings, or
+  on another kind of device, is an error.
+* Profiles: a name of ``training.PROFILES``, one of ``BENCH_PROFILES`` (``micro``: a reduced CPU profile), or
+  JSON overrides on a named profile, inline or in a ``.json`` file: ``{"base": "smoke", "name": "micro2",
+  "epochs": 2}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import ArchConfig, ConfigError
+from .cost import closed_form_cost
+from .space import DEFAULT_SPACES, FACTORS, FactorSpace
+
+BASELINE_BUDGETS = (150_000_000, 300_000_000, 600_000_000)  # the budgets RESULTS.md replays
+STRATA = 10
+COLUMNS = ("config_id", "family", "resolution", "width", "mv2_depth", "vit_depth", "macs", "params", "top1",
+           "top5", "train_loss", "wall_s", "status", "profile", "seed", "data", "device", "archsearch_version",
+           "reason", "trained_resolution")
+# Reduced profiles for tables scored on a CPU: overrides on a training profile.
+BENCH_PROFILES: dict[str, dict[str, Any]] = {
+    # smoke with half the epochs and about half the images: ~4x cheaper, for a 2-core CPU.
+    "micro": {"base": "smoke", "name": "micro", "epochs": 2, "train_per_class": 80, "val_per_class": 50},
+}
+# Settings a table's rows must share: resuming with any other value is an error.
+CHECKED = ("family", "space", "min_macs", "max_macs", "sample_seed", "baseline_budgets", "profile", "seed",
+           "data_name", "device_type")
+
+
+# ---- the sample ------------------------------------------------------------------------------------------
+def distinct_in_range(space: FactorSpace, min_macs: int, max_macs: int) -> tuple[list[ArchConfig], list[int]]:
+    """One config per distinct network (the first in grid order) with closed-form MACs in the range."""
+    configs, macs, seen = [], [], set()
+    for config in space.grid():
+        key = config.network_key()
+        if key in seen:
+            continue
+        seen.add(key)
+        cost = closed_form_cost(config).macs
+        if min_macs <= cost <= max_macs:
+            configs.append(config)
+            macs.append(cost)
+    return configs, macs
+
+
+def baseline_configs(space: FactorSpace, budgets: Iterable[int] = BASELINE_BUDGETS) -> list[ArchConfig]:
+    """The uniform width-multiplier baseline of each budget (``search.uniform_baseline``), distinct."""
+    from .search import uniform_baseline
+
+    out: list[ArchConfig] = []
+    for budget in budgets:
+        config = uniform_baseline(space, budget)
+        if config is not None and config.network_key() not in {c.network_key() for c in out}:
+            out.append(config)
+    return out
+
+
+def select_configs(space: FactorSpace, n: int, min_macs: int, max_macs: int, seed: int = 0,
+                   include: Iterable[ArchConfig] = (), strata: int = STRATA) -> list[tuple[ArchConfig, int]]:
+    """``n`` configs with their MACs: ``include`` first, then stratified greedy maximin (module docstring)."""
+    if not 0 < min_macs <= max_macs:
+        raise ConfigError(f"--min-macs/--max-macs: need 0 < min <= max, got {min_macs} and {max_macs}")
+    configs, macs = distinct_in_range(space, min_macs, max_macs)
+    chosen: list[tuple[ArchConfig, int]] = []
+    taken_keys: set = set()
+    for config in include:
+        key = config.network_key()
+        if key not in taken_keys and len(chosen) < n:
+            chosen.append((config, closed_form_cost(config).macs))
+            taken_keys.add(key)
+    if not configs:
+        return chosen
+    x = space.encode(configs)
+    free = np.array([c.network_key() not in taken_keys for c in configs])
+    nearest = np.full(len(configs), np.inf)
+    for config, _ in chosen:
+        nearest = np.minimum(nearest, np.sqrt(((x - space.encode([config])) ** 2).sum(1)))
+    span = math.log(max_macs) - math.log(min_macs)
+    band = np.array([min(strata - 1, int(strata * (math.log(m) - math.log(min_macs)) / span)) if span > 0 else 0
+                     for m in macs])
+    order = np.random.default_rng(seed).permutation(len(configs))
+    rank = np.empty(len(configs), dtype=np.int64)
+    rank[order] = np.arange(len(configs))
+    stratum = 0
+    while len(chosen) < n and free.any():
+        for _ in range(strata):  # the next band that still has a free candidate
+            if (free & (band == stratum)).any():
+                break
+            stratum = (stratum + 1) % strata
+        pool = np.flatnonzero(free & (band == stratum))
+        # farthest from everything chosen; ties (and the very first pick): the seeded order
+        pick = int(pool[np.lexsort((rank[pool], -nearest[pool]))[0]])
+        chosen.append((configs[pick], macs[pick]))
+        free[pick] = False
+        nearest = np.minimum(nearest, np.sqrt(((x - x[pick]) ** 2).sum(1)))
+        stratum = (stratum + 1) % strata
+    return chosen
+
+
+# ---- profiles ---------------------------------------------------------------------------------------------
+def resolve_profile(spec: str):
+    """A ``training.Profile`` from a name, a ``BENCH_PROFILES`` name, or JSON overrides (inline or a file)."""
+    from .training import PROFILES, get_profile
+
+    if spec in PROFILES:
+        return get_profile(spec)
+    if spec in BENCH_PROFILES:
+        overrides = dict(BENCH_PROFILES[spec])
+    else:
+        text = spec
+        if not spec.lstrip().startswith("{"):
+            path = Path(spec)
+            if path.suffix != ".json":
+                raise ConfigError(f"--profile: unknown {spec!r}; choose from "
+                                  f"{', '.join([*PROFILES, *BENCH_PROFILES])}, or give JSON overrides")
+            try:
+                text = path.read_text()
+            except OSError:
+                raise ConfigError(f"--profile: cannot read {path}") from None
+        try:
+            overrides = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--profile: not valid JSON ({err})") from None
+        if not isinstance(overrides, dict):
+            raise ConfigError("--profile: JSON overrides must be an object, e.g. {\"base\": \"smoke\", \"epochs\": 2}")
+    base = overrides.pop("base", "smoke")
+    overrides.setdefault("name", f"{base}-custom")
+    for key in ("train_per_class", "val_per_class"):  # JSON lists would break the frozen profile's hash
+        if isinstance(overrides.get(key), list):
+            raise ConfigError(f"--profile: {key} must be a number or null")
+    if isinstance(overrides.get("crop_scale"), list):
+        overrides["crop_scale"] = tuple(overrides["crop_scale"])
+    try:
+        return get_profile(base, **overrides)
+    except ConfigError as err:
+        raise ConfigError(f"--profile: {err}") from None
+    except TypeError as err:
+        raise ConfigError(f"--profile: {err}") from None
+
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def default_table_path(profile_name: str, family: str = "v2") -> Path:
+    return BENCHMARKS_DIR / f"table_{family}_{profile_name}.csv"
+
+
+def meta_path(table: str | Path) -> Path:
+    return Path(table).with_suffix(".json")
+
+
+# ---- reading and appending rows ---------------------------------------------------------------------------
+def _repair_tail(path: Path) -> None:
+    """Drop a last line cut short by a kill mid-write (the file must end with a newline)."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def append_row(path: str | Path, row: dict[str, Any]) -> None:
+    """One row, written with one ``write`` and flushed to disk (the header first if the file is new)."""
+    path = Path(path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    if not path.exists() or path.stat().st_size == 0:
+        writer.writeheader()
+    writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in COLUMNS})
+    with open(path, "a", newline="") as handle:
+        handle.write(buffer.getvalue())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def make_row(config: ArchConfig, record: Any, profile_name: str, seed: int, data_name: str) -> dict[str, Any]:
+    """A table row from the space's config (id, factors, MACs at the space's class count) and a record."""
+    cost = closed_form_cost(config)
+    get = record.get if isinstance(record, dict) else lambda k, d=None: getattr(record, k, d)
+    return {
+        "config_id": config.id, "family": config.family, "resolution": config.resolution, "width": config.width,
+        "mv2_depth": config.mv2_depth, "vit_depth": config.vit_depth, "macs": cost.macs, "params": cost.params,
+        "top1": get("top1"), "top5": get("top5"), "train_loss": get("train_loss"), "wall_s": get("wall_s"),
+        "status": get("status"), "profile": profile_name, "seed": seed, "data": data_name,
+        "device": get("device"), "archsearch_version": __version__, "reason": get("reason"),
+        "trained_resolution": get("resolution"),
+    }
+
+
+def row_config(row: dict[str, Any], space: FactorSpace) -> ArchConfig:
+    try:
+        return ArchConfig(row["family"], resolution=int(row["resolution"]), width=float(row["width"]),
+                          mv2_depth=float(row["mv2_depth"]), vit_depth=float(row["vit_depth"]),
+                          num_classes=space.num_classes)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"table row {row.get('config_id', '?')!r}: {err}") from None
+
+
+# ---- generation -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TableRun:
+    path: Path
+    selected: int  # configs in the sample
+    skipped: int  # already in the table
+    added: int  # scored by this run
+
+
+def load_space(space_file: str | Path | None) -> tuple[FactorSpace, dict]:
+    """The space and its parsed TOML (stored in the sidecar, so a replay needs no file)."""
+    path = Path(space_file) if space_file else DEFAULT_SPACES["v2"]
+    space = FactorSpace.load(path)
+    return space, tomllib.loads(path.read_text())
+
+
+def table_meta(space_dict: dict, min_macs: int, max_macs: int, sample_seed: int, profile, seed: int,
+               data_root: Path, device) -> dict[str, Any]:
+    import torch
+
+    from .data import fingerprint
+
+    return {
+        "format": 1, "family": space_dict.get("family"), "space": space_dict, "min_macs": min_macs,
+        "max_macs": max_macs, "sample_seed": sample_seed, "baseline_budgets": list(BASELINE_BUDGETS),
+        "profile": profile.to_dict(), "seed": seed, "data_name": data_root.name, "data_path": str(data_root),
+        "data_fingerprint": fingerprint(data_root), "device_type": device.type,
+        "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "note": ("scored on a GPU" if device.type == "cuda" else "scored on a CPU" + (
+            "" if profile.name in ("proxy", "full") else f", with {profile.name}: a profile reduced from the GPU's "
+            "proxy profile")),
+        "torch": torch.__version__, "archsearch_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _json_roundtrip(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+def check_meta(stored: dict, current: dict, table: Path) -> None:
+    differing = [k for k in CHECKED if _json_roundtrip(stored.get(k)) != _json_roundtrip(current.get(k))]
+    if differing:
+        details = ", ".join(f"{k}: stored {stored.get(k)!r}" for k in differing if k not in ("space", "profile"))
+        details += "".join(f", {k} differs" for k in ("space", "profile") if k in differing)
+        raise ConfigError(f"--out: {table} was made with other settings ({details.lstrip(', ')}); "
+                          "use the same options, or another --out")
+    if stored.get("data_fingerprint") != current.get("data_fingerprint"):
+        print(f"warning: the data at {current['data_path']} differs from the fingerprint stored in "
+              f"{meta_path(table)} (moved, copied or edited?); new rows are appended to the same table",
+              file=sys.stderr)
+
+
+def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profile: str, seed: int = 0,
+                   data: str | Path | None = None, space_file: str | Path | None = None, sample_seed: int = 0,
+                   progress: bool = True, device: str | None = None) -> TableRun:
+    """Score the first ``n`` configs of the sample not yet in ``out``, appending a row as each finishes."""
+    import torch
+    from tqdm import tqdm
+
+    from . import training
+    from .data import resolve_data_root
+
+    if n < 1:
+        raise ConfigError(f"--configs: {n} is not a positive number")
+    out = Path(out)
+    prof = resolve_profile(profile)
+    space, space_dict = load_space(space_file)
+    root = resolve_data_root(data)
+    dev = torch.device(device) if device else training.default_device()
+    meta = table_meta(space_dict, min_macs, max_macs, sample_seed, prof, seed, root, dev)
+    side = meta_path(out)
+    if side.exists():
+        check_meta(json.loads(side.read_text()), meta, out)
+    elif out.exists() and out.stat().st_size:
+        raise ConfigError(f"--out: {out} exists without its settings file {side}; use another --out")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        side.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if out.exists():
+        _repair_tail(out)
+    done = set()
+    for row in read_rows(out):
+        if row.get("profile") != prof.name or str(row.get("seed")) != str(seed):
+            raise ConfigError(f"--out: {out} holds rows of profile {row.get('profile')!r}, seed {row.get('seed')}; "
+                              f"this run is profile {prof.name!r}, seed {seed}: use another --out")
+        done.add(row_config(row, space).network_key())
+    sample = select_configs(space, n, min_macs, max_macs, sample_seed, baseline_configs(space))
+    todo = [(c, m) for c, m in sample if c.network_key() not in done]
+    bar = tqdm(total=len(sample), initial=len(sample) - len(todo), desc="configs", unit="config",
+               disable=not progress, dynamic_ncols=True)
+    added = 0
+    try:
+        for config, macs in todo:
+            bar.set_postfix_str(f"{config.id} {macs / 1e6:.0f}M")
+            record = training.evaluate(config, prof, root, seed, progress=False, device=dev)
+            append_row(out, make_row(config, record, prof.name, seed, root.name))
+            added += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    return TableRun(out, len(sample), len(sample) - len(todo), added)
+
+
+# ---- loading a table for replays --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BenchTable:
+    """A scored table: configs (the space's, MACs by the closed-form model) and their top-1 (None: failed)."""
+
+    path: Path
+    space: FactorSpace
+    space_dict: dict
+    configs: list[ArchConfig]
+    macs: list[int]
+    top1: list[float | None]
+    fidelity: dict
+    seed: int
+    data: str
+    meta: dict
+
+    def index(self) -> dict[tuple, int]:
+        return {c.network_key(): i for i, c in enumerate(self.configs)}
+
+
+def load_table(path: str | Path, space_file: str | Path | None = None) -> BenchTable:
+    """Read a table (and its sidecar, if any: else ``space_file`` or the default v2 space)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--table: no such file {path}")
+    side = meta_path(path)
+    meta = json.loads(side.read_text()) if side.is_file() else {}
+    if meta.get("space") and not space_file:
+        space_dict = meta["space"]
+        space = FactorSpace.from_dict(space_dict)
+    else:
+        space, space_dict = load_space(space_file)
+    try:
+        rows = read_rows(path)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ConfigError(f"--table: {path} is not a readable CSV ({err})") from None
+    if not rows:
+        raise ConfigError(f"--table: {path} has no rows")
+    missing = [c for c in ("family", *FACTORS, "top1", "status") if c not in rows[0]]
+    if missing:
+        raise ConfigError(f"--table: {path} lacks column(s) {', '.join(missing)}")
+    for column in ("profile", "seed", "data"):
+        values = {r.get(column) for r in rows}
+        if len(values) > 1:
+            raise ConfigError(f"--table: {path} mixes {column}s {sorted(map(str, values))}; one table, one {column}")
+    configs, macs, top1, seen = [], [], [], set()
+    for row in rows:
+        config = row_config(row, space)
+        try:
+            space.check(config)
+        except ConfigError as err:
+            raise ConfigError(f"--table: row {config.id} is not a point of the space ({err})") from None
+        if config.network_key() in seen:
+            continue  # the same network twice: the first row counts
+        seen.add(config.network_key())
+        configs.append(config)
+        macs.append(closed_form_cost(config).macs)
+        ok = row["status"] == "ok" and row["top1"] not in ("", None)
+        top1.append(float(row["top1"]) if ok else None)
+    fidelity = meta.get("profile") or {"name": rows[0].get("profile") or "table"}
+    seed = int(meta.get("seed", rows[0].get("seed") or 0))
+    data = meta.get("data_fingerprint") or rows[0].get("data") or "table"
+    return BenchTable(path, space, space_dict, configs, macs, top1, fidelity, seed, str(data), meta)
+
+
+def format_macs(macs: float) -> str:
+    return f"{macs / 1e9:g}G" if macs >= 1e9 and macs % 1e8 == 0 else f"{macs / 1e6:g}M"
+
+
+def sample_lines(sample: list[tuple[ArchConfig, int]], baselines: list[ArchConfig]) -> Iterable[str]:
+    base = {c.network_key() for c in baselines}
+    for i, (config, macs) in enumerate(sample, 1):
+        note = "  (uniform baseline)" if config.network_key() in base else ""
+        yield f"{i:>4} {config.id:<34} {macs / 1e6:>8.1f}M{note}"
+
+
+def rank_agreement(a: BenchTable, b: BenchTable) -> dict[str, Any]:
+    """Kendall's tau (and Spearman's rho) of top-1 between two tables over the networks both scored; None
+    where it is undefined (fewer than two configs, or one table's accuracies all equal)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    other = {c.network_key(): acc for c, acc in zip(b.configs, b.top1)}
+    pairs = [(acc, other[c.network_key()], c.id) for c, acc in zip(a.configs, a.top1)
+             if acc is not None and other.get(c.network_key()) is not None]
+    result: dict[str, Any] = {"a": str(a.path), "b": str(b.path), "a_profile": a.fidelity.get("name"),
+                              "b_profile": b.fidelity.get("name"), "configs": len(pairs),
+                              "kendall_tau": None, "p_value": None, "spearman_rho": None}
+    x, y = [p[0] for p in pairs], [p[1] for p in pairs]
+    if len(pairs) >= 2 and len(set(x)) > 1 and len(set(y)) > 1:  # else undefined: None
+        tau = kendalltau(x, y)
+        result.update(kendall_tau=float(tau.statistic), p_value=float(tau.pvalue),
+                      spearman_rho=float(spearmanr(x, y).statistic))
+    return result
