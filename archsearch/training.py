@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import checkpoint
 from .config import MIN_RESOLUTION, RESOLUTION_MULTIPLE, ArchConfig, ConfigError
 from .data import Dataset, Split, iterate_batches, load_dataset, normalize, random_resized_crop
 from .model import build_model
@@ -141,6 +142,7 @@ class EvalRecord:
     train_images: int
     val_images: int
     skipped_images: int  # unreadable files left out of either split
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # per epoch, when checkpointing
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -213,7 +215,8 @@ def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.devi
 
 def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | Path | None = None, seed: int = 0,
              progress: bool = True, *, classes: str | Path | None = None, device: str | torch.device | None = None,
-             on_epoch: Callable[[EpochStats], None] | None = None, **overrides: Any) -> EvalRecord:
+             on_epoch: Callable[[EpochStats], None] | None = None, checkpoint_dir: str | Path | None = None,
+             **overrides: Any) -> EvalRecord:
     """Train ``config`` from scratch with ``profile`` (fields replaced by ``overrides``) and score it.
 
     ``data``/``classes`` go to ``load_dataset``; the config's ``num_classes`` is set to the dataset's.
@@ -235,7 +238,8 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
     with torch.random.fork_rng(devices=rng_devices):  # seeds init and dropout without touching the caller's RNG
         torch.manual_seed(seed)
         try:
-            _train(config, prof, ds, dev, seed, progress, on_epoch, outcome)
+            _train(config, prof, ds, dev, seed, progress, on_epoch, outcome,
+                       Path(checkpoint_dir) if checkpoint_dir is not None else None)
         except _Diverged as err:
             outcome.update(status="failed", reason=f"diverged: {err}", top1=None, top5=None, train_loss=None)
         except torch.cuda.OutOfMemoryError:
@@ -248,12 +252,16 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
         train_images_per_s=round(outcome["images_seen"] / max(outcome["train_s"], 1e-9), 2), device=str(dev),
         fidelity=prof.to_dict(), seed=seed, resolution=resolution, dataset=str(ds.root),
         train_images=len(ds.train), val_images=len(ds.val), skipped_images=len(ds.train.skipped) + len(ds.val.skipped),
+        history=outcome.get("history", []),
     )
 
 
 def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, seed: int, progress: bool,
-           on_epoch: Callable[[EpochStats], None] | None, outcome: dict[str, Any]) -> None:
-    """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done."""
+           on_epoch: Callable[[EpochStats], None] | None, outcome: dict[str, Any],
+           checkpoint_dir: Path | None = None) -> None:
+    """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done.
+    With ``checkpoint_dir`` it resumes from the last checkpoint there, and after every epoch measures
+    validation accuracy (the training curve) and checkpoints."""
     model = build_model(config).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, prof.weight_decay), lr=prof.lr)
     steps_per_epoch = max(1, len(ds.train) // prof.batch_size)
@@ -264,10 +272,17 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     runner = torch.compile(model) if prof.compile and dev.type == "cuda" else model
     autocast = torch.autocast("cuda", torch.bfloat16) if dev.type == "cuda" else nullcontext()
     generator = torch.Generator().manual_seed(seed)
-    bar = tqdm(total=total, disable=not progress, unit="step", leave=False)
-    train_start = time.perf_counter()
+    identity = {"config": config.to_dict(), "profile": prof.to_dict(), "seed": seed}
+    first_epoch, history = 1, []
+    if checkpoint_dir is not None:
+        first_epoch, history = checkpoint.restore(checkpoint_dir, identity, model, optimizer, schedule, generator,
+                                                  outcome)
+        outcome["history"] = history  # the record's training curve
+    bar = tqdm(total=total, initial=(first_epoch - 1) * steps_per_epoch, disable=not progress, unit="step",
+               leave=False)
+    train_start = time.perf_counter() - outcome["train_s"]  # resumed: wall time keeps counting
     try:
-        for epoch in range(1, prof.epochs + 1):
+        for epoch in range(first_epoch, prof.epochs + 1):
             bar.set_description(f"epoch {epoch}/{prof.epochs}")
             runner.train()
             loss_sum, batches = torch.zeros((), device=dev), 0
@@ -296,6 +311,12 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
             if on_epoch is not None:
                 on_epoch(EpochStats(epoch, prof.epochs, mean_loss, outcome["images_seen"], outcome["train_s"],
                                     outcome["images_seen"] / outcome["train_s"]))
+            if checkpoint_dir is not None:
+                top1, _ = accuracy(runner, ds.val, 2 * prof.batch_size, dev)
+                history.append({"epoch": epoch, "train_loss": mean_loss, "val_top1": top1,
+                                "train_s": round(outcome["train_s"], 3)})
+                checkpoint.save(checkpoint_dir, identity, epoch, model, optimizer, schedule, generator, outcome,
+                                history)
     finally:
         bar.close()
     outcome["top1"], outcome["top5"] = accuracy(runner, ds.val, 2 * prof.batch_size, dev)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
+from .. import checkpoint
 from ..training import PROFILES, EvalRecord, evaluate
-from .common import CLIError, add_config_options, config_from_args, print_json
+from .common import CLIError, add_config_options, config_from_args, print_json, sigterm_as_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Example: archsearch train --preset mobilevitv2_050 --profile smoke",
     )
     add_config_options(parser)
+    parser.add_argument("--config", help="architecture from a JSON file: an 'archsearch export' record, a study's "
+                        "winner.json or a bare config (instead of --preset/--family)")
     parser.add_argument("--profile", choices=PROFILES, default="smoke",
                         help="fidelity: tiny (tests), smoke (about a minute on a CPU, default), "
                         "proxy (all of the data, several epochs; for a GPU), full (long)")
@@ -24,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Imagenette in ../shared/datasets)")
     parser.add_argument("--classes", help="file of class folder names to keep, one a line (e.g. ImageNet-100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
+    parser.add_argument("--epochs", type=int, help="epochs (default: the profile's)")
+    parser.add_argument("--out", help="checkpoint folder: checkpoint every epoch, resume from the last checkpoint "
+                        "there, write result.json and curve.html (default with --config: train-PROFILE-sSEED "
+                        "beside the config file; without --config: no checkpoints)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the record as one JSON object")
     parser.set_defaults(handler=run)
@@ -33,12 +43,44 @@ def run(args: argparse.Namespace) -> int:
     """Exit code 0 for an "ok" record, 1 for a failed (diverged) run; bad input raises and exits 2."""
     if args.num_classes is not None:
         raise CLIError("--num-classes: train sets it to the dataset's class count; leave it out")
-    config = config_from_args(args)
-    record = evaluate(config, args.profile, args.data, args.seed, progress=not args.quiet, classes=args.classes)
+    if args.epochs is not None and args.epochs < 1:
+        raise CLIError(f"--epochs: {args.epochs} is not a positive number")
+    if args.config:
+        if args.preset or args.family:
+            raise CLIError("--config cannot be combined with --preset/--family")
+        from ..export import load_exported_config
+
+        config = load_exported_config(args.config)
+        overrides = {k: getattr(args, k) for k in ("resolution", "width", "mv2_depth", "vit_depth")
+                     if getattr(args, k) is not None}
+        config = config.replace(**overrides)
+    else:
+        config = config_from_args(args)
+    out = Path(args.out) if args.out else None
+    if out is None and args.config:
+        out = Path(args.config).resolve().parent / f"train-{args.profile}-s{args.seed}"
+    extra = {"epochs": args.epochs} if args.epochs else {}
+    if out is not None:
+        print(f"checkpoints in {out}" + (" (resuming)" if (out / checkpoint.LAST).exists() else ""))
+    try:
+        with sigterm_as_interrupt():
+            record = evaluate(config, args.profile, args.data, args.seed, progress=not args.quiet,
+                              classes=args.classes, checkpoint_dir=out, **extra)
+    except KeyboardInterrupt:
+        if out is None:
+            raise
+        print(f"interrupted: the last checkpoint in {out} is kept; run the same command to resume", file=sys.stderr)
+        return 130
+    if out is not None:
+        (out / "result.json").write_text(json.dumps(record.to_dict(), indent=2, sort_keys=True))
+        if record.history:
+            checkpoint.write_curve(out, record.history, f"{record.config_id}, profile {args.profile}")
     if args.json:
         print_json(record.to_dict())
     else:
         print(render(record))
+        if out is not None:
+            print(f"  result: {out / 'result.json'}" + (f"\n  curve:  {out / 'curve.html'}" if record.history else ""))
     return 0 if record.status == "ok" else 1
 
 
