@@ -39,7 +39,7 @@ import numpy as np
 
 from . import __version__
 from .config import ArchConfig, ConfigError
-from .cost import closed_form_cost
+from .cost import closed_form_cost, distinct_networks
 from .space import DEFAULT_SPACES, FACTORS, FactorSpace
 
 BASELINE_BUDGETS = (150_000_000, 300_000_000, 600_000_000)  # the budgets RESULTS.md replays
@@ -60,17 +60,8 @@ CHECKED = ("family", "space", "min_macs", "max_macs", "sample_seed", "baseline_b
 # ---- the sample ------------------------------------------------------------------------------------------
 def distinct_in_range(space: FactorSpace, min_macs: int, max_macs: int) -> tuple[list[ArchConfig], list[int]]:
     """One config per distinct network (the first in grid order) with closed-form MACs in the range."""
-    configs, macs, seen = [], [], set()
-    for config in space.grid():
-        key = config.network_key()
-        if key in seen:
-            continue
-        seen.add(key)
-        cost = closed_form_cost(config).macs
-        if min_macs <= cost <= max_macs:
-            configs.append(config)
-            macs.append(cost)
-    return configs, macs
+    chosen = [(config, cost) for config, cost in distinct_networks(space) if min_macs <= cost <= max_macs]
+    return [c for c, _ in chosen], [m for _, m in chosen]
 
 
 def baseline_configs(space: FactorSpace, budgets: Iterable[int] = BASELINE_BUDGETS) -> list[ArchConfig]:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .config import ArchConfig, StageSpec, make_divisible
+from .space import FactorSpace
 
 STAGE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4", "layer5", "head")
 METHODS = ("fvcore", "closed_form")
@@ -177,6 +179,17 @@ def _v2_block(c: int, spec: StageSpec, s: int) -> tuple[int, int, int]:
     macs = resize + local[0] + c * d * area + layers * layer_macs + 5 * d * area + proj[0]
     params = local[1] + c * d + layers * layer_params + 2 * d + proj[1]
     return macs, params, s
+
+
+def distinct_networks(space: FactorSpace) -> Iterator[tuple[ArchConfig, int]]:
+    """``(config, closed-form MACs)`` for each distinct network of the space's grid (the first grid point
+    that builds it): grid points such as v2 MV2 depth 0.75 and 1.0 build the same network."""
+    seen = set()
+    for config in space.grid():
+        key = config.network_key()
+        if key not in seen:
+            seen.add(key)
+            yield config, closed_form_cost(config).macs
 
 
 def closed_form_cost(config: ArchConfig) -> Cost:

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from .config import ArchConfig, ConfigError
-from .cost import closed_form_cost
+from .cost import closed_form_cost, distinct_networks
 from .space import FactorSpace
 from .study import (
     ResultCache,
@@ -78,13 +78,7 @@ def feasible_grid(space: FactorSpace, budget: int) -> Feasible:
     an error naming the cheapest config if none fits."""
     configs, macs = [], []
     cheapest = dearest = None
-    seen = set()
-    for config in space.grid():
-        key = config.network_key()
-        if key in seen:
-            continue
-        seen.add(key)
-        cost = closed_form_cost(config).macs
+    for config, cost in distinct_networks(space):
         if cheapest is None or cost < cheapest[1]:
             cheapest = (config, cost)
         if dearest is None or cost > dearest[1]:

@@ -93,7 +93,7 @@ class FactorSpace:
         if family == "v1" and not variants:
             raise ConfigError("space: a v1 space needs variants, e.g. [\"xxs\", \"xs\", \"s\"]")
         space = cls(family, tuple(ranges), variants, int(data.get("num_classes", 1000)), source)
-        space._config(space.lower_corner())  # fail early on values the generator cannot build
+        space.config(space.lower_corner())  # fail early on values the generator cannot build
         return space
 
     def with_num_classes(self, num_classes: int) -> FactorSpace:
@@ -103,7 +103,8 @@ class FactorSpace:
     def range(self, name: str) -> FactorRange:
         return self.ranges[FACTORS.index(name)]
 
-    def _config(self, values: dict[str, float], variant: str | None = None) -> ArchConfig:
+    def config(self, values: dict[str, float], variant: str | None = None) -> ArchConfig:
+        """The config with these factor values (and variant; default the space's first) in this space."""
         return ArchConfig(
             self.family,
             resolution=int(values["resolution"]),
@@ -123,7 +124,7 @@ class FactorSpace:
     def grid(self) -> Iterator[ArchConfig]:
         for variant in self.variants:
             for values in product(*(r.values() for r in self.ranges)):
-                yield self._config(dict(zip(FACTORS, values)), variant)
+                yield self.config(dict(zip(FACTORS, values)), variant)
 
     def sample(self, n: int, seed: int = 0) -> list[ArchConfig]:
         """``n`` grid points drawn uniformly (without replacement while the grid lasts)."""
@@ -138,7 +139,7 @@ class FactorSpace:
                 index, i = divmod(index, len(axis))
                 chosen.append(axis[i])
             variant, *values = reversed(chosen)
-            configs.append(self._config(dict(zip(FACTORS, values)), variant))
+            configs.append(self.config(dict(zip(FACTORS, values)), variant))
         return configs
 
     def check(self, config: ArchConfig) -> None:

@@ -189,15 +189,7 @@ def config_params(config: ArchConfig, space: FactorSpace) -> dict[str, Any]:
 
 
 def config_from_params(params: dict[str, Any], space: FactorSpace) -> ArchConfig:
-    return ArchConfig(
-        space.family,
-        resolution=int(params["resolution"]),
-        width=params["width"],
-        mv2_depth=params["mv2_depth"],
-        vit_depth=params["vit_depth"],
-        num_classes=space.num_classes,
-        variant=params.get("variant", space.variants[0]),
-    )
+    return space.config(params, params.get("variant"))
 
 
 def trained_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -225,7 +225,7 @@ def test_replay_is_deterministic_per_seed_and_evaluates_only_feasible_table_poin
 def test_snapping_moves_feasible_proposals_to_the_nearest_free_table_point(table):
     problem = Problem.at(table, BUDGET)
     snap = SnapToTable(optuna.samplers.RandomSampler(seed=0), SPACE, problem.points, BUDGET)
-    over = SPACE._config({"resolution": 320, "width": 2.0, "mv2_depth": 2.0, "vit_depth": 2.0})
+    over = SPACE.config({"resolution": 320, "width": 2.0, "mv2_depth": 2.0, "vit_depth": 2.0})
     assert snap.snap(over) is over  # over budget: left for run_trials to skip
     assert snap.snap(STAR) == STAR
     near = STAR.replace(vit_depth=STAR.vit_depth + 0.25)
