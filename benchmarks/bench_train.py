@@ -96,7 +96,7 @@ def use_reference_forwards() -> None:
 
 
 # ---- one variant, in this process ------------------------------------------------------------------
-def measure(name: str, variant: str, batch: int, resolution: int, steps: int, profile: bool) -> dict:
+def measure(name: str, variant: str, batch: int, resolution: int, steps: int, profile: bool, clock: str) -> dict:
     torch.manual_seed(0)
     model = M.build_model(preset(name).replace(num_classes=10))
     x = torch.randn(batch, 3, resolution, resolution)
@@ -124,11 +124,12 @@ def measure(name: str, variant: str, batch: int, resolution: int, steps: int, pr
 
     for _ in range(2):
         step()
+    timer = time.perf_counter if clock == "wall" else time.process_time
     times = []
     for _ in range(steps):
-        start = time.perf_counter()
+        start = timer()
         step()
-        times.append(time.perf_counter() - start)
+        times.append(timer() - start)
     if profile:
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as torch_profile
@@ -159,21 +160,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of every variant, interleaved")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=160)
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="process: CPU time of this process, which other load on a shared machine hardly "
+                        "moves (use with --threads 1, where it equals the step's work)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--skip-data", action="store_true", help="no data-load timing")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops for each run")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)  # a child run
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(measure(*args.one, args.batch, args.resolution, args.steps, args.profile)))
+        print(json.dumps(measure(*args.one, args.batch, args.resolution, args.steps, args.profile, args.clock)))
         return
 
     print(f"# {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch}, {args.resolution} px, load average {os.getloadavg()[0]:.2f}")
+          f"batch {args.batch}, {args.resolution} px, {args.clock} clock, load average {os.getloadavg()[0]:.2f}")
     times: dict[tuple[str, str], list[float]] = {(name, variant): [] for name in MODELS for variant in VARIANTS}
     for _ in range(args.rounds):  # rounds interleave the variants, so that other load hits them alike
         for name, variant in times:
-            cmd = [sys.executable, __file__, "--one", name, variant, "--steps", str(args.steps),
-                   "--batch", str(args.batch), "--resolution", str(args.resolution)]
+            cmd = [sys.executable, __file__, "--one", name, variant, "--steps", str(args.steps), "--batch",
+                   str(args.batch), "--resolution", str(args.resolution), "--clock", args.clock,
+                   "--threads", str(torch.get_num_threads())]
             out = subprocess.run(cmd + (["--profile"] if args.profile else []), check=True, capture_output=True,
                                  text=True)
             sys.stderr.write(out.stderr)

@@ -43,7 +43,9 @@ def imagenette():
 
 
 def spawn(tmp_path, *args, heartbeat="30"):
-    env = {**os.environ, "ARCHSEARCH_STUDIES": str(tmp_path), "ARCHSEARCH_HEARTBEAT_S": heartbeat}
+    # One thread per worker: several torch processes on 2 cores must not oversubscribe them.
+    env = {**os.environ, "ARCHSEARCH_STUDIES": str(tmp_path), "ARCHSEARCH_HEARTBEAT_S": heartbeat,
+           "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "archsearch", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
