@@ -200,8 +200,12 @@ def run_trials(study: optuna.Study, settings: StudySettings, evaluator: Evaluato
                 time.sleep(poll_s)  # the last slots are being trained elsewhere
                 continue
             trial = study.ask(dists)
-            with _heartbeat(study, trial) as beat:  # from the start: a worker may die before training begins
-                done, wasted = _run_one(study, trial, settings, evaluator, cache, beat, worker, done)
+            try:
+                with _heartbeat(study, trial) as beat:  # from the start: a worker may die before training begins
+                    done, wasted = _run_one(study, trial, settings, evaluator, cache, beat, worker, done)
+            except KeyboardInterrupt:
+                _requeue_interrupted(study, trial)
+                raise
             if wasted is not None:  # None: surplus, the slot went to another worker
                 own += not wasted
                 wasted_streak = wasted_streak + 1 if wasted else 0
@@ -246,6 +250,16 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, 
     return now, not (now > done or role == "baseline")
 
 
+def _requeue_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Ctrl-C in the middle of a trial: mark it, fail it and queue it again, so the next run trains it first."""
+    if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+        return  # it was told before the interrupt landed
+    trial.set_user_attr("interrupted", True)
+    study.tell(trial, state=TrialState.FAIL)
+    study.enqueue_trial(trial.params, user_attrs={"role": trial.user_attrs.get("role", "search"),
+                                                  "retry_of": trial.number})
+
+
 def _queued(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
@@ -280,15 +294,7 @@ def _evaluate_cached(trial: optuna.Trial, study: optuna.Study, config: ArchConfi
     record = same[0].user_attrs["record"] if same else (cache.get(key) if cache else None)
     trial.set_user_attr("cached", record is not None)
     if record is None:
-        try:
-            record = evaluator(config, beat)
-        except KeyboardInterrupt:
-            # Kept, marked and queued again: the next run trains it first.
-            trial.set_user_attr("interrupted", True)
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"role": trial.user_attrs.get("role", "search"),
-                                                          "retry_of": trial.number})
-            raise
+        record = evaluator(config, beat)
         if cache and record["status"] == "ok":
             cache.put(key, record)
     trial.set_user_attr("record", record)
