@@ -51,3 +51,14 @@ def isolated_studies(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHSEARCH_STUDIES", str(folder))
     monkeypatch.setenv("ARCHSEARCH_DASHBOARDS", str(tmp_path / "dashboards"))
     return folder
+
+
+@pytest.fixture(scope="session")
+def imagenette():
+    """The real default dataset (Imagenette beside the project); end-to-end tests skip without it."""
+    from archsearch.data import resolve_data_root
+
+    try:
+        return resolve_data_root(None)
+    except ValueError as err:
+        pytest.skip(f"no default dataset: {err}")

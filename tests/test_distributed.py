@@ -14,7 +14,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from archsearch.data import resolve_data_root
 from archsearch.space import DEFAULT_SPACES
 from archsearch.study import StudySettings, exclusive_run, make_storage, networks_done, open_study
 
@@ -32,14 +31,6 @@ def postgres_url():
     url = server.start()
     yield url
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def imagenette():
-    try:
-        return resolve_data_root(None)
-    except ValueError as err:
-        pytest.skip(f"no default dataset: {err}")
 
 
 def spawn(tmp_path, *args, heartbeat="30"):

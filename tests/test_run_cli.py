@@ -13,7 +13,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from archsearch.data import resolve_data_root
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +29,6 @@ def archsearch(studies, *args, timeout=600):
 def load(studies, name):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=name, storage=f"sqlite:///{studies}/archsearch.db")
-
-
-@pytest.fixture(scope="module")
-def imagenette():
-    try:
-        return resolve_data_root(None)
-    except ValueError as err:
-        pytest.skip(f"no default dataset: {err}")
 
 
 RUN = ["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet"]
