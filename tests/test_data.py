@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from imagefolder import CLASSES, COLOURS, GRAYSCALE, UNREADABLE, make_image_folder, write_image
+from imagefolder import CLASSES, COLOURS, UNREADABLE, make_image_folder, write_image
 
 import archsearch.data as data
 from archsearch.data import (
