@@ -155,8 +155,17 @@ def recover_interrupted(study: optuna.Study) -> int:
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
         study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"role": t.user_attrs.get("role", "search"), "retry_of": t.number})
+        _queue_again(study, t)
     return len(stale)
+
+
+def _queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue an unfinished trial's config again. One stopped inside ``ask`` has no params yet: if it came from
+    the queue its fixed params are queued again, otherwise no config was drawn and there is nothing to redo."""
+    params = trial.params or trial.system_attrs.get("fixed_params")
+    if params:
+        study.enqueue_trial(params, user_attrs={"role": trial.user_attrs.get("role", "search"),
+                                                "retry_of": trial.number})
 
 
 def enqueue_baseline(study: optuna.Study, baseline: ArchConfig | None, space: FactorSpace) -> None:
@@ -256,8 +265,7 @@ def _requeue_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
         return  # it was told before the interrupt landed
     trial.set_user_attr("interrupted", True)
     study.tell(trial, state=TrialState.FAIL)
-    study.enqueue_trial(trial.params, user_attrs={"role": trial.user_attrs.get("role", "search"),
-                                                  "retry_of": trial.number})
+    _queue_again(study, study._storage.get_trial(trial._trial_id))
 
 
 def _queued(study: optuna.Study) -> bool:

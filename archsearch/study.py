@@ -95,11 +95,18 @@ def make_storage(url: str | None) -> optuna.storages.BaseStorage:
             url,
             heartbeat_interval=interval,
             grace_period=3 * interval,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+            heartbeat_stale_trial_callback=_retry_drawn_trial,
         )
     except Exception as err:  # SQLAlchemy raises many kinds: bad URL, unreachable server, missing driver
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StudyError(f"--storage: cannot open {redact(url)}: {reason}") from None
+
+
+def _retry_drawn_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Heartbeat callback: queue a dead worker's trial again, unless it died before its config was drawn
+    (a trial taken from the queue keeps its config in ``fixed_params``, which Optuna's retry re-uses)."""
+    if trial.params or trial.system_attrs.get("fixed_params"):
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, trial)
 
 
 def redact(url: str) -> str:

@@ -8,8 +8,9 @@ crop and flip) scaled down to each profile's budget. Training and evaluation run
 times the profile's ``resolution_scale`` (a multiple of 32, at least 64), which the record keeps.
 
 On a CPU a run is bit-for-bit reproducible for a seed: initialisation, shuffling and augmentation draw from
-seeded generators (the caller's global RNG state is left as it was). On CUDA it uses bf16 autocast,
-channels_last, pinned host memory and, where the profile asks for it, ``torch.compile``. A run whose loss
+seeded generators (the caller's global RNG state is left as it was). Both devices train channels_last; a
+CPU run also keeps freed memory in the process (``tune_cpu_allocator``), and a CUDA run uses bf16 autocast,
+pinned host memory and, where the profile asks for it, ``torch.compile``. A run whose loss
 turns NaN or infinite stops and comes back as a ``"failed"`` record instead of raising.
 """
 

@@ -1,6 +1,7 @@
 """Training throughput of the generated MobileViTs against a straightforward reference, and data-load times.
 
-    python benchmarks/bench_train.py [--steps 6] [--rounds 3] [--batch 64] [--resolution 160] [--skip-data] [--profile]
+    python benchmarks/bench_train.py [--steps 6] [--rounds 3] [--clock wall|process] [--threads N]
+                                     [--batch 64] [--resolution 160] [--skip-data] [--profile]
 
 One training step is forward + backward + gradient clipping + AdamW step, on random input, at batch 64 and
 160 px, for ``preset('mobilevitv2_050')`` and ``preset('mobilevit_xxs')`` (10 classes). Variants, each in a
@@ -15,8 +16,9 @@ fresh subprocess because the allocator setting is process-wide and cannot be und
 * ``+allocator``: and ``training.tune_cpu_allocator()`` -- exactly what ``training.evaluate`` runs on a CPU.
 
 Throughput is the median over ``--rounds`` x ``--steps`` timed steps, each run after two warm-up steps; the
-best step is shown too, since on a shared machine the median moves with other load. Data: the first load of Imagenette at the same
-resolution into an empty cache (decode + store) and a second, cached load.
+best step is shown too, since on a shared machine the median moves with other load (``--clock process
+--threads 1`` measures CPU time instead, which that load hardly moves). Data: the first load of Imagenette
+at the same resolution into an empty cache (decode + store) and a second, cached load.
 """
 
 from __future__ import annotations
@@ -191,8 +193,8 @@ def main() -> None:
     for (name, variant), steps in times.items():
         ref = times[name, "reference"]
         median, best = args.batch / statistics.median(steps), args.batch / min(steps)
-        print(f"| {name} | {variant} | {median:.1f} | {best:.1f} | {statistics.median(ref) / statistics.median(steps):.2f}x "
-              f"| {min(ref) / min(steps):.2f}x |")
+        ratio_median, ratio_best = statistics.median(ref) / statistics.median(steps), min(ref) / min(steps)
+        print(f"| {name} | {variant} | {median:.1f} | {best:.1f} | {ratio_median:.2f}x | {ratio_best:.2f}x |")
     if not args.skip_data:
         d = data_load_times(args.resolution)
         print(f"\ndata: {d['root']} at {args.resolution} px, {d['images']:,} images ({d['skipped']} skipped): "

@@ -61,9 +61,8 @@ def _wait_for_running_search_trial(studies, name, proc, timeout=300):
             trials = load(studies, name).get_trials(states=(TrialState.RUNNING,))
         except Exception:  # the study does not exist yet
             trials = []
-        if any(t.user_attrs.get("role") == "search" for t in trials):
-            time.sleep(1.0)  # well inside the trial: tiny trials take seconds
-            return
+        if any(t.user_attrs.get("role") == "search" and t.user_attrs.get("cached") is False for t in trials):
+            return  # its training has begun: "cached" is set just before the evaluator is called
         time.sleep(0.3)
     pytest.fail("no search trial started in time")
 

@@ -190,6 +190,25 @@ def test_stale_running_trial_is_recovered(tmp_path, synthetic_evaluator):
     assert any(t.user_attrs.get("retry_of") == orphan.number for t in waiting)
 
 
+def test_trial_stopped_inside_ask_is_requeued_only_if_it_had_a_config(tmp_path, synthetic_evaluator):
+    """Killed inside ask(): a trial taken from the queue keeps its fixed config, a fresh one has none to redo."""
+    settings = settings_for("gp", trials=2)
+    study, _ = start(tmp_path, settings)
+    (baseline,) = study.get_trials(states=(TrialState.WAITING,))
+    popped = study.ask()  # takes the queued baseline; no parameter suggested yet
+    assert recover_interrupted(study) == 1
+    (again,) = study.get_trials(states=(TrialState.WAITING,))
+    assert again.user_attrs["retry_of"] == popped.number
+    assert again.system_attrs["fixed_params"] == baseline.system_attrs["fixed_params"]
+
+    study.ask()  # takes the re-queued baseline
+    study.tell(study.get_trials(states=(TrialState.RUNNING,))[0].number, state=TrialState.FAIL)
+    fresh = study.ask()  # nothing queued: a fresh trial, no config drawn yet
+    assert recover_interrupted(study) == 1
+    assert study.get_trials()[fresh.number].state == TrialState.FAIL
+    assert not study.get_trials(states=(TrialState.WAITING,))
+
+
 @pytest.mark.parametrize("strategy", ["random", "gp"])
 def test_failed_training_is_recorded_not_fatal(tmp_path, synthetic_evaluator, strategy):
     """Diverged trials count towards --trials and are never proposed again (the GP excludes them)."""

@@ -141,8 +141,11 @@ def _imagenette() -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(_imagenette() is None, reason="no Imagenette beside the project and no ARCHSEARCH_DATA")
 def test_smoke_profile_learns_imagenette():
-    """The one real training: v2-0.5, smoke profile, on Imagenette (10 classes, chance 10 %)."""
+    """The one real training: v2-0.5, smoke profile, on Imagenette (10 classes, chance 10 %).
+
+    Measured on the 2-core development machine: 36.4 % for this seed (29.3 % and 42.9 % for seeds 1 and 2),
+    about 65 s when the machine is otherwise idle."""
     record = evaluate(V2_050, "smoke", progress=False)
     assert record.status == "ok", record.reason
     assert record.config["num_classes"] == 10 and record.resolution == 128
-    assert record.top1 >= 0.30, record.to_dict()
+    assert record.top1 >= 0.25, record.to_dict()

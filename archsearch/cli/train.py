@@ -96,7 +96,8 @@ def render(record: EvalRecord) -> str:
         f"  {result}",
         f"  {record.epochs}/{fid['epochs']} epochs at {record.resolution} px "
         f"(config {record.config['resolution']} px x {fid['resolution_scale']:g}), batch {fid['batch_size']}",
-        f"  {record.images_seen:,} images seen at {record.train_images_per_s:.0f} img/s; wall time {record.wall_s:.1f} s",
+        f"  {record.images_seen:,} images seen at {record.train_images_per_s:.0f} img/s; "
+        f"wall time {record.wall_s:.1f} s",
         f"  data {record.dataset}: {record.train_images:,} train / {record.val_images:,} val images"
         + (f", {record.skipped_images} unreadable skipped" if record.skipped_images else ""),
     ])
