@@ -8,6 +8,7 @@ in replays); the result is stored on the trial and cached by (config, fidelity, 
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import threading
@@ -215,7 +216,9 @@ def run_trials(study: optuna.Study, settings: StudySettings, evaluator: Evaluato
             except KeyboardInterrupt:
                 _requeue_interrupted(study, trial)
                 raise
-            if wasted is not None:  # None: surplus, the slot went to another worker
+            if wasted is None:  # surplus or drawn twice: the slot went to another worker
+                time.sleep(random.uniform(0, poll_s / 4))  # so that two workers do not ask in step again
+            else:
                 own += not wasted
                 wasted_streak = wasted_streak + 1 if wasted else 0
             if wasted_streak >= MAX_WASTED_STREAK:
@@ -245,6 +248,10 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, 
     trial.set_constraint("macs_over_budget", float(max(0, cost.macs - settings.mac_budget)))
     system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
     from_queue = "fixed_params" in system_attrs or "failed_trial" in system_attrs  # the baseline, retries
+    if not from_queue and _drawn_twice(study, trial.number, config, space):
+        trial.set_user_attr("duplicate", True)
+        study.tell(trial, state=TrialState.PRUNED)
+        return done, None
     if not from_queue and _surplus(study, trial.number, settings.trials):
         trial.set_user_attr("surplus", True)  # another worker took the last slot first
         study.tell(trial, state=TrialState.PRUNED)
@@ -275,6 +282,17 @@ def _queued(study: optuna.Study) -> bool:
 def _running_search(study: optuna.Study) -> list[int]:
     return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if t.user_attrs.get("role", "search") != "baseline"]
+
+
+def _drawn_twice(study: optuna.Study, number: int, config: ArchConfig, space: FactorSpace) -> bool:
+    """True when another running trial holds the same network. Workers that ask at the same moment can draw
+    the same proposal, since a trial's params are written only at the end of its ``ask``. Each checks after
+    its own are written, so of two such trials at least one sees the other and gives way (both may; each
+    then asks again). A trial from the queue never gives way, so a fresh proposal yields to it."""
+    network, names = config.network_key(), set(distributions(space))
+    return any(t.number != number and set(t.params) >= names
+               and config_from_params(t.params, space).network_key() == network
+               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def _surplus(study: optuna.Study, number: int, target: int) -> bool:

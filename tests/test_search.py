@@ -13,6 +13,7 @@ from archsearch.formula import apply_formula, derive_formula
 from archsearch.samplers import make_sampler
 from archsearch.search import (
     BudgetError,
+    _run_one,
     enqueue_baseline,
     feasible_grid,
     parse_macs,
@@ -25,6 +26,7 @@ from archsearch.study import (
     ResultCache,
     StudyError,
     StudySettings,
+    distributions,
     make_storage,
     networks_done,
     open_study,
@@ -188,6 +190,26 @@ def test_stale_running_trial_is_recovered(tmp_path, synthetic_evaluator):
     assert study.get_trials()[orphan.number].state == TrialState.FAIL
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert any(t.user_attrs.get("retry_of") == orphan.number for t in waiting)
+
+
+def test_a_network_drawn_twice_at_once_is_trained_once(tmp_path, synthetic_evaluator):
+    """Workers asking at the same moment can draw the same config (params are written at the end of ask):
+    a fresh proposal gives way to a running trial of the same network, a queued trial never does."""
+    settings = settings_for("random", trials=3)
+    study, _ = start(tmp_path, settings)
+    dists = distributions(settings.factor_space())
+    queued = study.ask(dists)  # the baseline, from the queue
+    study.sampler = optuna.samplers.PartialFixedSampler(queued.params, optuna.samplers.RandomSampler(0))
+    fresh, second = study.ask(dists), study.ask(dists)  # two more workers draw the same network
+    assert fresh.params == second.params == queued.params
+
+    run = lambda trial: _run_one(study, trial, settings, synthetic_evaluator, None, lambda: None, "w", 0)  # noqa: E731
+    assert run(fresh) == (0, None) and run(second) == (0, None)
+    assert run(queued)[1] is False and len(synthetic_evaluator.calls) == 1
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[fresh.number] == states[second.number] == TrialState.PRUNED
+    assert states[queued.number] == TrialState.COMPLETE
+    assert study.get_trials()[fresh.number].user_attrs["duplicate"]
 
 
 def test_trial_stopped_inside_ask_is_requeued_only_if_it_had_a_config(tmp_path, synthetic_evaluator):
