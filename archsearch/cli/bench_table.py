@@ -7,7 +7,6 @@ import sys
 
 from ..bench import (
     BASELINE_BUDGETS,
-    BENCH_PROFILES,
     baseline_configs,
     default_table_path,
     format_macs,
@@ -41,10 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--configs", type=int, default=150, help="configs in the sample (default 150)")
     parser.add_argument("--min-macs", default="100M", help="cheapest config to sample (default 100M)")
     parser.add_argument("--max-macs", default="1G", help="dearest config to sample (default 1G)")
-    parser.add_argument("--profile", help="fidelity: a training profile (" + ", ".join(PROFILES) + "), "
-                        + ", ".join(f"{k} ({v['base']} reduced for a CPU)" for k, v in BENCH_PROFILES.items())
-                        + ", or JSON overrides on one, inline or a .json file: "
-                        "'{\"base\": \"smoke\", \"name\": \"micro2\", \"epochs\": 2}' "
+    parser.add_argument("--profile", help="fidelity: a training profile (" + ", ".join(PROFILES) + ") "
+                        "or JSON overrides on one, inline or a .json file: "
+                        "'{\"base\": \"smoke\", \"name\": \"smoke2\", \"epochs\": 6}' "
                         "(default: proxy on a GPU, smoke on a CPU)")
     parser.add_argument("--seed", type=int, default=0, help="training seed of every config (default 0)")
     parser.add_argument("--sample-seed", type=int, default=0,
