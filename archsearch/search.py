@@ -31,6 +31,7 @@ from .study import (
     config_from_params,
     config_params,
     distributions,
+    drawn_params,
     result_key,
     networks_done,
     trained_trials,
@@ -161,9 +162,8 @@ def recover_interrupted(study: optuna.Study) -> int:
 
 
 def _queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue an unfinished trial's config again. One stopped inside ``ask`` has no params yet: if it came from
-    the queue its fixed params are queued again, otherwise no config was drawn and there is nothing to redo."""
-    params = trial.params or trial.system_attrs.get("fixed_params")
+    """Queue an unfinished trial's config again; one stopped before it drew a config left nothing to redo."""
+    params = drawn_params(trial)
     if params:
         study.enqueue_trial(params, user_attrs={"role": trial.user_attrs.get("role", "search"),
                                                 "retry_of": trial.number})
@@ -268,11 +268,12 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, 
 
 def _requeue_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
     """Ctrl-C in the middle of a trial: mark it, fail it and queue it again, so the next run trains it first."""
-    if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.state != TrialState.RUNNING:
         return  # it was told before the interrupt landed
     trial.set_user_attr("interrupted", True)
     study.tell(trial, state=TrialState.FAIL)
-    _queue_again(study, study._storage.get_trial(trial._trial_id))
+    _queue_again(study, frozen)
 
 
 def _queued(study: optuna.Study) -> bool:

@@ -102,10 +102,16 @@ def make_storage(url: str | None) -> optuna.storages.BaseStorage:
         raise StudyError(f"--storage: cannot open {redact(url)}: {reason}") from None
 
 
-def _retry_drawn_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+def drawn_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The config an unfinished trial had drawn: its params, or, for one stopped inside ``ask`` before they
+    were written, the ``fixed_params`` it was queued with; empty when a fresh trial had drawn nothing yet."""
+    return trial.params or trial.system_attrs.get("fixed_params") or {}
+
+
+def _retry_drawn_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     """Heartbeat callback: queue a dead worker's trial again, unless it died before its config was drawn
-    (a trial taken from the queue keeps its config in ``fixed_params``, which Optuna's retry re-uses)."""
-    if trial.params or trial.system_attrs.get("fixed_params"):
+    (Optuna's retry copies the system attrs, so a queued trial's ``fixed_params`` come along)."""
+    if drawn_params(trial):
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, trial)
 
 
