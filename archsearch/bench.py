@@ -398,7 +398,9 @@ def sample_lines(sample: list[tuple[ArchConfig, int]], baselines: list[ArchConfi
 
 def rank_agreement(a: BenchTable, b: BenchTable) -> dict[str, Any]:
     """Kendall's tau (and Spearman's rho) of top-1 between two tables over the networks both scored; None
-    where it is undefined (fewer than two configs, or one table's accuracies all equal)."""
+    where it is undefined (fewer than two configs, or one table's accuracies all equal). Also the mean
+    absolute difference of top-1 and each table's best config among the shared ones: does the cheap
+    fidelity pick the same winner?"""
     from scipy.stats import kendalltau, spearmanr
 
     other = {c.network_key(): acc for c, acc in zip(b.configs, b.top1)}
@@ -406,8 +408,12 @@ def rank_agreement(a: BenchTable, b: BenchTable) -> dict[str, Any]:
              if acc is not None and other.get(c.network_key()) is not None]
     result: dict[str, Any] = {"a": str(a.path), "b": str(b.path), "a_profile": a.fidelity.get("name"),
                               "b_profile": b.fidelity.get("name"), "configs": len(pairs),
-                              "kendall_tau": None, "p_value": None, "spearman_rho": None}
+                              "kendall_tau": None, "p_value": None, "spearman_rho": None,
+                              "mean_abs_diff": None, "a_best": None, "b_best": None}
     x, y = [p[0] for p in pairs], [p[1] for p in pairs]
+    if pairs:
+        result.update(mean_abs_diff=float(np.mean(np.abs(np.subtract(x, y)))),
+                      a_best=max(pairs, key=lambda p: p[0])[2], b_best=max(pairs, key=lambda p: p[1])[2])
     if len(pairs) >= 2 and len(set(x)) > 1 and len(set(y)) > 1:  # else undefined: None
         tau = kendalltau(x, y)
         result.update(kendall_tau=float(tau.statistic), p_value=float(tau.pvalue),

@@ -190,9 +190,16 @@ def test_rank_agreement_between_two_tables(tmp_path, capsys):
     c = write_table(tmp_path / "c.csv", sample=SAMPLE[:12], accuracy=lambda c: 1 - bowl(c))
     same = rank_agreement(load_table(a), load_table(b))
     assert same["configs"] == 8 and same["kendall_tau"] == pytest.approx(1.0)
-    assert rank_agreement(load_table(a), load_table(c))["kendall_tau"] == pytest.approx(-1.0)
+    shared = [c for c, _ in SAMPLE[4:12]]
+    assert same["mean_abs_diff"] == pytest.approx(np.mean([abs(bowl(c) - (0.5 + bowl(c) / 2)) for c in shared]))
+    best = max(shared, key=bowl).id
+    assert same["a_best"] == same["b_best"] == best
+    flipped = rank_agreement(load_table(a), load_table(c))
+    assert flipped["kendall_tau"] == pytest.approx(-1.0)
+    assert flipped["a_best"] == max((c for c, _ in SAMPLE[:12]), key=bowl).id != flipped["b_best"]
     assert main(["bench-table", "--out", str(a), "--compare", str(b)]) == 0
-    assert "8 configs scored in both: Kendall's tau 1.000" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "8 configs scored in both: Kendall's tau 1.000" in out and f"{best} vs {best} (the same config)" in out
 
 
 # ---- replays ------------------------------------------------------------------------------------------------

@@ -110,5 +110,8 @@ def compare(args: argparse.Namespace) -> int:
     print(f"{result['configs']} configs scored in both: Kendall's tau {result['kendall_tau']:.3f} "
           f"(p = {result['p_value']:.2g}), Spearman's rho {result['spearman_rho']:.3f} "
           f"({result['a_profile']} in {result['a']} vs {result['b_profile']} in {result['b']})")
+    same = "the same config" if result["a_best"] == result["b_best"] else "different configs"
+    print(f"mean |top-1 difference| {100 * result['mean_abs_diff']:.2f} points; best of the shared configs: "
+          f"{result['a_best']} vs {result['b_best']} ({same})")
     return 0
 
