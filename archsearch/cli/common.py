@@ -92,8 +92,9 @@ def quiet_optuna() -> None:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops like Ctrl-C (finished work is kept). Forked workers (the data loader's pool) inherit the
-    handler and are ended with SIGTERM by their pool: there it restores the default and just exits."""
+    """SIGTERM stops like Ctrl-C (finished work is kept). A process forked under it that inherits the handler
+    restores the default and just exits (the data loader's pool resets both signals itself at start-up:
+    ``data.decoding_pool``)."""
     main_pid = os.getpid()
 
     def handler(signum: int, frame: object) -> None:
