@@ -205,6 +205,7 @@ def _decoded(tasks: list[tuple[str, int]], workers: int) -> Iterator[tuple[np.nd
     # Done: close and join, so the workers take their end-of-work sentinel and exit. Ending the pool with
     # terminate() (what `with Pool()` does) under the CLI's SIGTERM handler sometimes never returned
     # (CPython 3.11: 2 of 3 runs of 400 pools hung; close/join: none of 9,000). Interrupted: terminate.
+    # The caller must run this generator to its end for that (``_build`` does).
     pool = decoding_pool(workers)
     try:
         yield from pool.imap(_decode, tasks, chunksize=32)
@@ -229,7 +230,9 @@ def _build(root: Path, split: str, files: list[tuple[str, int, int, int]], class
         tasks = [(str(root / rel), resolution) for rel, *_ in files]
         bar = tqdm(_decoded(tasks, workers), total=len(tasks), desc=f"decoding {split} @ {resolution}px",
                    unit="img", disable=not progress, leave=False)
-        for (rel, label, *_), (pixels, error) in zip(files, bar):
+        # strict: zip runs the decoder to its end (and the pool to its close/join); a plain zip stops at the
+        # last file and leaves it suspended, to be terminated later by the garbage collector
+        for (rel, label, *_), (pixels, error) in zip(files, bar, strict=True):
             if pixels is None:
                 skipped.append({"path": rel, "error": error})
                 continue

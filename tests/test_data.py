@@ -15,6 +15,7 @@ from imagefolder import CLASSES, COLOURS, UNREADABLE, make_image_folder, write_i
 import archsearch.data as data
 from archsearch.data import (
     DataError,
+    decoding_pool,
     fingerprint,
     iterate_batches,
     load_dataset,
@@ -120,31 +121,67 @@ def test_multiprocess_decoding_matches_inline(tmp_path):
 
 POOL_ROUNDS = """
 import signal, sys
+from pathlib import Path
 from PIL import Image
 from archsearch.cli.common import sigterm_as_interrupt
-from archsearch.data import _decoded, decoding_pool
+from archsearch.data import decoding_pool, load_dataset
 
 def dispositions(_):
     return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
-path = sys.argv[2]
-Image.new("RGB", (12, 10), (200, 30, 40)).save(path)
+root = Path(sys.argv[2])
+for split, count in (("train", 40), ("val", 2)):
+    for name, colour in (("red", (200, 30, 40)), ("blue", (20, 40, 210))):
+        (root / split / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (12, 10), colour).save(root / split / name / f"{i}.png")
 with sigterm_as_interrupt():
     with decoding_pool(2) as pool:
         print(*pool.map(dispositions, range(2), chunksize=1))
-    for _ in range(int(sys.argv[1])):
-        decoded = list(_decoded([(path, 4)] * 100, workers=2))
-        assert len(decoded) == 100 and all(error == "" for _, error in decoded)
+    for i in range(int(sys.argv[1])):  # each round decodes the 80 training images with 2 workers
+        assert len(load_dataset(root, 4, cache_dir=root / "cache" / str(i), progress=False).train) == 80
 print("done")
 """
 
 
 def test_decoding_ends_under_the_cli_sigterm_handler(tmp_path):
-    """Ending the pool with terminate() under the CLI's SIGTERM handler sometimes hung a run after decoding."""
-    result = subprocess.run([sys.executable, "-c", POOL_ROUNDS, "300", str(tmp_path / "red.png")],
+    """Decoding under the CLI's SIGTERM handler ended its pool with terminate() (from the garbage collector, as
+    the generator was left suspended) and sometimes hung the run."""
+    result = subprocess.run([sys.executable, "-c", POOL_ROUNDS, "40", str(tmp_path / "folder")],
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["(True,", "True)", "(True,", "True)", "done"]
+    assert "Exception ignored" not in result.stderr, result.stderr
+
+
+def test_a_finished_decode_closes_its_pool_and_an_interrupted_one_terminates_it(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "big", train_per_class=24)  # over the pool threshold
+    pools, terminated = [], []
+
+    def spied_pool(workers):
+        pool = decoding_pool(workers)
+        stop = pool.terminate
+        pool.terminate = lambda: (terminated.append(pool), stop())
+        pools.append(pool)
+        return pool
+
+    monkeypatch.setattr(data, "decoding_pool", spied_pool)
+    load_dataset(root, 16, cache_dir=tmp_path / "a", progress=False, workers=2)
+    assert pools and not terminated  # the decoder ran to its end: close/join, the workers exited by themselves
+    assert all(worker.exitcode == 0 for pool in pools for worker in pool._pool)
+
+    pools.clear()
+    monkeypatch.setattr(data.np, "memmap", lambda *args, **kwargs: _Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset(root, 16, cache_dir=tmp_path / "b", progress=False, workers=2)
+    assert terminated == pools and len(pools) == 1
+
+
+class _Interrupting:
+    """A store whose first write is interrupted, as by Ctrl-C in the middle of decoding."""
+
+    def __setitem__(self, index, value):
+        raise KeyboardInterrupt
 
 
 def test_empty_class_or_split_is_an_error_naming_it(folder, cache):
