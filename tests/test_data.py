@@ -122,24 +122,18 @@ def test_multiprocess_decoding_matches_inline(tmp_path):
 POOL_ROUNDS = """
 import signal, sys
 from pathlib import Path
-from PIL import Image
 from archsearch.cli.common import sigterm_as_interrupt
 from archsearch.data import decoding_pool, load_dataset
 
 def dispositions(_):
     return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
-root = Path(sys.argv[2])
-for split, count in (("train", 40), ("val", 2)):
-    for name, colour in (("red", (200, 30, 40)), ("blue", (20, 40, 210))):
-        (root / split / name).mkdir(parents=True)
-        for i in range(count):
-            Image.new("RGB", (12, 10), colour).save(root / split / name / f"{i}.png")
+root, rounds, expected = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 with sigterm_as_interrupt():
     with decoding_pool(2) as pool:
         print(*pool.map(dispositions, range(2), chunksize=1))
-    for i in range(int(sys.argv[1])):  # each round decodes the 80 training images with 2 workers
-        assert len(load_dataset(root, 4, cache_dir=root / "cache" / str(i), progress=False).train) == 80
+    for i in range(rounds):  # each round decodes the training split with 2 workers into a fresh cache
+        assert len(load_dataset(root, 4, cache_dir=root / "cache" / str(i), progress=False).train) == expected
 print("done")
 """
 
@@ -147,7 +141,9 @@ print("done")
 def test_decoding_ends_under_the_cli_sigterm_handler(tmp_path):
     """Decoding under the CLI's SIGTERM handler ended its pool with terminate() (from the garbage collector, as
     the generator was left suspended) and sometimes hung the run."""
-    result = subprocess.run([sys.executable, "-c", POOL_ROUNDS, "40", str(tmp_path / "folder")],
+    root = make_image_folder(tmp_path / "big", train_per_class=24)  # over the pool threshold
+    expected = len(load_dataset(root, 4, cache_dir=tmp_path / "inline", progress=False, workers=1).train)
+    result = subprocess.run([sys.executable, "-c", POOL_ROUNDS, str(root), "40", str(expected)],
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["(True,", "True)", "(True,", "True)", "done"]
