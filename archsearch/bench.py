@@ -46,7 +46,7 @@ BASELINE_BUDGETS = (150_000_000, 300_000_000, 600_000_000)  # the budgets RESULT
 STRATA = 10
 COLUMNS = ("config_id", "family", "resolution", "width", "mv2_depth", "vit_depth", "macs", "params", "top1",
            "top5", "train_loss", "wall_s", "status", "profile", "seed", "data", "device", "archsearch_version",
-           "reason", "trained_resolution")
+           "reason", "trained_resolution", "val_correct")
 # Settings a table's rows must share: resuming with any other value is an error.
 CHECKED = ("family", "space", "min_macs", "max_macs", "sample_seed", "baseline_budgets", "profile", "seed",
            "data_name", "device_type")
@@ -73,16 +73,17 @@ def baseline_configs(space: FactorSpace, budgets: Iterable[int] = BASELINE_BUDGE
 
 def select_configs(space: FactorSpace, n: int, min_macs: int, max_macs: int, seed: int = 0,
                    include: Iterable[ArchConfig] = (), strata: int = STRATA) -> list[tuple[ArchConfig, int]]:
-    """``n`` configs with their MACs: ``include`` first, then stratified greedy maximin (module docstring)."""
+    """``n`` configs with their MACs: those of ``include`` whose MACs lie in the range first, then stratified
+    greedy maximin (module docstring)."""
     if not 0 < min_macs <= max_macs:
         raise ConfigError(f"--min-macs/--max-macs: need 0 < min <= max, got {min_macs} and {max_macs}")
     configs, macs = distinct_in_range(space, min_macs, max_macs)
     chosen: list[tuple[ArchConfig, int]] = []
     taken_keys: set = set()
     for config in include:
-        key = config.network_key()
-        if key not in taken_keys and len(chosen) < n:
-            chosen.append((config, closed_form_cost(config).macs))
+        key, cost = config.network_key(), closed_form_cost(config).macs
+        if key not in taken_keys and len(chosen) < n and min_macs <= cost <= max_macs:
+            chosen.append((config, cost))
             taken_keys.add(key)
     if not configs:
         return chosen
@@ -183,14 +184,21 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
     """One row, written with one ``write`` and flushed to disk (the header first if the file is new)."""
     path = Path(path)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
+    new = not path.exists() or path.stat().st_size == 0
+    columns = COLUMNS if new else _header(path)  # a table begun by an older version keeps its columns
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    if new:
         writer.writeheader()
-    writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in COLUMNS})
+    writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
     with open(path, "a", newline="") as handle:
         handle.write(buffer.getvalue())
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, newline="") as handle:
+        return next(csv.reader(handle))
 
 
 def make_row(config: ArchConfig, record: Any, profile_name: str, seed: int, data_name: str) -> dict[str, Any]:
@@ -203,7 +211,7 @@ def make_row(config: ArchConfig, record: Any, profile_name: str, seed: int, data
         "top1": get("top1"), "top5": get("top5"), "train_loss": get("train_loss"), "wall_s": get("wall_s"),
         "status": get("status"), "profile": profile_name, "seed": seed, "data": data_name,
         "device": get("device"), "archsearch_version": __version__, "reason": get("reason"),
-        "trained_resolution": get("resolution"),
+        "trained_resolution": get("resolution"), "val_correct": get("val_correct"),
     }
 
 

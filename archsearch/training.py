@@ -5,7 +5,8 @@ A search needs many accuracies that rank architectures the way full training wou
 returns an ``EvalRecord``. The recipe follows ml-cvnets (AdamW without decay on norms and biases, linear
 warm-up then cosine decay to a tenth of the peak LR, label smoothing 0.1, gradient clipping, random-resized
 crop and flip) scaled down to each profile's budget. Training and evaluation run at the config's resolution
-times the profile's ``resolution_scale`` (a multiple of 32, at least 64), which the record keeps.
+times the profile's ``resolution_scale``, rounded to the nearest pixel (the generated v1 and v2 models run at
+every side from 8 px up), so two resolutions of a space never train as one network; the record keeps it.
 
 On a CPU a run is bit-for-bit reproducible for a seed: initialisation, shuffling and augmentation draw from
 seeded generators (the caller's global RNG state is left as it was). Both devices train channels_last; a
@@ -16,6 +17,7 @@ turns NaN or infinite stops and comes back as a ``"failed"`` record instead of r
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import ctypes.util
 import dataclasses
@@ -27,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint
-from .config import MIN_RESOLUTION, RESOLUTION_MULTIPLE, ArchConfig, ConfigError
+from .config import ArchConfig, ConfigError
 from .data import Dataset, Split, iterate_batches, load_dataset, normalize, random_resized_crop
 from .model import build_model
 
@@ -46,7 +49,7 @@ class Profile:
     epochs: int
     train_per_class: int | None  # cap on training images per class (None: all)
     val_per_class: int | None  # cap on validation images per class (None: all)
-    resolution_scale: float  # train and evaluate at config.resolution * this (multiple of 32, >= 64)
+    resolution_scale: float  # train and evaluate at round(config.resolution * this) px (>= 32)
     batch_size: int
     lr: float  # peak AdamW learning rate
     weight_decay: float  # on conv and linear weights only
@@ -84,6 +87,10 @@ PROFILES: dict[str, Profile] = {
     # The default on a GPU: all of Imagenette at full resolution, long enough to separate architectures.
     "proxy": Profile("proxy", epochs=15, train_per_class=None, val_per_class=None, resolution_scale=1.0,
                      batch_size=128, lr=3e-3, weight_decay=0.02, crop_scale=(0.35, 1.0)),
+    # The CPU's reference fidelity for fidelity studies (benchmarks/RESULTS.md): proxy cut to 4 epochs, i.e. all of
+    # Imagenette at full resolution, 7-13 minutes a 300M-MAC config on a 2-core CPU.
+    "reference": Profile("reference", epochs=4, train_per_class=None, val_per_class=None, resolution_scale=1.0,
+                         batch_size=128, lr=3e-3, weight_decay=0.02, crop_scale=(0.35, 1.0)),
     # Long training of a chosen architecture (the ml-cvnets recipe, shortened for a 10- to 100-class subset).
     "full": Profile("full", epochs=100, train_per_class=None, val_per_class=None, resolution_scale=1.0,
                     batch_size=256, lr=4e-3, weight_decay=0.02, warmup_fraction=0.05, compile=True),
@@ -102,10 +109,25 @@ def get_profile(profile: str | Profile, **overrides: Any) -> Profile:
     return dataclasses.replace(profile, **overrides)
 
 
+MIN_TRAIN_RESOLUTION = 32
+
+
 def train_resolution(config: ArchConfig, scale: float) -> int:
-    """``config.resolution * scale`` rounded to a multiple of 32, at least 64."""
-    steps = round(config.resolution * scale / RESOLUTION_MULTIPLE)
-    return max(MIN_RESOLUTION, steps * RESOLUTION_MULTIPLE)
+    """The side a config trains and is scored at: ``config.resolution * scale`` to the nearest pixel, at least
+    ``MIN_TRAIN_RESOLUTION``. The finest rounding there is: the generated models run at every side (tested
+    for both families), so distinct config resolutions stay distinct networks at every profile."""
+    return max(MIN_TRAIN_RESOLUTION, round(config.resolution * scale))
+
+
+def check_distinct_resolutions(resolutions: list[int] | tuple[int, ...], profile: Profile) -> None:
+    """Refuse a profile under which two of ``resolutions`` would train at the same side."""
+    sides: dict[int, int] = {}
+    for r in sorted(set(resolutions)):
+        side = max(MIN_TRAIN_RESOLUTION, round(r * profile.resolution_scale))
+        if side in sides:
+            raise ConfigError(f"profile {profile.name!r}: resolutions {sides[side]} and {r} would both train at "
+                              f"{side} px (resolution_scale {profile.resolution_scale:g}); use a larger scale")
+        sides[side] = r
 
 
 @dataclass(frozen=True)
@@ -144,6 +166,7 @@ class EvalRecord:
     val_images: int
     skipped_images: int  # unreadable files left out of either split
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # per epoch, when checkpointing
+    val_correct: str | None = None  # which validation images were right (top-1): ``encode_hits``, for paired tests
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -195,11 +218,24 @@ def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device)
     return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
+def encode_hits(hits: np.ndarray) -> str:
+    """Per-image top-1 hits (bool, in the split's order) as compact text: base64 of the packed bits."""
+    return base64.b64encode(np.packbits(np.asarray(hits, dtype=bool)).tobytes()).decode("ascii")
+
+
+def decode_hits(text: str, n: int) -> np.ndarray:
+    """Inverse of ``encode_hits`` for a split of ``n`` images."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
+
+
 @torch.inference_mode()
-def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy (top-k with k capped at the class count) of ``model`` on ``split``."""
+def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+             hits_out: list[np.ndarray] | None = None) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy (top-k with k capped at the class count) of ``model`` on ``split``; with
+    ``hits_out``, the per-image top-1 hits are appended to it (one bool array)."""
     model.eval()
     correct1 = correct5 = 0
+    per_image = []
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
     for images, labels in iterate_batches(split, batch_size):
         images, labels = _to_device(images, labels, device)
@@ -211,6 +247,9 @@ def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.devi
         hits = top == labels[:, None]
         correct1 += int(hits[:, 0].sum())
         correct5 += int(hits.any(dim=1).sum())
+        per_image.append(hits[:, 0].cpu().numpy())
+    if hits_out is not None:
+        hits_out.append(np.concatenate(per_image) if per_image else np.zeros(0, dtype=bool))
     return correct1 / len(split), correct5 / len(split)
 
 
@@ -253,7 +292,7 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
         train_images_per_s=round(outcome["images_seen"] / max(outcome["train_s"], 1e-9), 2), device=str(dev),
         fidelity=prof.to_dict(), seed=seed, resolution=resolution, dataset=str(ds.root),
         train_images=len(ds.train), val_images=len(ds.val), skipped_images=len(ds.train.skipped) + len(ds.val.skipped),
-        history=outcome.get("history", []),
+        history=outcome.get("history", []), val_correct=outcome.get("val_correct"),
     )
 
 
@@ -320,4 +359,6 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
                                 history)
     finally:
         bar.close()
-    outcome["top1"], outcome["top5"] = accuracy(runner, ds.val, 2 * prof.batch_size, dev)
+    hits: list[np.ndarray] = []
+    outcome["top1"], outcome["top5"] = accuracy(runner, ds.val, 2 * prof.batch_size, dev, hits)
+    outcome["val_correct"] = encode_hits(hits[0])

@@ -13,7 +13,18 @@ from imagefolder import make_image_folder
 from archsearch.cli import main
 from archsearch.config import ArchConfig, ConfigError, preset
 from archsearch.data import DataError, resolve_data_root
-from archsearch.training import PROFILES, EpochStats, evaluate, get_profile, train_resolution
+from archsearch.model import build_model
+from archsearch.space import FactorSpace
+from archsearch.training import (
+    MIN_TRAIN_RESOLUTION,
+    PROFILES,
+    EpochStats,
+    check_distinct_resolutions,
+    decode_hits,
+    evaluate,
+    get_profile,
+    train_resolution,
+)
 
 V2_050 = preset("mobilevitv2_050")
 
@@ -25,12 +36,36 @@ def fruit(tmp_path, monkeypatch):
     return make_image_folder(tmp_path / "fruit")
 
 
-def test_train_resolution_is_scaled_to_a_multiple_of_32_at_least_64():
+def test_train_resolution_is_the_scaled_side_to_the_pixel():
     assert train_resolution(V2_050, 0.5) == 128
-    assert train_resolution(V2_050, 0.25) == 64
-    assert train_resolution(V2_050.replace(resolution=224), 0.5) == 128  # 112 -> nearest multiple of 32
-    assert train_resolution(V2_050.replace(resolution=160), 0.25) == 64  # 40 -> 32, raised to the minimum
+    assert train_resolution(V2_050.replace(resolution=224), 0.5) == 112  # not rounded onto 128 (256's side)
+    assert train_resolution(V2_050.replace(resolution=160), 0.5) == 80
     assert train_resolution(V2_050.replace(resolution=320), 1.0) == 320
+    assert train_resolution(V2_050.replace(resolution=64), 0.25) == MIN_TRAIN_RESOLUTION
+
+
+@pytest.mark.parametrize("family", ["v1", "v2"])
+def test_every_resolution_of_the_space_trains_at_its_own_side_at_every_profile(family):
+    """Two configs that differ in resolution never train as one network, and the model runs at each side."""
+    space = FactorSpace.default(family).with_num_classes(10)
+    resolutions = space.range("resolution").values()
+    corner = space.config(space.lower_corner())
+    torch.manual_seed(0)
+    model = build_model(corner).eval()
+    for profile in PROFILES.values():
+        check_distinct_resolutions(resolutions, profile)
+        sides = [train_resolution(corner.replace(resolution=r), profile.resolution_scale) for r in resolutions]
+        assert len(set(sides)) == len(sides), (profile.name, sides)
+        for side in sides:
+            with torch.no_grad():
+                out = model(torch.randn(2, 3, side, side))
+            assert out.shape == (2, 10) and torch.isfinite(out).all(), (profile.name, side)
+
+
+def test_a_profile_that_would_merge_two_resolutions_is_refused():
+    coarse = get_profile("smoke", resolution_scale=0.01)
+    with pytest.raises(ConfigError, match="would both train at 32 px"):
+        check_distinct_resolutions((128, 160), coarse)
 
 
 def test_profiles_are_named_and_overridable():
@@ -59,6 +94,8 @@ def test_tiny_evaluation_returns_a_complete_record(fruit):
     assert record.wall_s > 0 and record.train_images_per_s > 0
     assert [s.epoch for s in seen] == [1, 2] and seen[-1].images_seen == 32
     assert seen[-1].train_loss == record.train_loss
+    hits = decode_hits(record.val_correct, record.val_images)  # per-image top-1, for paired comparisons
+    assert hits.dtype == bool and hits.mean() == pytest.approx(record.top1)
     json.dumps(record.to_dict(), allow_nan=False)
 
 
@@ -111,7 +148,7 @@ def test_cli_train_summary_and_factor_options(fruit, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("v2-r192-w0.75-m1-a1-c3   profile tiny, seed 0, cpu")
-    assert "top-1" in out and "at 64 px" in out and "2 unreadable skipped" in out
+    assert "top-1" in out and "at 48 px" in out and "2 unreadable skipped" in out  # 192 px x 0.25
 
 
 @pytest.mark.parametrize("argv, message", [
