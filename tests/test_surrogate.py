@@ -67,7 +67,7 @@ def test_lengthscales_rank_the_ignored_factor_longest(fitted) -> None:
 
 def test_marginal_agrees_with_predict(fitted) -> None:
     surrogate, *_ = fitted
-    base = surrogate.best_observed()
+    base = surrogate.incumbent()
     for factor in FACTORS:
         values, mean, std = surrogate.marginal(factor)
         assert values.tolist() == list(SPACE.range(factor).values())
@@ -194,3 +194,62 @@ def test_expected_improvement_properties() -> None:
     assert expected_improvement(np.array([0.78]), np.array([0.04]), best)[0] == pytest.approx(
         np.maximum(samples - best, 0).mean(), rel=0.02
     )
+
+
+def test_multi_fidelity_gp_predicts_the_top_rung_better_than_the_top_rung_alone() -> None:
+    """Many cheap scores of a correlated surface plus a few top-rung scores beat the top-rung scores alone."""
+    rng = np.random.default_rng(5)
+    order = rng.permutation(len(GRID))
+    cheap, top, held_out = order[:90], order[90:100], order[100:1100]
+
+    def low(x: np.ndarray) -> np.ndarray:  # lower, compressed, and a little different from the top rung
+        return 0.6 * bowl(x) - 0.15 + 0.01 * np.sin(6 * x[:, 3])
+
+    configs = [GRID[i] for i in cheap] + [GRID[i] for i in top]
+    y = np.concatenate([low(X[cheap]), bowl(X[top])]) + rng.normal(0, 0.003, 100)
+    rungs = [0] * 90 + [1] * 10
+    mf = GPSurrogate(SPACE, seed=0, fidelities=2).fit(configs, y, rungs=rungs, noise_std=0.003)
+    single = GPSurrogate(SPACE, seed=0).fit([GRID[i] for i in top], y[90:], noise_std=0.003)
+    truth = bowl(X[held_out])
+    probe = [GRID[i] for i in held_out]
+    r2_mf, r2_single = r_squared(truth, mf.predict(probe)[0]), r_squared(truth, single.predict(probe)[0])
+    assert r2_mf > 0.8 and r2_mf > r2_single + 0.2, (r2_mf, r2_single)
+    assert mf.rung_correlation()[0, 1] > 0.8  # the rungs were learnt to agree
+    low_mean, _ = mf.predict(probe[:50], rung=0)  # and each rung keeps its own level
+    assert abs(low_mean.mean() - low(X[held_out[:50]]).mean()) < 0.05
+
+
+def test_fixed_noise_is_the_measured_noise_not_a_learnt_one() -> None:
+    rng = np.random.default_rng(2)
+    train = rng.choice(len(GRID), 60, replace=False)
+    y = bowl(X[train]) + rng.normal(0, 0.02, 60)
+    fixed = GPSurrogate(SPACE, seed=0).fit([GRID[i] for i in train], y, noise_std=0.02)
+    assert fixed.rung_noise_std() == pytest.approx(0.02)
+    _, latent = fixed.predict([GRID[train[0]]])
+    _, observed = fixed.predict([GRID[train[0]]], include_noise=True)
+    assert observed[0] == pytest.approx(np.hypot(latent[0], 0.02))
+    with pytest.raises(ValueError):
+        GPSurrogate(SPACE).fit(GRID[:3], [0.1, 0.2, 0.3], noise_std=0.0)
+
+
+def test_posterior_samples_match_the_posterior(fitted) -> None:
+    surrogate, _, held_out, _ = fitted
+    probe = [GRID[i] for i in held_out[:5]]
+    draws = surrogate.sample_posterior(probe, 4000, seed=1)
+    mean, std = surrogate.predict(probe)
+    assert draws.shape == (4000, 5)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=4 * std.max() / np.sqrt(4000) + 1e-6)
+    np.testing.assert_allclose(draws.std(0), std, rtol=0.1)
+    np.testing.assert_array_equal(draws, surrogate.sample_posterior(probe, 4000, seed=1))  # seeded
+
+
+def test_incumbent_is_the_best_posterior_mean_not_the_luckiest_score() -> None:
+    """A lucky score on a poor config does not make it the incumbent when the noise is known to be large."""
+    rng = np.random.default_rng(3)
+    train = rng.choice(len(GRID), 40, replace=False)
+    y = bowl(X[train]) + rng.normal(0, 0.002, 40)
+    worst = int(np.argmin(bowl(X[train])))
+    y[worst] = y.max() + 0.03  # one lucky draw
+    noisy = GPSurrogate(SPACE, seed=0).fit([GRID[i] for i in train], y, noise_std=0.05)
+    assert noisy.incumbent() != GRID[train[worst]]
+    assert noisy.incumbent() == GRID[train[int(np.argmax(noisy.predict([GRID[i] for i in train])[0]))]]
