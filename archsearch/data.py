@@ -305,15 +305,34 @@ def load_split(root: Path, split: str, classes: Sequence[str], resolution: int, 
     return Split(split, images, labels, skipped, store, built)
 
 
-def fingerprint(data: str | Path | None = None) -> str:
-    """A short id of a dataset's content (every image's path and size, both splits), to key results by data.
+def fingerprint(data: str | Path | None = None, cache_dir: str | Path | None = None) -> str:
+    """A short id of a dataset's content, to key results by data: every image's path (relative to the root)
+    and the SHA-256 of its bytes, both splits.
 
-    Unlike the store key it leaves out mtimes, so that a copy of the same dataset on another machine
-    keeps the id (and its cached results).
+    Content, not sizes or mtimes: an edit that keeps a file's size changes the id, and a copy of the same
+    dataset on another machine keeps it (and its cached results). Hashes are remembered per (path, size,
+    mtime) in ``<cache>/content-hashes.json``, so only new or changed files are read again.
     """
     root = resolve_data_root(data)
     classes = _discover_classes(root)
-    files = [f[:1] + f[2:3] for split in ("train", "val") for f in _scan(root, split, classes, None)]
+    memo_path = cache_root(cache_dir) / "content-hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        memo = {}
+    files, fresh = [], {}
+    for split in ("train", "val"):
+        for rel, _label, size, mtime in _scan(root, split, classes, None):
+            path = str(root / rel)
+            key = f"{path}|{size}|{mtime}"
+            digest = memo.get(key) or hashlib.sha256((root / rel).read_bytes()).hexdigest()
+            fresh[key] = digest
+            files.append((rel, digest))
+    if fresh != memo:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps({**memo, **fresh}))
+        tmp.replace(memo_path)
     return _digest(files)[:16]
 
 

@@ -1,10 +1,13 @@
 """Studies: Optuna storage, the settings a study carries, trial records and the trial-result cache.
 
-A study stores its own settings (space, budget, profile, data, strategy, seed) as user attributes, so that a
-resumed run -- or a worker on another machine that knows only the study name and storage URL -- searches
-exactly the same problem. Each trial stores its config, MACs, params, accuracy record and fidelity.
-Results are also cached on disk by (trained config, fidelity, data, seed): the same trial is never trained
-twice, across studies too.
+A study stores its own settings (space, budget, fidelity ladder, data, strategy, seed) as user attributes,
+so that a resumed run -- or a worker on another machine that knows only the study name and storage URL --
+searches exactly the same problem. Each trial is one job (``search.jobs``): its config, rung, seed, MACs,
+params, accuracy record and fidelity. Results are also cached on disk (``ResultCache``), keyed by everything
+that changes one (``result_key``): the network actually trained and its trained resolution, the fidelity,
+the seed, the data's content, the device and precision, the torch version and the code of the model,
+data pipeline and training loop. A result is then never trained twice, across studies too, and a stale or
+foreign one is never reused.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .config import ArchConfig, ConfigError
 from .space import FACTORS, FactorSpace
 
 STUDIES_DIR = Path(os.environ.get("ARCHSEARCH_STUDIES", Path(__file__).resolve().parent.parent / "studies"))
-STRATEGIES = ("gp", "nsga3", "tpe", "random")
+STRATEGIES = ("gp", "nsga3", "tpe", "random", "design")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -41,29 +44,40 @@ class StudySettings:
 
     space: dict  # the factor-space TOML, parsed (so remote workers need no file)
     mac_budget: int
-    profile: str
+    ladder: dict  # fidelity.Ladder.to_dict(): the rungs' profiles, the promoted fraction, the top seeds
     data: str
     strategy: str
     seed: int
-    trials: int
+    trials: int  # distinct networks the strategy proposes at the first rung
 
     def factor_space(self) -> FactorSpace:
         return FactorSpace.from_dict(self.space)
 
-    def to_attrs(self) -> dict[str, Any]:
-        return {"settings": asdict(self)}
+    def fidelity_ladder(self):  # -> fidelity.Ladder (imported late: fidelity imports training, i.e. torch)
+        from .fidelity import Ladder
+
+        return Ladder.from_dict(self.ladder)
+
+    @property
+    def profile(self) -> str:
+        """The ladder in one word: its rungs' profile names, cheapest first (``smoke>short``)."""
+        return ">".join(r["name"] for r in self.ladder["rungs"])
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudySettings:
         try:
-            return cls(**study.user_attrs["settings"])
+            stored = dict(study.user_attrs["settings"])
         except KeyError:
             raise StudyError(f"study {study.study_name!r} was not created by archsearch run") from None
+        if "ladder" not in stored:
+            raise StudyError(f"study {study.study_name!r} was made by an older archsearch (one profile, no rungs); "
+                             "start a new study (another --study name)")
+        return cls(**stored)
 
     def mismatches(self, other: StudySettings) -> list[str]:
         """Settings that differ (the trial count may change on resume: it is how far to go)."""
-        return [k for k in ("space", "mac_budget", "profile", "data", "strategy", "seed")
-                if getattr(self, k) != getattr(other, k)]
+        return [k for k in ("space", "mac_budget", "ladder", "data", "strategy", "seed")
+                if json.dumps(getattr(self, k), sort_keys=True) != json.dumps(getattr(other, k), sort_keys=True)]
 
 
 # ---- storage -----------------------------------------------------------------------------------------
@@ -75,44 +89,17 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
-def heartbeat_interval() -> int:
-    """Seconds between a running trial's heartbeats ($ARCHSEARCH_HEARTBEAT_S, default 30); a trial is
-    declared dead after three missed beats."""
-    value = os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30")
-    if not value.isdigit() or int(value) < 1:
-        raise StudyError(f"ARCHSEARCH_HEARTBEAT_S: {value!r} is not a positive whole number of seconds")
-    return int(value)
-
-
 def make_storage(url: str | None) -> optuna.storages.BaseStorage:
-    """An RDB storage with heartbeats, so a trial whose worker died is failed and re-queued."""
+    """An RDB storage (SQLite or PostgreSQL). Liveness is archsearch's own heartbeat (``search.heartbeat``),
+    which works on every storage."""
     url = url or default_storage()
-    interval = heartbeat_interval()
     if is_sqlite(url):
         Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=interval,
-            grace_period=3 * interval,
-            heartbeat_stale_trial_callback=_retry_drawn_trial,
-        )
+        return optuna.storages.RDBStorage(url)
     except Exception as err:  # SQLAlchemy raises many kinds: bad URL, unreachable server, missing driver
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StudyError(f"--storage: cannot open {redact(url)}: {reason}") from None
-
-
-def drawn_params(trial: FrozenTrial) -> dict[str, Any]:
-    """The config an unfinished trial had drawn: its params, or, for one stopped inside ``ask`` before they
-    were written, the ``fixed_params`` it was queued with; empty when a fresh trial had drawn nothing yet."""
-    return trial.params or trial.system_attrs.get("fixed_params") or {}
-
-
-def _retry_drawn_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Heartbeat callback: queue a dead worker's trial again, unless it died before its config was drawn
-    (Optuna's retry copies the system attrs, so a queued trial's ``fixed_params`` come along)."""
-    if drawn_params(trial):
-        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, trial)
 
 
 def redact(url: str) -> str:
@@ -206,36 +193,20 @@ def config_from_params(params: dict[str, Any], space: FactorSpace) -> ArchConfig
 
 
 def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Completed trials with a real accuracy (the baseline included, infeasible ones excluded)."""
+    """Completed trials with a real accuracy (every rung and role)."""
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "accuracy" in t.user_attrs]
 
 
-def search_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Trained trials that the strategy proposed (not the baseline)."""
-    return [t for t in trained_trials(study) if t.user_attrs.get("role") != "baseline"]
-
-
-def trial_network(trial: FrozenTrial) -> tuple:
-    return ArchConfig.from_dict(trial.user_attrs["config"]).network_key()
-
-
-def networks_done(study: optuna.Study) -> int:
-    """Distinct networks the strategy has had trained or seen fail (diverge): what --trials counts.
-    A re-proposal of a network already done costs nothing (the cache answers) and does not count."""
-    done = {trial_network(t) for t in search_trials(study)}
-    done |= {trial_network(t) for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-             if t.user_attrs.get("failure") and t.user_attrs.get("role") != "baseline"}
-    return len(done)
-
-
 # ---- the result cache ----------------------------------------------------------------------------------
-def result_key(config: ArchConfig, fidelity: dict, data_fingerprint: str, seed: int) -> str:
-    """Keyed by the network built (not the factor values that name it), fidelity, data and seed."""
+def result_key(config: ArchConfig, trained_resolution: int, fidelity: dict, seed: int, context: dict) -> str:
+    """Everything that changes a result: the network built (not the factor values that name it) and the
+    side it was trained at, the fidelity, the seed, and ``context`` (data content, device and precision,
+    torch and code versions: ``search.TrainingEvaluator.context``)."""
     family, variant, resolution, classes, stages = config.network_key()
     network = [family, variant, resolution, classes, [asdict(s) for s in stages]]
-    blob = json.dumps({"network": network, "fidelity": fidelity, "data": data_fingerprint, "seed": seed},
-                      sort_keys=True)
+    blob = json.dumps({"network": network, "trained_resolution": trained_resolution, "fidelity": fidelity,
+                       "seed": seed, "context": context}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -1,126 +1,142 @@
-"""What a study found: top trials, the winner against the uniform-scaling baseline, and how much each
-factor matters (the GP's ARD length scales beside Optuna's fANOVA importance). Written to
-``studies/NAME/summary.json`` and ``studies/NAME/winner.json``; the winner file is what ``export`` reads.
+"""What a study found: read once, modelled once, decided once (``study_facts``), then written and printed.
+
+``study_facts`` reads the study's jobs, fits the one GP of the finished study (every rung and seed, each
+rung's measured noise), and asks ``decision.decide`` for the winner, the baselines and the margins; the
+summary, ``summary.json``, ``winner.json``, the dashboard and the export all read those facts. Importance and
+the scaling formula come from the same GP.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from . import __version__
+from .baselines import baselines_for
+from .decision import Decision, decide
+from .fidelity import Noise
 from .formula import derive_formula, formula_text
-from .space import FACTORS
-from .study import StudySettings, config_from_params, redact, study_dir, trained_trials
+from .importance import importance_report
+from .samplers import study_noise
+from .search.jobs import Entry, Ledger, Plan
+from .study import StudySettings, redact, study_dir
 from .surrogate import GPSurrogate
 
 TOP = 10
 
 
-def trial_record(trial: FrozenTrial) -> dict[str, Any]:
-    """One trained trial as stored: config, cost, accuracy and how it was measured."""
-    a = trial.user_attrs
-    record = a.get("record", {})
-    return {
-        "trial": trial.number,
-        "role": a.get("role", "search"),
-        "config": a["config"],
-        "config_id": a["config_id"],
-        "macs": a["macs"],
-        "params": a["params"],
-        "accuracy": a.get("accuracy"),
-        "top5": record.get("top5"),
-        "fidelity": record.get("fidelity", {}),
-        "resolution_trained": record.get("resolution"),
-        "wall_s": record.get("wall_s"),
-        "cached": a.get("cached", False),
-        "seed": record.get("seed"),
-        "data": record.get("dataset"),
-    }
-
-
-def fit_surrogate(study: optuna.Study, settings: StudySettings, seed: int = 0) -> GPSurrogate | None:
-    trials = trained_trials(study)
-    if len(trials) < 2:
-        return None
+def plan_for(settings: StudySettings) -> Plan:
+    """The plan a study's settings define (its baselines are a pure function of the space and budget)."""
     space = settings.factor_space()
-    configs = [config_from_params(t.params, space) for t in trials]
-    return GPSurrogate(space, seed=seed).fit(configs, [t.user_attrs["accuracy"] for t in trials])
+    return Plan(settings.fidelity_ladder(), settings.trials, baselines_for(space, settings.mac_budget), settings.seed)
 
 
-def fanova_importance(study: optuna.Study, seed: int = 0) -> dict[str, float] | None:
-    trials = trained_trials(study)
-    if len(trials) < 3 or len({t.user_attrs["accuracy"] for t in trials}) < 2:
+@dataclass(frozen=True)
+class StudyFacts:
+    study: str
+    storage: str
+    settings: StudySettings
+    plan: Plan
+    ledger: Ledger
+    noise: list[Noise]
+    surrogate: GPSurrogate | None
+    decision: Decision
+
+
+def fit_surrogate(ledger: Ledger, plan: Plan, settings: StudySettings, noise: list[Noise]) -> GPSurrogate | None:
+    """The study's GP: every finished job at every rung, with its rung's noise (None below two results)."""
+    done = [e for e in ledger.entries if e.state == "done"]
+    if len(done) < 2:
         return None
-    view = optuna.create_study(directions=["maximize"])
-    for t in trials:  # a single-objective copy, so multi-objective (NSGA-III) studies work the same way
-        view.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions,
-                                                 value=t.user_attrs["accuracy"]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        importance = optuna.importance.get_param_importances(
-            view, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
-    return {k: round(v, 4) for k, v in importance.items()}
+    return GPSurrogate(settings.factor_space(), seed=settings.seed, fidelities=len(plan.ladder.rungs)).fit(
+        [e.job.config for e in done], [e.accuracy for e in done], [e.job.rung for e in done],
+        [noise[e.job.rung].std for e in done])
 
 
-def summarize(study: optuna.Study, storage_url: str) -> dict[str, Any]:
+def study_facts(study: optuna.Study, storage_url: str = "") -> StudyFacts:
     settings = StudySettings.from_study(study)
-    budget = settings.mac_budget
-    trained = [trial_record(t) for t in trained_trials(study)]
-    feasible = sorted((r for r in trained if r["macs"] <= budget), key=lambda r: -r["accuracy"])
-    baseline = next((r for r in trained if r["role"] == "baseline"), None)
-    winner = feasible[0] if feasible else None
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    surrogate = fit_surrogate(study, settings, settings.seed)
+    plan = plan_for(settings)
+    ledger = Ledger(study.get_trials(deepcopy=False))
+    noise = study_noise(ledger, plan.ladder)
+    surrogate = fit_surrogate(ledger, plan, settings, noise)
+    decision = decide(ledger, plan, settings.mac_budget, noise, surrogate)
+    return StudyFacts(study.study_name, redact(storage_url), settings, plan, ledger, noise, surrogate, decision)
+
+
+def trial_record(entry: Entry) -> dict[str, Any]:
+    """One job as stored: config, cost, rung, seed, accuracy and how it was measured."""
+    r = entry.record
+    return {"trial": entry.number, "role": entry.job.role, "baseline_kinds": list(entry.job.kinds),
+            "rung": entry.job.rung, "seed": entry.job.seed, "config": entry.job.config.to_dict(),
+            "config_id": entry.job.config.id, "macs": entry.macs, "accuracy": entry.accuracy, "top5": r.get("top5"),
+            "fidelity": r.get("fidelity", {}).get("name"), "trained_resolution": r.get("resolution"),
+            "wall_s": r.get("wall_s"), "data": r.get("dataset")}
+
+
+def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | None = None) -> dict[str, Any]:
+    f = facts or study_facts(study, storage_url)
+    settings, plan, ledger, decision = f.settings, f.plan, f.ledger, f.decision
+    space = settings.factor_space()
+    trials = study.get_trials(deepcopy=False)
+    done = [e for e in ledger.entries if e.state == "done"]
+    trained = {e.job.config.network_key(): e.job.config for e in done}
     formula = None
-    if surrogate is not None and settings.factor_space().family == "v2":
-        formula = derive_formula(surrogate, settings.factor_space()).to_dict()
+    if f.surrogate is not None and space.family == "v2":  # interim: the old downsizing path
+        formula = derive_formula(f.surrogate, space).to_dict()
+    winner = decision.winner
     return {
-        "study": study.study_name,
-        "storage": redact(storage_url),
+        "study": f.study,
+        "storage": f.storage,
         "archsearch_version": __version__,
-        "settings": {k: v for k, v in settings.__dict__.items() if k != "space"},
+        "settings": {"mac_budget": settings.mac_budget, "ladder": plan.ladder.name, "promote": plan.ladder.promote,
+                     "top_seeds": plan.ladder.top_seeds, "data": settings.data, "strategy": settings.strategy,
+                     "seed": settings.seed, "trials": settings.trials},
         "space": settings.space,
+        "ladder": settings.ladder,
         "counts": {
-            "trained": len(trained),
-            "infeasible_skipped": sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                                      if t.user_attrs.get("infeasible")),
-            "failed": states.count(TrialState.FAIL),
-            "running": states.count(TrialState.RUNNING),
-            "cached": sum(1 for r in trained if r["cached"]),
+            "trained": len(done),
+            "by_rung": {p.name: len(ledger.at(r)) for r, p in enumerate(plan.ladder.rungs)},
+            "cached": sum(1 for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("cached")),
+            "infeasible_skipped": sum(1 for t in trials if t.user_attrs.get("infeasible")),
+            "failed": sum(e.state == "failed" for e in ledger.entries),
+            "running": sum(e.state == "running" for e in ledger.entries),
         },
-        "top": feasible[:TOP],
-        "winner": winner,
-        "baseline": baseline,
-        "winner_minus_baseline": (round(winner["accuracy"] - baseline["accuracy"], 6)
-                                  if winner and baseline else None),
-        "importance": {
-            "gp_lengthscales": surrogate.lengthscales() if surrogate else None,
-            "fanova": fanova_importance(study, settings.seed),
-        },
+        "decided_at": {"rung": decision.rung, "fidelity": decision.fidelity, "reached_top": decision.reached_top},
+        "noise": [n.to_dict() for n in f.noise],
+        "winner": _winner(decision, ledger) if winner else None,
+        "baselines": [m.to_dict() for m in decision.margins],
+        "top": [s.to_dict() for s in decision.ranked[:TOP]],
+        "rungs": [[trial_record(e) for e in sorted(ledger.at(r), key=lambda e: e.number)]
+                  for r in range(plan.ladder.top + 1)],
+        "importance": importance_report(study, f.surrogate, space, seed=settings.seed),
         "formula": formula,
     }
 
 
+def _macs(ledger: Ledger, key: tuple) -> int:
+    return next(e.macs for e in ledger.entries if e.job.config.network_key() == key)
+
+
+def _winner(decision: Decision, ledger: Ledger) -> dict[str, Any]:
+    w = decision.winner
+    first = next(e for e in ledger.entries if e.number == w.trials[0])
+    return {**w.to_dict(), **{k: v for k, v in trial_record(first).items() if k not in ("accuracy", "seed")},
+            "trial": w.trials[0]}
+
+
 def winner_document(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The winner as an exportable record: its config plus how it was found and what it beat."""
+    """The winner as an exportable record: its config plus how it was found and what it was compared with."""
     winner = summary["winner"]
     if winner is None:
         return None
-    return {
-        **winner,
-        "study": summary["study"],
-        "strategy": summary["settings"]["strategy"],
-        "mac_budget": summary["settings"]["mac_budget"],
-        "archsearch_version": summary["archsearch_version"],
-        "baseline": summary["baseline"],
-        "winner_minus_baseline": summary["winner_minus_baseline"],
-    }
+    return {**winner, "study": summary["study"], "strategy": summary["settings"]["strategy"],
+            "mac_budget": summary["settings"]["mac_budget"], "archsearch_version": summary["archsearch_version"],
+            "decided_at": summary["decided_at"], "baselines": summary["baselines"]}
 
 
 def write_summary(summary: dict[str, Any]) -> tuple[Path, Path | None]:
@@ -136,38 +152,46 @@ def write_summary(summary: dict[str, Any]) -> tuple[Path, Path | None]:
 
 
 def render(summary: dict[str, Any]) -> str:
-    s = summary["settings"]
-    c = summary["counts"]
+    s, c, d = summary["settings"], summary["counts"], summary["decided_at"]
+    by_rung = ", ".join(f"{n} at {name}" for name, n in c["by_rung"].items())
     lines = [
         f"study {summary['study']}: {s['strategy']} search, budget {s['mac_budget'] / 1e6:.0f}M MACs, "
-        f"profile {s['profile']}, seed {s['seed']}",
-        f"trials: {c['trained']} trained ({c['cached']} from cache), {c['infeasible_skipped']} over budget "
-        f"(skipped, not trained), {c['failed']} failed",
+        f"rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)), seed {s['seed']}",
+        f"jobs: {c['trained']} trained ({by_rung}); {c['cached']} of them from the result cache; "
+        f"{c['infeasible_skipped']} over budget (skipped, not trained), {c['failed']} failed",
         "",
-        f"{'#':>4} {'role':<8} {'config':<30} {'MACs':>8} {'params':>8} {'top-1':>7}",
+        f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
+                                                            " -- NOT the top rung: the study did not get there"),
+        f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} {'GP mean':>8}",
     ]
     for r in summary["top"]:
-        lines.append(f"{r['trial']:>4} {r['role']:<8} {r['config_id']:<30} {r['macs'] / 1e6:>7.1f}M "
-                     f"{r['params'] / 1e6:>7.2f}M {100 * r['accuracy']:>6.2f}%")
-    w, b = summary["winner"], summary["baseline"]
+        scores = ", ".join(f"{100 * x:.1f}" for x in r["scores"])
+        gp = f"{100 * r['posterior_mean']:.2f}%" if r["posterior_mean"] is not None else "-"
+        lines.append(f"{r['config_id']:<34} {r['macs'] / 1e6:>7.1f}M {r['trained_resolution'] or '-':>8} px "
+                     f"{100 * r['accuracy']:>6.2f}% ({scores}) {gp:>8}")
+    w = summary["winner"]
     lines.append("")
     if w:
-        lines.append(f"winner:   {w['config_id']}  {w['macs'] / 1e6:.1f}M MACs  top-1 {100 * w['accuracy']:.2f}%")
-    if b:
-        lines.append(f"baseline: {b['config_id']}  {b['macs'] / 1e6:.1f}M MACs  top-1 {100 * b['accuracy']:.2f}% "
-                     "(width multiplier alone)")
-    if summary["winner_minus_baseline"] is not None:
-        lines.append(f"winner - baseline: {100 * summary['winner_minus_baseline']:+.2f} points")
-    gp, fanova = summary["importance"]["gp_lengthscales"], summary["importance"]["fanova"]
-    if gp or fanova:
-        lines += ["", f"{'factor':<11} {'GP length scale':>16} {'fANOVA':>8}   (short length scale = matters)"]
-        for f in FACTORS:
-            ls = f"{gp[f]:.3f}" if gp else "-"
-            fa = f"{fanova.get(f, 0):.3f}" if fanova else "-"
-            lines.append(f"{f:<11} {ls:>16} {fa:>8}")
+        lines.append(f"winner:   {w['config_id']}  {w['macs'] / 1e6:.1f}M MACs, trained at {w['trained_resolution']} px, "
+                     f"top-1 {100 * w['accuracy']:.2f}% over {len(w['seeds'])} seed(s)")
+    noise = summary["noise"][d["rung"]]
+    lines.append(f"noise of one score at {d['fidelity']}: {100 * noise['std']:.2f} points ({noise['source']})")
+    for b in summary["baselines"]:
+        if b["config_id"] is None:
+            lines.append(f"  {b['kind']:<17} {b['words']}")
+            continue
+        lines.append(f"  {b['kind']:<17} {b['config_id']}  {b['macs'] / 1e6:.1f}M, top-1 {100 * b['accuracy']:.2f}%")
+        if b["margin"] is not None:
+            other = "; ".join(f"{100 * v:+.2f} at rung {k}" for k, v in b["margin_by_rung"].items())
+            lines.append(f"  {'':<17} {b['words']}" + (f" (point margin {other})" if other else ""))
+    lines += ["", *_importance_lines(summary["importance"])]
     if summary["formula"]:
-        f = summary["formula"]
-        lines += ["", "scaling formula (from the GP's downsizing path):",
-                  formula_text(f["base"], f["base_macs"], f["exponents"])]
+        fo = summary["formula"]
+        lines += ["", "scaling formula:", formula_text(fo["base"], fo["base_macs"], fo["exponents"])]
     return "\n".join(lines)
 
+
+def _importance_lines(importance: dict[str, Any]) -> list[str]:
+    from .importance import render_importance
+
+    return render_importance(importance)

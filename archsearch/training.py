@@ -21,6 +21,7 @@ import base64
 import ctypes
 import ctypes.util
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -84,6 +85,11 @@ PROFILES: dict[str, Profile] = {
     # Mild crops and a lower peak LR: measured best of the variants tried for so short a run (benchmarks/RESULTS.md).
     "smoke": Profile("smoke", epochs=4, train_per_class=150, val_per_class=100, resolution_scale=0.5,
                      batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
+    # The GPU ladder's cheaper rungs (fidelity.DEFAULT_LADDERS["gpu"]); not yet measured on a GPU.
+    "proxy-r0": Profile("proxy-r0", epochs=5, train_per_class=300, val_per_class=100, resolution_scale=1.0,
+                        batch_size=128, lr=3e-3, weight_decay=0.02, crop_scale=(0.35, 1.0)),
+    "proxy-r1": Profile("proxy-r1", epochs=8, train_per_class=None, val_per_class=None, resolution_scale=1.0,
+                        batch_size=128, lr=3e-3, weight_decay=0.02, crop_scale=(0.35, 1.0)),
     # The default on a GPU: all of Imagenette at full resolution, long enough to separate architectures.
     "proxy": Profile("proxy", epochs=15, train_per_class=None, val_per_class=None, resolution_scale=1.0,
                      batch_size=128, lr=3e-3, weight_decay=0.02, crop_scale=(0.35, 1.0)),
@@ -178,6 +184,27 @@ class EvalRecord:
 
 class _Diverged(Exception):
     pass
+
+
+_CODE_MODULES = ("config.py", "model.py", "data.py", "training.py")
+
+
+def code_version() -> str:
+    """A hash of the code that decides a trained network's score (factor rule, generator, data pipeline,
+    training loop): part of every result-cache key, so a change to any of them never reuses old results."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in _CODE_MODULES:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def result_context(device: torch.device, data_fingerprint: str) -> dict[str, Any]:
+    """What, besides the network, fidelity and seed, changes a result: data content, device and precision,
+    torch and code versions."""
+    precision = "bf16-autocast" if device.type == "cuda" else "fp32"
+    return {"data": data_fingerprint, "device": device.type, "precision": precision,
+            "torch": torch.__version__.split("+")[0], "code": code_version()}
 
 
 def default_device() -> torch.device:

@@ -1,58 +1,24 @@
-"""The search loop on a synthetic objective: budgets, feasibility, baseline, strategies, resume, recovery."""
+"""The search loop on synthetic evaluators: budgets, rungs and promotion, strategies, resume, interruption,
+stale and concurrent workers, the result cache."""
 
 from __future__ import annotations
-
-import tomllib
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from conftest import surface
+from studies import BUDGET, THREE_RUNGS, TWO_RUNGS, open_synthetic, run_synthetic, settings_for
 
+from archsearch.config import ArchConfig
 from archsearch.cost import closed_form_cost
-from archsearch.formula import apply_formula, derive_formula
-from archsearch.samplers import make_sampler
-from archsearch.search import (
-    BudgetError,
-    _run_one,
-    enqueue_baseline,
-    feasible_grid,
-    parse_macs,
-    recover_interrupted,
-    run_trials,
-    uniform_baseline,
-)
-from archsearch.space import DEFAULT_SPACES, FactorSpace
-from archsearch.study import (
-    ResultCache,
-    StudyError,
-    StudySettings,
-    distributions,
-    make_storage,
-    networks_done,
-    open_study,
-    trained_trials,
-)
-from archsearch.summary import fit_surrogate, summarize, write_summary
+from archsearch.search import SEARCH, BudgetError, Job, Ledger, feasible_grid, parse_macs, recover_interrupted, run_trials
+from archsearch.search.heartbeat import StaleWatcher, requeue
+from archsearch.search.loop import _run_one
+from archsearch.space import FactorSpace
+from archsearch.study import ResultCache, StudyError, config_params, result_key
+from archsearch.summary import study_facts
 
-BUDGET = 300_000_000
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def settings_for(strategy="gp", trials=8, budget=BUDGET, seed=0):
-    space = tomllib.loads(DEFAULT_SPACES["v2"].read_text())
-    return StudySettings(space=space, mac_budget=budget, profile="synthetic", data="synthetic",
-                         strategy=strategy, seed=seed, trials=trials)
-
-
-def start(tmp_path, settings, name="s"):
-    url = f"sqlite:///{tmp_path}/studies.db"
-    space = settings.factor_space()
-    feasible = feasible_grid(space, settings.mac_budget)
-    sampler = make_sampler(settings.strategy, space, feasible.configs, feasible.macs, settings.mac_budget,
-                           settings.seed)
-    study = open_study(name, make_storage(url), settings, sampler)
-    enqueue_baseline(study, uniform_baseline(space, settings.mac_budget), space)
-    return study, url
 
 
 @pytest.mark.parametrize("text, macs", [("300M", 300_000_000), ("0.3G", 300_000_000), ("300000000", 300_000_000),
@@ -85,182 +51,265 @@ def test_budget_below_the_space_names_the_cheapest():
         feasible_grid(space, closed_form_cost(cheapest).macs - 1)
 
 
-def test_uniform_baseline_scales_width_only():
-    space = FactorSpace.default("v2")
-    baseline = uniform_baseline(space, BUDGET)
-    assert (baseline.resolution, baseline.mv2_depth, baseline.vit_depth) == (256, 1.0, 1.0)
-    assert closed_form_cost(baseline).macs <= BUDGET
-    widths = space.range("width").values()
-    wider = baseline.replace(width=widths[widths.index(baseline.width) + 1])
-    assert closed_form_cost(wider).macs > BUDGET
+def test_rungs_promote_the_best_fraction_and_decide_at_the_top(tmp_path, synthetic_evaluator):
+    settings = settings_for("gp", trials=9, rungs=THREE_RUNGS)
+    evaluator = synthetic_evaluator(settings.fidelity_ladder())
+    study, _, plan, progress = run_synthetic(tmp_path, settings, evaluator)
+    ledger = Ledger(study.get_trials())
+    assert len(ledger.search_networks(0)) == progress.proposed == 9
+    for rung, expected in ((1, 3), (2, 1)):  # ceil(9 / 3) = 3, then ceil(3 / 3) = 1
+        promoted = ledger.at(rung, role=SEARCH)
+        assert len(promoted) == expected
+        below = ledger.scores(rung - 1)
+        searched = [k for k in ledger.search_networks(rung - 1, ("done",))]
+        best = sorted(searched, key=lambda k: -below[k][1][0])[:expected]
+        assert {e.job.config.network_key() for e in promoted} == set(best)
+    width_resolution = {c.config.network_key() for c in plan.baselines.width_resolution}
+    assert width_resolution <= {e.job.config.network_key() for e in ledger.at(0)}  # screened at rung 0
+    top_baselines = {e.job.config.network_key() for e in ledger.at(2) if e.job.role == "baseline"}
+    assert plan.baselines.width.config.network_key() in top_baselines
+    assert plan.baselines.compound.config.network_key() in top_baselines
+    assert plan.best_width_resolution(ledger, 0).network_key() in top_baselines
+    assert len(evaluator.calls) == len(set(evaluator.calls)) == len(ledger.entries)  # every job trained once
+    assert not ledger.busy()
+    decision = study_facts(study).decision
+    assert decision.rung == 2 and decision.reached_top
+    assert decision.winner.config == ledger.at(2, role=SEARCH)[0].job.config
 
 
-@pytest.mark.parametrize("strategy", ["gp", "tpe", "random", "nsga3"])
-def test_strategies_train_only_new_feasible_networks(tmp_path, synthetic_evaluator, strategy):
-    settings = settings_for(strategy, trials=6)
-    study, _ = start(tmp_path, settings)
-    progress = run_trials(study, settings, synthetic_evaluator, ResultCache(tmp_path / "cache"), progress=False)
-    trained = trained_trials(study)
-    assert progress.trained == networks_done(study) == 6
-    assert len(synthetic_evaluator.calls) == len(set(synthetic_evaluator.calls)) == len(trained)
-    assert all(t.user_attrs["macs"] <= BUDGET for t in trained)
-    assert sum(t.user_attrs["role"] == "baseline" for t in trained) == 1
+class ScriptedSampler(optuna.samplers.BaseSampler):
+    """Proposes the given configs in order (a strategy whose proposals the test controls)."""
+
+    def __init__(self, space, configs):
+        self.space, self.configs = space, list(configs)
+
+    def infer_relative_search_space(self, study, trial):
+        from archsearch.study import distributions
+
+        return distributions(self.space)
+
+    def sample_relative(self, study, trial, search_space):
+        proposed = sum(1 for t in study.get_trials(deepcopy=False) if t.params and t.number != trial.number)
+        return config_params(self.configs[proposed], self.space)
+
+    def sample_independent(self, study, trial, name, dist):
+        raise AssertionError("every factor is sampled relatively")
+
+
+def test_the_known_best_reaches_the_top_and_a_config_best_early_and_worst_late_does_not_win(
+        tmp_path, synthetic_evaluator):
+    """Known learning curves: at rung 0 the trap leads and the best is second; at the top the trap is last."""
+    settings = settings_for("random", trials=6, rungs=TWO_RUNGS)
+    space = settings.factor_space()
+    configs = [space.config({"resolution": r, "width": w, "mv2_depth": 1.25, "vit_depth": 0.75})
+               for r, w in ((192, 0.375), (128, 0.5), (288, 0.25), (256, 0.25), (160, 0.5), (224, 0.25))]
+    best, trap = configs[0], configs[1]
+    assert all(closed_form_cost(c).macs <= BUDGET for c in configs)
+    assert surface(best) == max(map(surface, configs)) and surface(trap) == min(map(surface, configs))
+    early = {trap.id: 0.95, best.id: 0.90}  # the others score 0.5 * surface < 0.4 at rung 0
+    evaluator = synthetic_evaluator(settings.fidelity_ladder(), early=early)
+    study, url, plan = open_synthetic(tmp_path, settings)
+    study.sampler = ScriptedSampler(space, configs)
+    run_trials(study, settings, plan, evaluator, progress=False, poll_s=0.05)
+    ledger = Ledger(study.get_trials())
+    promoted = {e.job.config for e in ledger.at(1, role=SEARCH)}
+    assert promoted == {best, trap}  # ceil(6 / 3) = 2: the two leaders at rung 0
+    decision = study_facts(study, url).decision
+    assert decision.winner.config == best
+    assert [s.config for s in decision.ranked][-1] == trap
+
+
+@pytest.mark.parametrize("strategy, rungs", [("gp", TWO_RUNGS), ("design", TWO_RUNGS), ("tpe", TWO_RUNGS),
+                                             ("random", TWO_RUNGS), ("nsga3", ("smoke",))])
+def test_strategies_train_only_new_feasible_networks(tmp_path, synthetic_evaluator, strategy, rungs):
+    settings = settings_for(strategy, trials=6, rungs=rungs)
+    evaluator = synthetic_evaluator(settings.fidelity_ladder())
+    study, _, _, progress = run_synthetic(tmp_path, settings, evaluator)
+    ledger = Ledger(study.get_trials())
+    assert progress.proposed == len(ledger.search_networks(0)) == 6
+    assert len(evaluator.calls) == len(set(evaluator.calls)) == len(ledger.entries)
+    assert all(e.macs <= BUDGET for e in ledger.entries if e.job.role == SEARCH)
     for t in study.get_trials(states=(TrialState.PRUNED,)):
-        assert t.user_attrs["infeasible"] and t.user_attrs["macs"] > BUDGET
-    for t in trained:
-        assert {"config", "config_id", "macs", "params", "accuracy", "record", "fidelity"} <= set(t.user_attrs)
-
-
-def test_gp_beats_the_baseline_on_the_synthetic_surface(tmp_path, synthetic_evaluator):
-    settings = settings_for("gp", trials=12)
-    study, url = start(tmp_path, settings)
-    run_trials(study, settings, synthetic_evaluator, progress=False)
-    summary = summarize(study, url)
-    assert summary["winner"]["accuracy"] == max(t.user_attrs["accuracy"] for t in trained_trials(study))
-    assert summary["winner_minus_baseline"] > 0.05
-    assert summary["importance"]["gp_lengthscales"].keys() == summary["importance"]["fanova"].keys()
-    summary_path, winner_path = write_summary(summary)
-    assert summary_path.exists() and winner_path.exists()
+        assert t.user_attrs.get("infeasible") or t.user_attrs.get("repeat")
+        if t.user_attrs.get("infeasible"):
+            assert t.user_attrs["macs"] > BUDGET
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert {"config", "config_id", "macs", "params", "accuracy", "record", "rung", "seed",
+                "trained_resolution"} <= set(t.user_attrs)
 
 
 def test_resume_trains_nothing_twice(tmp_path, synthetic_evaluator):
     settings = settings_for("gp", trials=4)
-    study, _ = start(tmp_path, settings)
-    run_trials(study, settings, synthetic_evaluator, progress=False)
-    first = list(synthetic_evaluator.calls)
-    study, _ = start(tmp_path, settings)  # the same command again
-    run_trials(study, settings, synthetic_evaluator, progress=False)
-    assert synthetic_evaluator.calls == first
-    more = settings_for("gp", trials=6)
-    study, _ = start(tmp_path, more)
-    run_trials(study, more, synthetic_evaluator, progress=False)
-    assert len(synthetic_evaluator.calls) == len(first) + 2 == len(set(synthetic_evaluator.calls))
+    evaluator = synthetic_evaluator(settings.fidelity_ladder())
+    run_synthetic(tmp_path, settings, evaluator)
+    first = list(evaluator.calls)
+    run_synthetic(tmp_path, settings, evaluator)  # the same command again
+    assert evaluator.calls == first
+    more = settings_for("gp", trials=7)
+    study, *_ = run_synthetic(tmp_path, more, evaluator)
+    assert len(evaluator.calls) > len(first) and len(evaluator.calls) == len(set(evaluator.calls))
+    assert len(Ledger(study.get_trials()).search_networks(0)) == 7
 
 
-def test_other_settings_are_refused_on_resume(tmp_path, synthetic_evaluator):
-    start(tmp_path, settings_for("gp", trials=2))
+def test_other_settings_are_refused_on_resume(tmp_path):
+    open_synthetic(tmp_path, settings_for("gp", trials=2))
     with pytest.raises(StudyError, match="mac_budget"):
-        start(tmp_path, settings_for("gp", trials=2, budget=200_000_000))
+        open_synthetic(tmp_path, settings_for("gp", trials=2, budget=200_000_000))
+    with pytest.raises(StudyError, match="ladder"):
+        open_synthetic(tmp_path, settings_for("gp", trials=2, rungs=THREE_RUNGS))
 
 
-def test_result_cache_serves_another_study(tmp_path, synthetic_evaluator):
+def test_result_cache_serves_another_study_and_keys_on_everything(tmp_path, synthetic_evaluator):
     cache = ResultCache(tmp_path / "cache")
     settings = settings_for("gp", trials=3)
-    study, _ = start(tmp_path, settings, name="a")
-    run_trials(study, settings, synthetic_evaluator, cache, progress=False)
-    calls = len(synthetic_evaluator.calls)
-    study, _ = start(tmp_path, settings, name="b")
-    run_trials(study, settings, synthetic_evaluator, cache, progress=False)
-    assert len(synthetic_evaluator.calls) == calls
-    assert all(t.user_attrs["cached"] for t in trained_trials(study))
+    evaluator = synthetic_evaluator(settings.fidelity_ladder())
+    run_synthetic(tmp_path, settings, evaluator, name="a", cache=cache)
+    calls = len(evaluator.calls)
+    study, *_ = run_synthetic(tmp_path, settings, evaluator, name="b", cache=cache)
+    assert len(evaluator.calls) == calls
+    assert all(t.user_attrs["cached"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    config = ArchConfig("v2", resolution=160, width=0.5)
+    fidelity, context = settings.fidelity_ladder().rungs[0].to_dict(), {"data": "x", "device": "cpu", "code": "1"}
+    key = result_key(config, 80, fidelity, 0, context)
+    assert key == result_key(config, 80, dict(fidelity), 0, dict(context))
+    for other in (result_key(config, 96, fidelity, 0, context), result_key(config, 80, fidelity, 1, context),
+                  result_key(config.replace(resolution=192), 80, fidelity, 0, context),
+                  result_key(config, 80, {**fidelity, "epochs": 5}, 0, context),
+                  *(result_key(config, 80, fidelity, 0, {**context, k: "other"}) for k in context)):
+        assert other != key
 
 
-def test_interrupted_trial_is_kept_marked_and_redone(tmp_path, synthetic_evaluator):
-    settings = settings_for("gp", trials=4)
-    study, _ = start(tmp_path, settings)
-    real = synthetic_evaluator.__call__
+class Interrupting:
+    """Raises KeyboardInterrupt at the first job of ``rung`` (as Ctrl-C would), before scoring it."""
 
-    class Interrupting:
-        fidelity, data_fingerprint, seed = synthetic_evaluator.fidelity, "synthetic", 0
-        calls = 0
+    def __init__(self, inner, rung):
+        self.inner, self.rung, self.ladder = inner, rung, inner.ladder
+        self.context, self.trained_resolution = inner.context, inner.trained_resolution
 
-        def __call__(self, config, heartbeat=lambda: None):
-            Interrupting.calls += 1
-            if Interrupting.calls == 3:
-                raise KeyboardInterrupt
-            return real(config)
+    def __call__(self, job):
+        if job.rung == self.rung:
+            raise KeyboardInterrupt
+        return self.inner(job)
 
+
+def test_an_interruption_between_rungs_resumes_where_it_stopped(tmp_path, synthetic_evaluator):
+    settings = settings_for("gp", trials=5)
+    evaluator = synthetic_evaluator(settings.fidelity_ladder())
     with pytest.raises(KeyboardInterrupt):
-        run_trials(study, settings, Interrupting(), progress=False)
-    failed = study.get_trials(states=(TrialState.FAIL,))
-    assert len(failed) == 1 and failed[0].user_attrs["interrupted"]
-    assert len(trained_trials(study)) == 2
-    study, _ = start(tmp_path, settings)
-    run_trials(study, settings, synthetic_evaluator, progress=False)
-    redone = [t for t in trained_trials(study) if t.user_attrs.get("retry_of") == failed[0].number]
-    assert len(redone) == 1 and redone[0].params == failed[0].params
-    assert networks_done(study) == 4
+        run_synthetic(tmp_path, settings, Interrupting(evaluator, rung=1))
+    study, *_ = open_synthetic(tmp_path, settings)
+    (stopped,) = study.get_trials(states=(TrialState.FAIL,))
+    assert stopped.user_attrs["interrupted"] and stopped.user_attrs["rung"] == 1
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs["retry_of"] == stopped.number and queued.user_attrs["config"] == stopped.user_attrs["config"]
+    before = list(evaluator.calls)
+    study, *_ = run_synthetic(tmp_path, settings, evaluator)
+    assert evaluator.calls[: len(before)] == before and len(evaluator.calls) == len(set(evaluator.calls))
+    assert (stopped.user_attrs["config_id"], 1, 0) == evaluator.calls[len(before)]  # redone first
+    ledger = Ledger(study.get_trials())
+    assert not ledger.busy() and len(ledger.at(1, role=SEARCH)) == 2
 
 
-def test_stale_running_trial_is_recovered(tmp_path, synthetic_evaluator):
+def test_a_stale_trial_is_failed_and_its_job_queued_exactly_once(tmp_path):
     settings = settings_for("gp", trials=2)
-    study, _ = start(tmp_path, settings)
-    orphan = study.ask({"resolution": optuna.distributions.IntDistribution(128, 320, step=32)})
-    assert recover_interrupted(study) == 1
-    assert study.get_trials()[orphan.number].state == TrialState.FAIL
-    waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert any(t.user_attrs.get("retry_of") == orphan.number for t in waiting)
+    study, *_ = open_synthetic(tmp_path, settings)
+    config = settings.factor_space().config({"resolution": 160, "width": 0.5, "mv2_depth": 1, "vit_depth": 1})
+    trial = study.ask()
+    for key, value in Job(config, 1, 0).attrs().items():
+        trial.set_user_attr(key, value)
+    fresh = study.ask()  # killed before it drew a config: nothing to redo
+    now = [0.0]
+    watcher = StaleWatcher(grace_s=10, clock=lambda: now[0])
+    assert watcher.stale(study.get_trials()) == []
+    trial.set_user_attr("beat", 1)  # alive: it beat
+    now[0] = 8
+    assert watcher.stale(study.get_trials()) == []
+    now[0] = 19  # 11 s without a beat for `trial` (from 8), 19 s for `fresh` (from 0)
+    stale = watcher.stale(study.get_trials())
+    assert {t.number for t in stale} == {trial.number, fresh.number}
+    assert [requeue(study, t) for t in stale] == [True, True]
+    assert [requeue(study, t) for t in stale] == [False, False]  # a second watcher finds them finished
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert Job.from_attrs(queued.user_attrs) == Job(config, 1, 0) and queued.user_attrs["retry_of"] == trial.number
 
 
-def test_a_network_drawn_twice_at_once_is_trained_once(tmp_path, synthetic_evaluator):
-    """Workers asking at the same moment can draw the same config (params are written at the end of ask):
-    a fresh proposal gives way to a running trial of the same network, a queued trial never does."""
-    settings = settings_for("random", trials=3)
-    study, _ = start(tmp_path, settings)
-    dists = distributions(settings.factor_space())
-    queued = study.ask(dists)  # the baseline, from the queue
-    study.sampler = optuna.samplers.PartialFixedSampler(queued.params, optuna.samplers.RandomSampler(0))
-    fresh, second = study.ask(dists), study.ask(dists)  # two more workers draw the same network
-    assert fresh.params == second.params == queued.params
+def test_two_workers_that_pick_the_same_job_train_it_once(tmp_path, synthetic_evaluator):
+    settings = settings_for("gp", trials=3)
+    study, _, plan = open_synthetic(tmp_path, settings)
+    evaluator = synthetic_evaluator(settings.fidelity_ladder())
+    space = settings.factor_space()
+    job = Job(plan.baselines.width.config, 1, 0, "baseline", ("width",))
+    first, second = study.ask(), study.ask()  # both decided on the same due job
+    ledger = Ledger(study.get_trials())
+    run = lambda trial: _run_one(study, trial, settings, space, plan, job, ledger, evaluator, None, "w", None)  # noqa: E731
+    assert run(second) == "trained"  # it wrote its attributes first: no other trial held the job
+    assert run(first) == "duplicate"  # it sees the other holder, earlier or later, and gives way
+    assert study.get_trials()[first.number].state == TrialState.PRUNED
+    assert evaluator.calls.count((job.config.id, 1, 0)) == 1
+    queued_job = Job(plan.baselines.compound.config, 1, 0, "baseline", ("compound",))
+    fresh = study.ask()  # a worker picks the compound job for a fresh trial ...
+    study.enqueue_trial({}, user_attrs=queued_job.attrs())  # ... while a retry of that job is queued
+    popped = study.ask()
+    rerun = lambda trial, step: _run_one(study, trial, settings, space, plan, step, Ledger(study.get_trials()),  # noqa: E731
+                                         evaluator, None, "w", None)
+    assert rerun(popped, None) == "trained"  # a queued job never gives way
+    assert rerun(fresh, queued_job) == "duplicate"
+    assert evaluator.calls.count((queued_job.config.id, 1, 0)) == 1
 
-    run = lambda trial: _run_one(study, trial, settings, synthetic_evaluator, None, lambda: None, "w", 0)  # noqa: E731
-    assert run(fresh) == (0, None) and run(second) == (0, None)
-    assert run(queued)[1] is False and len(synthetic_evaluator.calls) == 1
-    states = {t.number: t.state for t in study.get_trials()}
-    assert states[fresh.number] == states[second.number] == TrialState.PRUNED
-    assert states[queued.number] == TrialState.COMPLETE
-    assert study.get_trials()[fresh.number].user_attrs["duplicate"]
 
-
-def test_trial_stopped_inside_ask_is_requeued_only_if_it_had_a_config(tmp_path, synthetic_evaluator):
-    """Killed inside ask(): a trial taken from the queue keeps its fixed config, a fresh one has none to redo."""
+def test_a_result_that_arrives_after_a_takeover_is_kept_in_the_cache_not_a_crash(tmp_path, synthetic_evaluator):
+    """A stalled heartbeat let another worker fail the trial and queue its job while it still trained."""
     settings = settings_for("gp", trials=2)
-    study, _ = start(tmp_path, settings)
-    (baseline,) = study.get_trials(states=(TrialState.WAITING,))
-    popped = study.ask()  # takes the queued baseline; no parameter suggested yet
-    assert recover_interrupted(study) == 1
-    (again,) = study.get_trials(states=(TrialState.WAITING,))
-    assert again.user_attrs["retry_of"] == popped.number
-    assert again.system_attrs["fixed_params"] == baseline.system_attrs["fixed_params"]
+    study, _, plan = open_synthetic(tmp_path, settings)
+    inner = synthetic_evaluator(settings.fidelity_ladder())
+    cache = ResultCache(tmp_path / "cache")
+    job = Job(plan.baselines.width.config, 1, 0, "baseline", ("width",))
 
-    study.ask()  # takes the re-queued baseline
-    study.tell(study.get_trials(states=(TrialState.RUNNING,))[0].number, state=TrialState.FAIL)
-    fresh = study.ask()  # nothing queued: a fresh trial, no config drawn yet
-    assert recover_interrupted(study) == 1
-    assert study.get_trials()[fresh.number].state == TrialState.FAIL
-    assert not study.get_trials(states=(TrialState.WAITING,))
+    class TakenOver:
+        ladder, context, trained_resolution = inner.ladder, inner.context, inner.trained_resolution
+
+        def __call__(self, job):
+            (mine,) = study.get_trials(states=(TrialState.RUNNING,))
+            assert requeue(study, mine)  # another worker's watcher
+            return inner(job)
+
+    trial = study.ask()
+    outcome = _run_one(study, trial, settings, settings.factor_space(), plan, job, Ledger(study.get_trials()),
+                       TakenOver(), cache, "w", None)
+    assert outcome == "late" and study.get_trials()[trial.number].state == TrialState.FAIL
+    retry = study.ask()  # the queued job: served by the cache, not trained again
+    assert _run_one(study, retry, settings, settings.factor_space(), plan, None, Ledger(study.get_trials()), inner,
+                    cache, "w", None) == "cached"
+    assert inner.calls == [(job.config.id, 1, 0)]
+
+
+def test_trials_left_running_by_a_killed_run_are_recovered(tmp_path):
+    settings = settings_for("gp", trials=2)
+    study, _, plan = open_synthetic(tmp_path, settings)
+    with_job = study.ask()
+    for key, value in Job(plan.baselines.width.config, 1, 0).attrs().items():
+        with_job.set_user_attr(key, value)
+    study.ask()  # killed inside the proposal: no job
+    assert recover_interrupted(study) == 2
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs["retry_of"] == with_job.number
 
 
 @pytest.mark.parametrize("strategy", ["random", "gp"])
 def test_failed_training_is_recorded_not_fatal(tmp_path, synthetic_evaluator, strategy):
-    """Diverged trials count towards --trials and are never proposed again (the GP excludes them)."""
+    """Diverged jobs count, are never proposed again, and leave no winner."""
     settings = settings_for(strategy, trials=3)
-    study, _ = start(tmp_path, settings)
+    inner = synthetic_evaluator(settings.fidelity_ladder())
 
     class Diverging:
-        fidelity, data_fingerprint, seed = {"name": "synthetic"}, "synthetic", 0
+        ladder, context, trained_resolution = inner.ladder, inner.context, inner.trained_resolution
 
-        def __call__(self, config, heartbeat=lambda: None):
+        def __call__(self, job):
             return {"status": "failed", "reason": "diverged: loss is nan", "top1": None}
 
-    run_trials(study, settings, Diverging(), progress=False)
+    study, *_ = run_synthetic(tmp_path, settings, Diverging())
     failed = study.get_trials(states=(TrialState.FAIL,))
-    assert len(failed) == 4 and all(t.user_attrs["failure"].startswith("diverged") for t in failed)
-    assert len({t.user_attrs["config_id"] for t in failed}) == 4
-    assert summarize(study, "sqlite://")["winner"] is None
-
-
-def test_scaling_formula_follows_the_gp(tmp_path, synthetic_evaluator):
-    settings = settings_for("gp", trials=12)
-    study, _ = start(tmp_path, settings)
-    run_trials(study, settings, synthetic_evaluator, progress=False)
-    space = settings.factor_space()
-    surrogate = fit_surrogate(study, settings)
-    formula = derive_formula(surrogate, space)
-    macs = [step["macs"] for step in formula.path]
-    assert macs == sorted(macs, reverse=True) and len(set(macs)) == len(macs)
-    assert macs[-1] == min(closed_form_cost(c).macs for c in space.grid())
-    assert formula.path[0]["config"]["width"] == 1.0 and formula.path[0]["config"]["resolution"] == 256
-    for budget in (100_000_000, 150_000_000, 600_000_000):
-        config, config_macs, mean, std = apply_formula(formula, budget, space, surrogate)
-        assert config_macs <= budget and space.contains(config) and std >= 0
+    assert all(t.user_attrs["failure"].startswith("diverged") for t in failed)
+    proposals = [t for t in failed if t.user_attrs["role"] == SEARCH]
+    assert len(proposals) == len({t.user_attrs["config_id"] for t in proposals}) == 3
+    assert study_facts(study).decision.winner is None

@@ -7,73 +7,81 @@ import sys
 import tomllib
 from pathlib import Path
 
-from ..search import (
-    TrainingEvaluator,
-    enqueue_baseline,
-    feasible_grid,
-    parse_macs,
-    recover_interrupted,
-    run_trials,
-    uniform_baseline,
-)
+from ..search import BudgetError, TrainingEvaluator, check_ladder, feasible_grid, parse_macs, recover_interrupted, run_trials
 from ..space import DEFAULT_SPACES, FactorSpace
-from ..study import (
-    STRATEGIES,
-    ResultCache,
-    StudySettings,
-    default_storage,
-    exclusive_run,
-    is_sqlite,
-    make_storage,
-    open_study,
-    redact,
-)
-from ..dashboard import write_dashboard
-from ..summary import render, summarize, write_summary
+from ..study import STRATEGIES, ResultCache, StudySettings, default_storage, exclusive_run, is_sqlite, make_storage, \
+    open_study, redact
 from .common import CLIError, quiet_optuna, sigterm_as_interrupt
 
-PROFILES = ("tiny", "smoke", "proxy", "full")
-# Trials that fit the default profile on the machine at hand: ~1 minute each for smoke on a 2-core CPU.
-DEFAULT_TRIALS = {"tiny": 4, "smoke": 8, "proxy": 40, "full": 10}
+# Rung-0 proposals that fit each default on the machine at hand (about 15 minutes on a 2-core CPU).
+DEFAULT_TRIALS = {"cpu": 9, "gpu": 40}
+SINGLE_TRIALS = {"tiny": 4, "smoke": 8, "short": 6, "reference": 4, "proxy-r0": 20, "proxy-r1": 16, "proxy": 40,
+                 "full": 10}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "run",
         help="search for the most accurate MobileViT within a MAC budget",
-        description="GP-guided (or NSGA-III/TPE/random) search over resolution, width, MV2 depth and ViT depth. "
-        "Only configs within the budget are trained (closed-form cost model); the uniform width-multiplier "
-        "baseline is trained in the same study. Re-running the same command resumes the study; Ctrl-C stops "
-        "cleanly and keeps every finished trial.",
+        description="Search resolution, width, MV2 depth and ViT depth for the most accurate MobileViT within a "
+        "MAC budget. Only configs within the budget are ever trained (closed-form cost model). The budget is "
+        "spent in rungs of rising fidelity: many configs at the cheapest rung, the best fraction promoted, and "
+        "the winner and three baselines (uniform width, width x resolution, compound scaling, each brought to "
+        "the budget) decided at the top rung, with the winner's margin over each and a 95 % interval. "
+        "Re-running the same command resumes; Ctrl-C stops cleanly and keeps every finished job.",
     )
     parser.add_argument("--mac-budget", required=True,
                         help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000")
     parser.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_v2.toml)")
-    parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, profile, seed)")
+    parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed)")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()}); "
                                           "postgresql://USER:PASS@HOST/DB for many machines")
-    parser.add_argument("--trials", type=int, help="distinct architectures to train besides the baseline "
-                        f"(default by profile: {', '.join(f'{k} {v}' for k, v in DEFAULT_TRIALS.items())})")
-    parser.add_argument("--profile", choices=PROFILES,
-                        help="proxy-training fidelity (default: proxy on a GPU, smoke on a CPU)")
+    fid = parser.add_argument_group("fidelity (default: smoke,short on a CPU; proxy-r0,proxy-r1,proxy on a GPU)")
+    fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. smoke,short")
+    fid.add_argument("--profile", help="one profile only: a single-fidelity search (tiny, smoke, short, proxy, ...)")
+    fid.add_argument("--promote", type=float, default=1 / 3,
+                     help="fraction of a rung's configs promoted to the next (default 1/3)")
+    fid.add_argument("--top-seeds", type=int,
+                     help="seeds of every top-rung job, for the winner's and the baselines' noise (default: 1 on a "
+                     "CPU, 2 on a GPU)")
+    parser.add_argument("--trials", type=int, help="distinct architectures the strategy proposes at the first rung "
+                        f"(default: {DEFAULT_TRIALS['cpu']} on a CPU, {DEFAULT_TRIALS['gpu']} on a GPU; with "
+                        "--profile: " + ", ".join(f"{k} {v}" for k, v in SINGLE_TRIALS.items()) + ")")
     parser.add_argument("--strategy", choices=STRATEGIES, default="gp",
-                        help="gp (default): GP with expected improvement; nsga3: accuracy/MACs Pareto front; "
-                        "tpe, random: Optuna's, as baselines")
+                        help="gp (default): multi-fidelity GP with augmented expected improvement; design: its "
+                        "space-filling design alone; tpe, random: Optuna's, as baselines; nsga3: accuracy/MACs "
+                        "Pareto front (one rung only)")
     parser.add_argument("--data", help="ImageFolder dataset root (default: $ARCHSEARCH_DATA, else Imagenette "
                                        "in ../shared/datasets)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the strategy and of every training (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the strategy and of every training; repeats use the next seeds (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-dashboard", dest="dashboard", action="store_false",
                         help="do not write the HTML dashboard at the end (default: dashboards/STUDY.html)")
     parser.set_defaults(handler=run)
 
 
-def default_profile() -> tuple[str, str]:
+def device_kind() -> tuple[str, str]:
     import torch
 
     if torch.cuda.is_available():
-        return "proxy", f"GPU {torch.cuda.get_device_name(0)}"
-    return "smoke", "no GPU found"
+        return "gpu", f"GPU {torch.cuda.get_device_name(0)}"
+    return "cpu", "no GPU found"
+
+
+def choose_ladder(args: argparse.Namespace):
+    """The fidelity ladder the options ask for, the default trial count for it, and why."""
+    from ..fidelity import DEFAULT_LADDERS, DEFAULT_TOP_SEEDS, ladder, parse_rungs
+
+    kind, why = device_kind()
+    if args.profile and args.rungs:
+        raise CLIError("--profile and --rungs: give one (--profile NAME is --rungs NAME)")
+    top_seeds = args.top_seeds if args.top_seeds is not None else DEFAULT_TOP_SEEDS[kind]
+    if args.profile or args.rungs:
+        names = parse_rungs(args.profile or args.rungs)
+        trials = SINGLE_TRIALS.get(names[0], 8) if len(names) == 1 else DEFAULT_TRIALS[kind]
+        return ladder(names, args.promote, top_seeds), trials, "as asked"
+    return ladder(DEFAULT_LADDERS[kind], args.promote, top_seeds), DEFAULT_TRIALS[kind], why
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     budget = parse_macs(args.mac_budget)
     space_path = Path(args.space) if args.space else DEFAULT_SPACES["v2"]
     space = FactorSpace.load(space_path)
-    profile, why = (args.profile, "as asked") if args.profile else default_profile()
-    trials = args.trials if args.trials is not None else DEFAULT_TRIALS[profile]
+    lad, default_trials, why = choose_ladder(args)
+    check_ladder(space, lad)
+    if args.strategy == "nsga3" and lad.top > 0:
+        raise CLIError("--strategy nsga3 searches one fidelity: add --profile NAME")
+    trials = args.trials if args.trials is not None else default_trials
     if trials < 1:
         raise CLIError(f"--trials: {trials} is not a positive number")
     from ..data import resolve_data_root
@@ -92,38 +103,63 @@ def run(args: argparse.Namespace) -> int:
     if budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
-    settings = StudySettings(space=tomllib.loads(space_path.read_text()), mac_budget=budget, profile=profile,
+    settings = StudySettings(space=tomllib.loads(space_path.read_text()), mac_budget=budget, ladder=lad.to_dict(),
                              data=data, strategy=args.strategy, seed=args.seed, trials=trials)
-    name = args.study or f"{space.family}-{budget / 1e6:g}M-{args.strategy}-{profile}-s{args.seed}"
+    name = args.study or f"{space.family}-{budget / 1e6:g}M-{args.strategy}-{lad.name.replace('>', '-')}-s{args.seed}"
     storage_url = args.storage or default_storage()
-    baseline = uniform_baseline(space, budget)
+    from ..summary import plan_for
+
+    plan = plan_for(settings)
     print(f"study {name} in {redact(storage_url)}")
-    print(f"profile {profile} ({why}), {trials} trials + the baseline, strategy {args.strategy}, "
-          f"{len(feasible.configs)} distinct feasible networks of {len(space)} grid points")
+    print(f"rungs {lad.name} ({why}), {trials} proposals at {lad.rungs[0].name}, promote {lad.promote:.2g}, "
+          f"{lad.top_seeds} seed(s) at the top; strategy {args.strategy}; {len(feasible.configs)} distinct feasible "
+          f"networks of {len(space)} grid points")
+    for line in baseline_lines(plan):
+        print(line)
     with sigterm_as_interrupt(), exclusive_run(name, storage_url):
         from ..samplers import make_sampler
 
         storage = make_storage(storage_url)
-        sampler = make_sampler(args.strategy, space, feasible.configs, feasible.macs, budget, args.seed)
+        sampler = make_sampler(args.strategy, space, feasible.configs, feasible.macs, budget, lad, args.seed)
         study = open_study(name, storage, settings, sampler)
         if study.user_attrs["settings"]["trials"] != trials:
             study.set_user_attr("settings", {**study.user_attrs["settings"], "trials": trials})
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
-            print(f"{recovered} trial(s) interrupted by an earlier run: queued again")
-        enqueue_baseline(study, baseline, space)
-        evaluator = TrainingEvaluator(profile, data, args.seed, progress=not args.quiet)
+            print(f"{recovered} job(s) interrupted by an earlier run: queued again")
+        evaluator = TrainingEvaluator(lad, data, progress=not args.quiet)
         interrupted = False
         try:
-            run_trials(study, settings, evaluator, ResultCache(), progress=not args.quiet)
+            result = run_trials(study, settings, plan, evaluator, ResultCache(), progress=not args.quiet)
+            print(f"{result.trained} jobs done; {result.cached} of this run's came from the result cache")
         except KeyboardInterrupt:
             interrupted = True
-            print("\ninterrupted: finished trials are kept, the interrupted one is queued again; "
+            print("\ninterrupted: finished jobs are kept, the interrupted one is queued again; "
                   "re-run the same command to resume", file=sys.stderr)
-        summary = summarize(study, storage_url)
+        except BudgetError as err:
+            raise CLIError(str(err)) from None
+        from ..dashboard import write_dashboard
+        from ..summary import render, study_facts, summarize, write_summary
+
+        facts = study_facts(study, storage_url)
+        summary = summarize(study, storage_url, facts)
         summary_path, winner_path = write_summary(summary)
-        dashboard_path = write_dashboard(study, storage_url) if args.dashboard else None
+        dashboard_path = write_dashboard(study, storage_url, facts=facts, summary=summary) if args.dashboard else None
     print()
     print(render(summary))
     print(f"\nsummary:   {summary_path}" + (f"\nwinner:    {winner_path}" if winner_path else "")
           + (f"\ndashboard: {dashboard_path}" if dashboard_path else ""))
     return 130 if interrupted else 0
+
+
+def baseline_lines(plan) -> list[str]:
+    b = plan.baselines
+    lines = []
+    for kind, found in (("width", b.width), ("compound", b.compound)):
+        if found:
+            lines.append(f"baseline {kind}: {found.config.id} ({found.macs / 1e6:.1f}M, {100 * found.fill:.0f} % of "
+                         f"the budget; {found.rule})")
+    if b.width_resolution:
+        lines.append(f"baseline width_resolution: the best of {len(b.width_resolution)} candidates at rung 0 ("
+                     + ", ".join(f"{c.config.id} {100 * c.fill:.0f} %" for c in b.width_resolution) + ")")
+    lines += [f"baseline {kind}: impossible -- {why}" for kind, why in b.impossible.items()]
+    return lines

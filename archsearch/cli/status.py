@@ -7,17 +7,18 @@ from collections import defaultdict
 
 from optuna.trial import TrialState
 
-from ..search import best_feasible
-from ..study import StudySettings, default_storage, make_storage, networks_done, open_study, trained_trials
+from ..search import Ledger
+from ..study import StudySettings, default_storage, make_storage, open_study
 from .common import print_json, quiet_optuna
 
 COLUMNS = ("done", "running", "queued", "failed", "over_budget")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("status", help="trials done/running/failed per worker, and the best so far",
-                            description="Show a study's progress: trials per worker and state, and the best "
-                            "feasible accuracy so far.")
+    parser = sub.add_parser("status", help="jobs done/running/failed per worker and per rung, and the best so far",
+                            description="Show a study's progress: jobs (trainings) per worker and state, jobs "
+                            "done at each rung, and the best top-rung score so far (one score: the decision, "
+                            "with noise and baselines, is made by the summary at the end of run).")
     parser.add_argument("--study", required=True, help="study name")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -41,28 +42,34 @@ def run(args: argparse.Namespace) -> int:
             rows[worker]["failed"] += 1
         elif t.user_attrs.get("infeasible"):
             rows[worker]["over_budget"] += 1
-    trained = trained_trials(study)
-    best = max(trained, key=lambda t: t.user_attrs["accuracy"], default=None)
+    ledger = Ledger(study.get_trials(deepcopy=False))
+    ladder = settings.fidelity_ladder()
+    top = ladder.top
+    reached = max((r for r in range(top + 1) if ledger.at(r)), default=0)
+    feasible = [e for e in ledger.at(reached) if e.macs <= settings.mac_budget]
+    best = max(feasible, key=lambda e: e.accuracy, default=None)
     report = {
         "study": args.study,
         "strategy": settings.strategy,
         "mac_budget": settings.mac_budget,
-        "profile": settings.profile,
-        "networks_done": networks_done(study),
-        "networks_target": settings.trials,
+        "rungs": settings.profile,
+        "proposals_done": len(ledger.search_networks(0, ("done", "failed"))),
+        "proposals_target": settings.trials,
+        "jobs_by_rung": {p.name: len(ledger.at(r)) for r, p in enumerate(ladder.rungs)},
         "workers": dict(rows),
-        "best": None if best is None else {"trial": best.number, "config_id": best.user_attrs["config_id"],
-                                           "accuracy": best_feasible(study, settings.mac_budget)},
+        "best": None if best is None else {"trial": best.number, "config_id": best.job.config.id,
+                                           "rung": best.job.rung, "accuracy": best.accuracy},
     }
     if args.json:
         print_json(report)
         return 0
-    print(f"study {args.study}: {settings.strategy}, budget {settings.mac_budget / 1e6:g}M, profile "
-          f"{settings.profile}: {report['networks_done']}/{settings.trials} networks trained")
+    rungs = ", ".join(f"{n} at {name}" for name, n in report["jobs_by_rung"].items())
+    print(f"study {args.study}: {settings.strategy}, budget {settings.mac_budget / 1e6:g}M, rungs {settings.profile}: "
+          f"{report['proposals_done']}/{settings.trials} proposals; jobs done: {rungs}")
     print(f"{'worker':<28}" + "".join(f"{c:>12}" for c in COLUMNS))
     for worker, counts in sorted(rows.items()):
         print(f"{worker:<28}" + "".join(f"{counts[c]:>12}" for c in COLUMNS))
     if best is not None:
-        print(f"best so far: {best.user_attrs['config_id']} top-1 {100 * best.user_attrs['accuracy']:.2f}% "
-              f"(trial {best.number})")
+        print(f"best single score so far at rung {best.job.rung}: {best.job.config.id} top-1 "
+              f"{100 * best.accuracy:.2f}% (trial {best.number})")
     return 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import socket
 import sys
 
 from ..samplers import make_sampler
@@ -46,25 +49,38 @@ def run(args: argparse.Namespace) -> int:
     storage = make_storage(storage_url)
     settings = StudySettings.from_study(open_study(args.study, storage, None))
     space = settings.factor_space()
+    ladder = settings.fidelity_ladder()
     feasible = feasible_grid(space, settings.mac_budget)
-    sampler = make_sampler(settings.strategy, space, feasible.configs, feasible.macs, settings.mac_budget,
-                           settings.seed)
+    sampler = make_sampler(settings.strategy, space, feasible.configs, feasible.macs, settings.mac_budget, ladder,
+                           worker_seed(settings.seed, WORKER_ID))
     study = open_study(args.study, storage, None, sampler)
     from ..data import resolve_data_root
+    from ..summary import plan_for
 
     data = str(resolve_data_root(args.data or settings.data))
-    print(f"worker on study {args.study} in {redact(storage_url)}: {settings.strategy}, budget "
-          f"{settings.mac_budget / 1e6:g}M, profile {settings.profile}, {settings.trials} trials in all")
+    print(f"worker {WORKER_ID} on study {args.study} in {redact(storage_url)}: {settings.strategy}, budget "
+          f"{settings.mac_budget / 1e6:g}M, rungs {settings.profile}, {settings.trials} proposals in all")
     with sigterm_as_interrupt(), exclusive_run(args.study, storage_url):
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
-            print(f"{recovered} trial(s) interrupted by an earlier run: queued again")
-        evaluator = TrainingEvaluator(settings.profile, data, settings.seed, progress=not args.quiet)
+            print(f"{recovered} job(s) interrupted by an earlier run: queued again")
+        evaluator = TrainingEvaluator(ladder, data, progress=not args.quiet)
         try:
-            progress = run_trials(study, settings, evaluator, ResultCache(), progress=not args.quiet,
-                                  max_trials=args.trials)
+            progress = run_trials(study, settings, plan_for(settings), evaluator, ResultCache(),
+                                  progress=not args.quiet, max_trials=args.trials)
         except KeyboardInterrupt:
-            print("\ninterrupted: the trial in hand is queued again for any worker", file=sys.stderr)
+            print("\ninterrupted: the job in hand is queued again for any worker", file=sys.stderr)
             return 130
     best = f"{100 * progress.best:.2f}%" if progress.best is not None else "-"
-    print(f"study {args.study}: {progress.trained}/{progress.target} networks trained, best feasible {best}")
+    print(f"study {args.study}: {progress.trained} jobs done, {progress.proposed}/{progress.target} proposals; "
+          f"best top-rung score {best}")
     return 0
+
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_seed(study_seed: int, worker: str) -> int:
+    """Each worker its own random stream (the study's seed and the worker's identity), so that workers
+    asking at once do not draw the same proposal; ``archsearch run`` itself keeps the study's seed."""
+    digest = hashlib.sha256(f"{study_seed}:{worker}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

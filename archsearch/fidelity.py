@@ -1,0 +1,134 @@
+"""Fidelity ladders: the rungs a search spends its budget in, and how noisy a score is at each.
+
+A search trains many configs at a cheap rung, promotes the best fraction to the next, and decides the winner
+and the baselines at the top rung (successive halving with a closed-form cost: only configs that fit the
+budget are ever trained). Each rung is a ``training.Profile``; promotion retrains from scratch at the next
+rung (rungs differ in images and epochs, so a checkpoint of one is not a prefix of the next; see
+benchmarks/RESULTS.md for the measurement behind that choice).
+
+Noise. A score is one training run: another seed gives another score. The seed-to-seed standard deviation
+of each profile was measured on Imagenette (``NOISE_STD``, accuracy units, with its source in RESULTS.md)
+and is the prior; where a study repeats configs with other seeds, the pooled within-config variance of its
+rung updates it (``rung_noise``): ``s^2 = (PRIOR_DF * prior^2 + SS) / (PRIOR_DF + df)``, so a handful of
+repeats moves the estimate and many repeats dominate it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ConfigError
+from .training import PROFILES, Profile, get_profile
+
+# Seed-to-seed std of top-1 at each profile (one config, several seeds), measured on Imagenette on the CPU;
+# benchmarks/RESULTS.md, "Noise of a score". Profiles not listed get DEFAULT_NOISE_STD until a study repeats.
+NOISE_STD: dict[str, float] = {"smoke": 0.026}
+DEFAULT_NOISE_STD = 0.02
+PRIOR_DF = 4.0  # the prior noise counts as this many degrees of freedom
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Rungs of rising fidelity, the fraction promoted from one rung to the next, and the seeds of every
+    top-rung job (the winner and the baselines are decided there)."""
+
+    rungs: tuple[Profile, ...]
+    promote: float = 1 / 3
+    top_seeds: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.rungs:
+            raise ConfigError("rungs: need at least one profile")
+        if not 0 < self.promote <= 1:
+            raise ConfigError(f"--promote: {self.promote!r} is not in (0, 1]")
+        if self.top_seeds < 1:
+            raise ConfigError(f"--top-seeds: {self.top_seeds!r} is not a positive number")
+        names = [p.name for p in self.rungs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--rungs: a profile appears twice ({', '.join(names)})")
+
+    @property
+    def top(self) -> int:
+        return len(self.rungs) - 1
+
+    @property
+    def name(self) -> str:
+        return ">".join(p.name for p in self.rungs)
+
+    def promoted(self, n: int) -> int:
+        """How many of ``n`` configs scored at one rung go on to the next."""
+        return max(1, math.ceil(n * self.promote - 1e-9)) if n else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rungs": [p.to_dict() for p in self.rungs], "promote": self.promote, "top_seeds": self.top_seeds}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ladder:
+        rungs = []
+        for fields in data["rungs"]:
+            fields = dict(fields)
+            if isinstance(fields.get("crop_scale"), list):
+                fields["crop_scale"] = tuple(fields["crop_scale"])
+            rungs.append(Profile(**fields))
+        return cls(tuple(rungs), float(data["promote"]), int(data["top_seeds"]))
+
+
+# Defaults, chosen from the measurements in benchmarks/RESULTS.md ("Rungs").
+DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {"cpu": ("smoke", "short"), "gpu": ("proxy-r0", "proxy-r1", "proxy")}
+DEFAULT_TOP_SEEDS = {"cpu": 1, "gpu": 2}
+
+
+def ladder(rungs: Sequence[str | Profile], promote: float = 1 / 3, top_seeds: int = 1) -> Ladder:
+    """A ladder from profile names (or profiles), cheapest first."""
+    return Ladder(tuple(get_profile(r) for r in rungs), promote, top_seeds)
+
+
+def parse_rungs(text: str) -> tuple[str, ...]:
+    """'smoke,short' -> ('smoke', 'short'); each a known profile name."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--rungs: name at least one profile, e.g. smoke,short")
+    unknown = [n for n in names if n not in PROFILES]
+    if unknown:
+        raise ConfigError(f"--rungs: unknown profile {unknown[0]!r}; choose from {', '.join(PROFILES)}")
+    return names
+
+
+# ---- noise ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Noise:
+    """The noise of one rung's scores: std in accuracy units, and where it comes from."""
+
+    std: float
+    prior: float
+    repeats_df: int  # degrees of freedom from the study's own seed repeats at this rung
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"std": self.std, "prior": self.prior, "repeats_df": self.repeats_df, "source": self.source}
+
+
+def prior_noise(profile: Profile | str) -> tuple[float, str]:
+    name = profile if isinstance(profile, str) else profile.name
+    if name in NOISE_STD:
+        return NOISE_STD[name], f"measured for profile {name!r} on Imagenette (benchmarks/RESULTS.md)"
+    return DEFAULT_NOISE_STD, f"assumed ({DEFAULT_NOISE_STD:g}): profile {name!r} has no measured noise"
+
+
+def rung_noise(profile: Profile | str, scores_by_config: Iterable[Sequence[float]]) -> Noise:
+    """The prior noise of ``profile`` updated with the study's repeats: ``scores_by_config`` holds, for each
+    config trained at this rung, its scores over seeds (configs with one score add nothing)."""
+    prior, source = prior_noise(profile)
+    ss, df = 0.0, 0
+    for scores in scores_by_config:
+        if len(scores) > 1:
+            mean = sum(scores) / len(scores)
+            ss += sum((s - mean) ** 2 for s in scores)
+            df += len(scores) - 1
+    if not df:
+        return Noise(prior, prior, 0, source)
+    std = math.sqrt((PRIOR_DF * prior**2 + ss) / (PRIOR_DF + df))
+    return Noise(std, prior, df, f"{source}, updated with {df} degree(s) of freedom from this study's repeats")

@@ -1,0 +1,60 @@
+"""MAC budgets: parsing one, and the grid points that fit it (one per distinct network)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..config import ArchConfig, ConfigError
+from ..cost import distinct_networks
+from ..space import FactorSpace
+
+
+class BudgetError(ConfigError):
+    """A MAC budget that cannot be parsed or that no config of the space meets."""
+
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)\s*(?:macs?)?\s*$", re.IGNORECASE)
+_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_macs(text: str) -> int:
+    """'300M', '0.3G', '300000000', '1.2GMACs' (any case) -> MACs as an integer."""
+    match = _BUDGET.match(str(text))
+    if not match:
+        raise BudgetError(f"--mac-budget: cannot read {text!r}; write e.g. 300M, 0.3G, 1.2GMACs or 300000000")
+    value = round(float(match.group(1)) * _SCALE[match.group(2).lower()])
+    if value <= 0:
+        raise BudgetError(f"--mac-budget: {text!r} is not a positive number of MACs")
+    return value
+
+
+@dataclass(frozen=True)
+class Feasible:
+    """The grid points within budget (with their MACs), and where the budget sits in the space."""
+
+    configs: list[ArchConfig]
+    macs: list[int]
+    cheapest: tuple[ArchConfig, int]
+    dearest: tuple[ArchConfig, int]
+
+
+def feasible_grid(space: FactorSpace, budget: int) -> Feasible:
+    """Every grid point costed in closed form, one per distinct network (the first in grid order);
+    an error naming the cheapest config if none fits."""
+    configs, macs = [], []
+    cheapest = dearest = None
+    for config, cost in distinct_networks(space):
+        if cheapest is None or cost < cheapest[1]:
+            cheapest = (config, cost)
+        if dearest is None or cost > dearest[1]:
+            dearest = (config, cost)
+        if cost <= budget:
+            configs.append(config)
+            macs.append(cost)
+    if not configs:
+        raise BudgetError(
+            f"--mac-budget: {budget / 1e6:.1f}M is below the cheapest config of the space, "
+            f"{cheapest[0].id} at {cheapest[1] / 1e6:.1f}M MACs"
+        )
+    return Feasible(configs, macs, cheapest, dearest)

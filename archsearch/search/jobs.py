@@ -1,0 +1,261 @@
+"""Jobs and the plan: what a study still has to train, rung by rung, read from the study alone.
+
+A job is one training: a network at a rung with a seed. Every job is an Optuna trial whose user attributes
+say which job it is (``Job.attrs``), so any worker on any machine reads the same ``Ledger`` from the storage
+and the same ``Plan`` tells it what is due next:
+
+1. the baselines' rung-0 jobs (the width x resolution candidates, of which the best is taken to the top;
+   with one rung, every baseline at every top seed);
+2. rung-0 proposals of the strategy, until ``trials`` distinct networks are taken;
+3. once a rung is complete, the best ``ladder.promote`` fraction of its search networks (by their mean score
+   there) at the next rung -- at every top seed when the next rung is the top;
+4. at the top rung: the three baselines (the width x resolution one: its best candidate at rung 0), and, with
+   one rung, the best ``promote`` fraction of the search networks again at the other top seeds.
+
+A job already done, running, queued or failed (diverged) is never due again; two workers that pick the same
+due job at once both create it, and the later trial gives way (``loop``). Nothing here talks to Optuna
+beyond reading frozen trials.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from ..baselines import Baselines
+from ..config import ArchConfig
+from ..cost import closed_form_cost
+from ..fidelity import Ladder
+
+SEARCH, BASELINE = "search", "baseline"
+
+
+@dataclass(frozen=True)
+class Job:
+    config: ArchConfig
+    rung: int
+    seed: int
+    role: str = SEARCH  # what created it: the strategy (search) or a baseline rule
+    kinds: tuple[str, ...] = ()  # the baseline kinds it serves
+
+    @property
+    def key(self) -> tuple:
+        """The network actually trained, at this rung and seed: what is never trained twice."""
+        return (self.config.network_key(), self.rung, self.seed)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "config_id": self.config.id, "rung": self.rung,
+                "seed": self.seed, "role": self.role, "baseline_kinds": list(self.kinds)}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Job | None:
+        if "config" not in attrs or "rung" not in attrs:
+            return None
+        return cls(ArchConfig.from_dict(attrs["config"]), int(attrs["rung"]), int(attrs["seed"]),
+                   attrs.get("role", SEARCH), tuple(attrs.get("baseline_kinds", ())))
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Due: a new rung-0 config from the strategy."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing is due, but jobs are running (or queued) whose results decide what comes next."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """Everything the plan asks for is done (or failed)."""
+
+
+@dataclass
+class Entry:
+    """One trial seen as a job."""
+
+    job: Job
+    number: int
+    state: str  # "done" | "failed" | "running" | "queued"
+    accuracy: float | None
+    macs: int
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _state(trial: FrozenTrial) -> str | None:
+    if trial.state == TrialState.COMPLETE and "accuracy" in trial.user_attrs:
+        return "done"
+    if trial.state == TrialState.FAIL and trial.user_attrs.get("failure"):
+        return "failed"  # diverged: a result, not an accident
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if trial.state == TrialState.WAITING:
+        return "queued"
+    return None  # pruned (given way, over budget), or failed by an interruption (queued again)
+
+
+class Ledger:
+    """Every job of a study, by state."""
+
+    def __init__(self, trials: Iterable[FrozenTrial]):
+        self.entries: list[Entry] = []
+        for t in trials:
+            state = _state(t)
+            job = Job.from_attrs(t.user_attrs)
+            if state is None or job is None:
+                continue
+            self.entries.append(Entry(job, t.number, state, t.user_attrs.get("accuracy"),
+                                      t.user_attrs.get("macs") or closed_form_cost(job.config).macs,
+                                      t.user_attrs.get("record", {})))
+
+    def taken(self) -> set[tuple]:
+        return {e.job.key for e in self.entries}
+
+    def at(self, rung: int, states: tuple[str, ...] = ("done",), role: str | None = None) -> list[Entry]:
+        return [e for e in self.entries if e.job.rung == rung and e.state in states
+                and (role is None or e.job.role == role)]
+
+    def busy(self) -> list[Entry]:
+        return [e for e in self.entries if e.state in ("running", "queued")]
+
+    def search_networks(self, rung: int = 0, states: tuple[str, ...] = ("done", "failed", "running", "queued")
+                        ) -> dict[tuple, ArchConfig]:
+        """Distinct networks the strategy put at ``rung``, in trial order."""
+        out: dict[tuple, ArchConfig] = {}
+        for e in sorted(self.at(rung, states, SEARCH), key=lambda e: e.number):
+            out.setdefault(e.job.config.network_key(), e.job.config)
+        return out
+
+    def scores(self, rung: int) -> dict[tuple, tuple[ArchConfig, list[float], int]]:
+        """Per network done at ``rung``: (config, scores over seeds, MACs)."""
+        out: dict[tuple, tuple[ArchConfig, list[float], int]] = {}
+        for e in sorted(self.at(rung), key=lambda e: e.number):
+            key = e.job.config.network_key()
+            if key not in out:
+                out[key] = (e.job.config, [], e.macs)
+            out[key][1].append(e.accuracy)
+        return out
+
+    def seeds_by_network(self, rung: int) -> dict[tuple, dict[int, Entry]]:
+        out: dict[tuple, dict[int, Entry]] = defaultdict(dict)
+        for e in sorted(self.at(rung), key=lambda e: e.number):
+            out[e.job.config.network_key()].setdefault(e.job.seed, e)
+        return out
+
+
+def rank(scores: dict[tuple, tuple[ArchConfig, list[float], int]], among: Iterable[tuple]) -> list[tuple]:
+    """Networks by mean score, best first; ties go to the cheaper network, then to the earlier one."""
+    among = [k for k in among if k in scores]
+    order = {k: i for i, k in enumerate(among)}
+    return sorted(among, key=lambda k: (-sum(scores[k][1]) / len(scores[k][1]), scores[k][2], order[k]))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a study trains: ``trials`` rung-0 proposals, promotions up the ladder, the baselines."""
+
+    ladder: Ladder
+    trials: int
+    baselines: Baselines
+    seed: int  # the study's seed: the first seed of every job; repeats use seed + 1, seed + 2, ...
+
+    @property
+    def top_seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.ladder.top_seeds)]
+
+    def next(self, ledger: Ledger) -> Job | Proposal | Wait | Done:
+        taken = ledger.taken()
+        for job in self._baseline_screening():
+            if job.key not in taken:
+                return job
+        if len(ledger.search_networks(0)) < self.trials:
+            return Proposal()
+        for job in self._fixed_top_baselines():  # need no rung's result: due at once
+            if job.key not in taken:
+                return job
+        for rung in range(self.ladder.top):
+            blocked = self._incomplete(ledger, rung)
+            if blocked:
+                return Wait(blocked)
+            for job in self._promotions(ledger, rung):
+                if job.key not in taken:
+                    return job
+        blocked = self._incomplete(ledger, self.ladder.top, top=True)
+        if blocked and self.ladder.top == 0:
+            return Wait(blocked)  # the best candidates for repeats and the baselines' choice need every score
+        for job in self._top_jobs(ledger):
+            if job.key not in taken:
+                return job
+        busy = ledger.busy()
+        return Wait(f"{len(busy)} job(s) running or queued") if busy else Done()
+
+    # ---- the pieces -------------------------------------------------------------------------------------
+    def _baseline_screening(self) -> list[Job]:
+        """Rung-0 jobs of the baselines: with several rungs, the width x resolution candidates (the width
+        baseline is one of them); with one rung, every baseline at every top seed."""
+        b = self.baselines
+        if self.ladder.top > 0:
+            return [Job(c.config, 0, self.seed, "baseline", self._kinds(c.config)) for c in b.width_resolution]
+        return [Job(c.config, 0, s, "baseline", self._kinds(c.config)) for c in b.to_train() for s in self.top_seeds]
+
+    def _kinds(self, config: ArchConfig) -> tuple[str, ...]:
+        b, key = self.baselines, config.network_key()
+        kinds = []
+        if b.width and b.width.config.network_key() == key:
+            kinds.append("width")
+        if any(c.config.network_key() == key for c in b.width_resolution):
+            kinds.append("width_resolution")
+        if b.compound and b.compound.config.network_key() == key:
+            kinds.append("compound")
+        return tuple(kinds)
+
+    def _incomplete(self, ledger: Ledger, rung: int, top: bool = False) -> str | None:
+        """Why ``rung`` cannot be ranked yet (jobs of it still running or queued), or None."""
+        busy = [e for e in ledger.busy() if e.job.rung == rung]
+        if busy:
+            return f"{len(busy)} job(s) at rung {rung} still running"
+        return None
+
+    def _promotions(self, ledger: Ledger, rung: int) -> list[Job]:
+        """The best fraction of rung ``rung``'s search networks, at ``rung + 1`` (every top seed if that is
+        the top)."""
+        scores = ledger.scores(rung)
+        candidates = [k for k in ledger.search_networks(rung, ("done",))]
+        chosen = rank(scores, candidates)[: self.ladder.promoted(len(candidates))]
+        seeds = self.top_seeds if rung + 1 == self.ladder.top else [self.seed]
+        return [Job(scores[k][0], rung + 1, s, SEARCH) for k in chosen for s in seeds]
+
+    def best_width_resolution(self, ledger: Ledger, rung: int = 0) -> ArchConfig | None:
+        """The most accurate width x resolution candidate at ``rung`` (mean over seeds; ties: cheaper)."""
+        scores = ledger.scores(rung)
+        keys = [c.config.network_key() for c in self.baselines.width_resolution]
+        ranked = rank(scores, keys)
+        return scores[ranked[0]][0] if ranked else None
+
+    def _fixed_top_baselines(self) -> list[Job]:
+        """With several rungs: the width and compound baselines at the top, at every top seed."""
+        top, b = self.ladder.top, self.baselines
+        if top == 0:
+            return []
+        configs = [x.config for x in (b.width, b.compound) if x is not None]
+        return [Job(c, top, s, "baseline", self._kinds(c)) for c in dict.fromkeys(configs) for s in self.top_seeds]
+
+    def _top_jobs(self, ledger: Ledger) -> list[Job]:
+        top = self.ladder.top
+        jobs: list[Job] = []
+        if top > 0:
+            best = self.best_width_resolution(ledger, 0)
+            if best is not None:
+                jobs += [Job(best, top, s, "baseline", self._kinds(best)) for s in self.top_seeds]
+        else:
+            scores = ledger.scores(0)
+            candidates = list(ledger.search_networks(0, ("done",)))
+            for k in rank(scores, candidates)[: self.ladder.promoted(len(candidates))]:
+                jobs += [Job(scores[k][0], 0, s, SEARCH) for s in self.top_seeds]
+        return jobs
