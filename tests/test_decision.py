@@ -1,0 +1,163 @@
+"""Who won and by how much: the noise-aware winner, ties, margins with paired intervals, fair baselines."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState, create_trial
+from studies import TWO_RUNGS, run_synthetic, settings_for
+
+from archsearch import fidelity
+
+from archsearch.baselines import KINDS, MIN_FILL, baselines_for
+from archsearch.config import ArchConfig
+from archsearch.cost import closed_form_cost
+from archsearch.decision import Scored, decide, margin, words
+from archsearch.samplers import study_noise
+from archsearch.search import Job, Ledger, feasible_grid
+from archsearch.space import FactorSpace
+from archsearch.summary import fit_surrogate, plan_for, study_facts, summarize
+
+SPACE = FactorSpace.default("v2")
+
+
+@pytest.mark.parametrize("family", ["v1", "v2"])
+@pytest.mark.parametrize("budget", [150_000_000, 300_000_000, 600_000_000])
+def test_every_baseline_uses_at_least_90_percent_of_the_budget(family, budget):
+    b = baselines_for(FactorSpace.default(family), budget)
+    assert not b.impossible
+    chosen = [b.width, b.compound, *b.width_resolution]
+    for base in chosen:
+        macs = closed_form_cost(base.config).macs
+        assert macs == base.macs and MIN_FILL * budget <= macs <= budget, (base.kind, base.config.id)
+    assert (b.width.config.resolution, b.width.config.mv2_depth, b.width.config.vit_depth) == (256, 1.0, 1.0)
+    width, network = b.width.config.width, b.width.config.network_key()
+    wider = next(c for k in range(1, 4000) if (c := b.width.config.replace(width=round(width + k / 1000, 6)))
+                 .network_key() != network)
+    assert closed_form_cost(wider).macs > budget  # the next wider network (in steps of 0.001) does not fit
+    assert len({c.config.resolution for c in b.width_resolution}) == len(b.width_resolution) >= 2
+    assert all((c.config.mv2_depth, c.config.vit_depth) == (1.0, 1.0) for c in b.width_resolution)
+    c = b.compound.config
+    assert c.mv2_depth == c.vit_depth  # one depth multiplier, EfficientNet-style
+
+
+def test_the_150M_and_300M_baselines_are_different_networks():
+    low, high = baselines_for(SPACE, 150_000_000), baselines_for(SPACE, 300_000_000)
+    for kind in ("width", "compound"):
+        assert getattr(low, kind).config.network_key() != getattr(high, kind).config.network_key()
+
+
+def test_a_budget_too_small_for_a_rule_says_so_in_one_line():
+    b = baselines_for(FactorSpace.default("v1"), 50_000_000)
+    assert b.width is None and "width" in b.impossible and "\n" not in b.impossible["width"]
+
+
+def _scored(acc: list[float], hits: dict[int, np.ndarray] | None = None, macs: int = 1) -> Scored:
+    return Scored(ArchConfig("v2"), macs, 1, "short", 128, tuple(range(len(acc))), tuple(acc), tuple(range(len(acc))),
+                  hits or {})
+
+
+def test_margin_interval_adds_training_noise_and_the_paired_validation_error():
+    rng = np.random.default_rng(0)
+    a = rng.random(2000) < 0.70
+    b = a.copy()
+    flip = rng.choice(2000, 100, replace=False)  # the two networks disagree on 100 images
+    b[flip] = ~b[flip]
+    w, base = _scored([a.mean()], {0: a}), _scored([b.mean()], {0: b})
+    diff, (lo, hi), se = margin(w, base, noise_std=0.0)
+    d = a.astype(float) - b.astype(float)
+    assert diff == pytest.approx(d.mean())
+    assert se == pytest.approx(d.std(ddof=1) / np.sqrt(2000))  # paired: only disagreements count
+    unpaired = np.sqrt(a.var() / 2000 + b.var() / 2000)
+    assert se < unpaired / 2
+    _, _, se_noisy = margin(w, base, noise_std=0.02)
+    assert se_noisy == pytest.approx(np.hypot(se, 0.02 * np.sqrt(2)))
+    repeated = _scored([a.mean(), a.mean()], {0: a, 1: a})
+    _, _, se_two = margin(repeated, _scored([b.mean(), b.mean()], {0: b, 1: b}), noise_std=0.02)
+    assert se_two == pytest.approx(np.sqrt(0.02**2 + se**2 / 2))  # two seeds each halve both variances
+
+
+@pytest.mark.parametrize("interval, phrase", [((0.01, 0.05), "the winner beats"),
+                                              ((-0.05, -0.01), "baseline beats the winner"),
+                                              ((-0.01, 0.05), "not significant")])
+def test_margin_words(interval, phrase):
+    assert phrase in words("width", sum(interval) / 2, interval)
+
+
+def _ledger(scores: dict[ArchConfig, dict[int, float]]) -> Ledger:
+    trials = []
+    for config, by_seed in scores.items():
+        for seed, acc in by_seed.items():
+            attrs = {**Job(config, 0, seed).attrs(), "accuracy": acc, "macs": closed_form_cost(config).macs}
+            trials.append(create_trial(state=TrialState.COMPLETE, value=acc, user_attrs=attrs))
+    for number, t in enumerate(trials):
+        t.number = number
+    return Ledger(trials)
+
+
+def test_noise_aware_winner_is_the_true_best_more_often_than_the_highest_score(monkeypatch):
+    """A single-rung study whose scores carry noise as large as the gaps near the top: 30 configs near the
+    optimum scored once, the best third again with the next seed (as the plan repeats them). Over 20 such
+    studies, the decision (posterior mean of the GP with the measured noise) names the truly best config
+    more often than the highest single score does, and loses less accuracy doing so."""
+    from conftest import seeded_noise, surface
+
+    noise = 0.03
+    monkeypatch.setitem(fidelity.NOISE_STD, "smoke", noise)
+    settings = settings_for("gp", trials=30, rungs=("smoke",), top_seeds=2)
+    plan = plan_for(settings)
+    near_top = sorted(feasible_grid(SPACE, settings.mac_budget).configs, key=surface, reverse=True)[:150]
+    hits = {"decision": 0, "highest score": 0}
+    regret = {"decision": 0.0, "highest score": 0.0}
+    for seed in range(20):
+        configs = random.Random(seed).sample(near_top, 30)
+        scores = {c: {0: surface(c) + noise * seeded_noise(seed, c.id, 0)} for c in configs}
+        for c in sorted(configs, key=lambda c: -scores[c][0])[:10]:
+            scores[c][1] = surface(c) + noise * seeded_noise(seed, c.id, 1)
+        ledger = _ledger(scores)
+        rung_noise = study_noise(ledger, plan.ladder)
+        decision = decide(ledger, plan, settings.mac_budget, rung_noise,
+                          fit_surrogate(ledger, plan, settings, rung_noise))
+        truth = max(configs, key=surface)
+        for rule, pick in (("decision", decision.winner.config), ("highest score", max(configs, key=lambda c: scores[c][0]))):
+            hits[rule] += pick == truth
+            regret[rule] += surface(truth) - surface(pick)
+    assert hits["decision"] > hits["highest score"], hits
+    assert regret["decision"] < regret["highest score"], regret
+
+
+def test_ties_go_to_the_cheaper_network(tmp_path, synthetic_evaluator):
+    settings = settings_for("random", trials=6, rungs=("smoke",), promote=1.0)
+
+    class Flat:
+        ladder = settings.fidelity_ladder()
+        context = staticmethod(lambda: {"data": "flat"})
+        trained_resolution = staticmethod(lambda job: job.config.resolution)
+
+        def __call__(self, job):
+            return {"status": "ok", "reason": None, "top1": 0.5, "resolution": job.config.resolution}
+
+    study, url, *_ = run_synthetic(tmp_path, settings, Flat())
+    decision = study_facts(study, url).decision
+    cheapest = min(e.macs for e in Ledger(study.get_trials()).at(0, role="search"))
+    assert decision.winner.macs == cheapest
+
+
+def test_summary_records_the_winner_and_every_baseline_with_its_margin(tmp_path, synthetic_evaluator):
+    settings = settings_for("gp", trials=6, rungs=TWO_RUNGS, top_seeds=2)
+    evaluator = synthetic_evaluator(settings.fidelity_ladder(), noise=0.01)
+    study, url, *_ = run_synthetic(tmp_path, settings, evaluator)
+    summary = summarize(study, url)
+    assert summary["decided_at"] == {"rung": 1, "fidelity": "short", "reached_top": True}
+    assert [b["kind"] for b in summary["baselines"]] == list(KINDS)
+    for b in summary["baselines"]:
+        assert b["config_id"] and b["macs"] <= settings.mac_budget and len(b["seeds"]) == 2
+        lo, hi = b["margin_interval"]
+        assert lo < b["margin"] < hi
+        assert b["margin"] == pytest.approx(summary["winner"]["accuracy"] - b["accuracy"])
+        assert b["significant"] == (lo > 0 or hi < 0)
+    assert summary["winner"]["trained_resolution"] and len(summary["winner"]["seeds"]) == 2
+    noise = summary["noise"][1]
+    assert noise["repeats_df"] > 0  # the study's own repeats at the top updated the measured prior
