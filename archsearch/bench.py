@@ -59,13 +59,25 @@ def distinct_in_range(space: FactorSpace, min_macs: int, max_macs: int) -> tuple
     return [c for c, _ in chosen], [m for _, m in chosen]
 
 
-def baseline_configs(space: FactorSpace, budgets: Iterable[int] = BASELINE_BUDGETS) -> list[ArchConfig]:
-    """The uniform width-multiplier baseline of each budget (``search.uniform_baseline``), distinct."""
-    from .search import uniform_baseline
+def grid_width_baseline(space: FactorSpace, budget: int) -> ArchConfig | None:
+    """The widest *grid* width at 256 px and depths 1.0 within ``budget``: the sample's first points since
+    issue 8 (kept so that existing tables extend the same sequence; the search's baselines are finer,
+    ``baselines.py``)."""
+    resolution = min(space.range("resolution").values(), key=lambda r: abs(r - 256))
+    best = None
+    for width in space.range("width").values():
+        config = ArchConfig(space.family, resolution=resolution, width=width, num_classes=space.num_classes,
+                            variant=space.variants[0])
+        if closed_form_cost(config).macs <= budget:
+            best = config
+    return best
 
+
+def baseline_configs(space: FactorSpace, budgets: Iterable[int] = BASELINE_BUDGETS) -> list[ArchConfig]:
+    """The grid-width baseline of each budget (``grid_width_baseline``), distinct."""
     out: list[ArchConfig] = []
     for budget in budgets:
-        config = uniform_baseline(space, budget)
+        config = grid_width_baseline(space, budget)
         if config is not None and config.network_key() not in {c.network_key() for c in out}:
             out.append(config)
     return out

@@ -39,7 +39,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .bench import BenchTable, format_macs
 from .config import ArchConfig, ConfigError
 from .cost import closed_form_cost
-from .search import BudgetError, run_trials, uniform_baseline
+from .bench import grid_width_baseline as uniform_baseline
+from .search import BudgetError, run_trials
 from .space import FactorSpace
 from .study import STRATEGIES, StudySettings, config_from_params, config_params, distributions, open_study
 

@@ -15,12 +15,12 @@ import pytest
 from optuna.trial import TrialState
 
 from archsearch.space import DEFAULT_SPACES
-from archsearch.study import StudySettings, exclusive_run, make_storage, networks_done, open_study
+from archsearch.study import StudySettings, exclusive_run, make_storage, open_study
 
 from postgres import PostgresServer, find_bin
 
 pytestmark = pytest.mark.slow
-RUN = ["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet"]
+RUN = ["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet", "--no-dashboard"]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,15 @@ def finish(proc, timeout=600):
     return out
 
 
+def job_keys(study, states=(TrialState.COMPLETE,)):
+    return [(t.user_attrs["config_id"], t.user_attrs["rung"], t.user_attrs["seed"]) for t in study.get_trials(states=states)]
+
+
+def proposals(study):
+    return {t.user_attrs["config_id"] for t in study.get_trials(states=(TrialState.COMPLETE,))
+            if t.user_attrs["role"] == "search" and t.user_attrs["rung"] == 0}
+
+
 def test_three_workers_finish_exactly_the_requested_trials(tmp_path, postgres_url, imagenette):
     name = "three"
     first = spawn(tmp_path, *RUN, "--trials", "4", "--study", name, "--storage", postgres_url)
@@ -72,39 +81,91 @@ def test_three_workers_finish_exactly_the_requested_trials(tmp_path, postgres_ur
     for proc in (first, *others):
         finish(proc)
     study = load(postgres_url, name)
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
-    ids = [t.user_attrs["config_id"] for t in complete]
-    assert len(ids) == len(set(ids)) == 5  # 4 searched networks + the baseline, none trained twice
-    assert networks_done(study) == 4
+    keys = job_keys(study)
+    assert len(keys) == len(set(keys))  # no job trained twice
+    assert len(proposals(study)) == 4
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len({t.user_attrs["worker"] for t in complete}) >= 2
 
     status = subprocess.run([sys.executable, "-m", "archsearch", "status", "--study", name, "--storage",
                              postgres_url, "--json"], capture_output=True, text=True)
     report = json.loads(status.stdout)
-    assert sum(w["done"] for w in report["workers"].values()) == 5
-    assert report["networks_done"] == report["networks_target"] == 4
+    assert sum(w["done"] for w in report["workers"].values()) == len(keys)
+    assert report["proposals_done"] == report["proposals_target"] == 4
 
 
-def test_dead_worker_trial_is_failed_and_redone(tmp_path, postgres_url, imagenette):
+def test_dead_worker_job_is_failed_and_redone(tmp_path, postgres_url, imagenette):
     name = "dead"
     keeper = spawn(tmp_path, *RUN, "--trials", "3", "--study", name, "--storage", postgres_url, heartbeat="1")
     wait_for(lambda: load(postgres_url, name), what="the study")
     victim = spawn(tmp_path, "worker", "--study", name, "--storage", postgres_url, "--quiet", heartbeat="1")
     mine = lambda t: t.user_attrs.get("worker", "").endswith(f":{victim.pid}")  # noqa: E731
     wait_for(lambda: any(mine(t) for t in load(postgres_url, name).get_trials(states=(TrialState.RUNNING,))),
-             what="a trial of the second worker")
+             what="a job of the second worker")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     finish(keeper)
     study = load(postgres_url, name)
     dead = [t for t in study.trials if mine(t) and t.state == TrialState.FAIL]
     assert len(dead) == 1
-    redone = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead[0].number]
-    assert len(redone) == 1 and redone[0].state == TrialState.COMPLETE and redone[0].params == dead[0].params
-    assert networks_done(study) == 3
-    ids = [t.user_attrs["config_id"] for t in study.get_trials(states=(TrialState.COMPLETE,))]
-    assert len(ids) == len(set(ids))
+    redone = [t for t in study.trials if t.user_attrs.get("retry_of") == dead[0].number]
+    assert len(redone) == 1 and redone[0].state == TrialState.COMPLETE
+    assert redone[0].user_attrs["config"] == dead[0].user_attrs["config"]
+    assert (redone[0].user_attrs["rung"], redone[0].user_attrs["seed"]) == (dead[0].user_attrs["rung"],
+                                                                              dead[0].user_attrs["seed"])
+    assert len(proposals(study)) == 3
+    keys = job_keys(study)
+    assert len(keys) == len(set(keys))
+
+
+SLOW_ASK = """
+import time
+import archsearch.proposer as proposer
+
+_ask = proposer.GPProposer.ask
+
+
+def slow_ask(self, *args, **kwargs):
+    time.sleep(600)  # a GP fit that takes long: the test kills the worker in here
+    return _ask(self, *args, **kwargs)
+
+
+proposer.GPProposer.ask = slow_ask
+"""
+
+
+def test_worker_killed_inside_a_slow_proposal_leaves_no_trial_running(tmp_path, postgres_url, imagenette):
+    """The trial exists (and beats) before the strategy draws its config: killed there, it stops beating,
+    another worker fails it, and the study still ends with exactly the proposals it asked for."""
+    name = "slowask"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_ASK)
+    keeper = spawn(tmp_path, *RUN, "--trials", "3", "--study", name, "--storage", postgres_url, heartbeat="1")
+    wait_for(lambda: load(postgres_url, name), what="the study")
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "archsearch", "worker", "--study", name, "--storage", postgres_url, "--quiet"],
+        env={**os.environ, "ARCHSEARCH_STUDIES": str(tmp_path), "ARCHSEARCH_HEARTBEAT_S": "1",
+             "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{hooks}:{os.environ.get('PYTHONPATH', '')}"},
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def drawing():  # a running trial that beats but has no job yet, for long: the victim inside its proposal
+        running = load(postgres_url, name).get_trials(states=(TrialState.RUNNING,))
+        return [t for t in running if "config" not in t.user_attrs and t.user_attrs.get("beat", 0) >= 3]
+
+    wait_for(lambda: drawing(), what="the second worker inside a proposal", timeout=400)
+    (orphan,) = drawing()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    finish(keeper)
+    study = load(postgres_url, name)
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert not [t for t in study.trials if t.user_attrs.get("retry_of") == orphan.number]  # nothing to redo
+    assert len(proposals(study)) == 3
+    keys = job_keys(study)
+    assert len(keys) == len(set(keys))
 
 
 @pytest.mark.parametrize("url, needle", [
@@ -127,8 +188,10 @@ def test_unknown_study_is_one_line(tmp_path, postgres_url):
 
 def test_second_local_process_on_sqlite_is_refused(tmp_path, isolated_studies):
     url = f"sqlite:///{tmp_path}/archsearch.db"
+    from archsearch.fidelity import ladder
+
     settings = StudySettings(space=tomllib.loads(DEFAULT_SPACES["v2"].read_text()), mac_budget=300_000_000,
-                             profile="tiny", data=str(tmp_path), strategy="gp", seed=0, trials=2)
+                             ladder=ladder(["tiny"]).to_dict(), data=str(tmp_path), strategy="gp", seed=0, trials=2)
     open_study("busy", make_storage(url), settings)
     with exclusive_run("busy", url):
         proc = spawn(isolated_studies, "worker", "--study", "busy", "--storage", url)

@@ -37,11 +37,18 @@ RUN = ["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet"]
 def test_run_then_resume(tmp_path, imagenette):
     first = archsearch(tmp_path, *RUN, "--trials", "2", "--study", "e2e")
     assert first.returncode == 0, first.stderr
-    assert "winner:" in first.stdout and "baseline:" in first.stdout and "winner - baseline" in first.stdout
+    assert "winner:" in first.stdout and "decided at rung 0 (tiny)" in first.stdout
+    for kind in ("width", "width_resolution", "compound"):
+        assert f"baseline {kind}:" in first.stdout  # announced before the search ...
+        assert f"  {kind} " in first.stdout  # ... and reported with its margin after it
     summary = json.loads((tmp_path / "e2e" / "summary.json").read_text())
     winner = json.loads((tmp_path / "e2e" / "winner.json").read_text())
-    assert summary["counts"]["trained"] == 3 and winner["macs"] <= 300_000_000
-    assert winner["fidelity"]["name"] == "tiny"
+    jobs = summary["counts"]["trained"]
+    assert jobs == len(summary["rungs"][0]) and summary["counts"]["by_rung"] == {"tiny": jobs}
+    assert winner["macs"] <= 300_000_000 and winner["fidelity"] == "tiny"
+    assert winner["trained_resolution"] == round(winner["config"]["resolution"] * 0.25)
+    assert [b["kind"] for b in winner["baselines"]] == ["width", "width_resolution", "compound"]
+    assert all(b["margin_interval"] is not None for b in summary["baselines"])
     assert "dashboard:" in first.stdout and (tmp_path / "dashboards" / "e2e.html").stat().st_size > 100_000
     numbers = [t.number for t in load(tmp_path, "e2e").trials]
 
@@ -49,8 +56,9 @@ def test_run_then_resume(tmp_path, imagenette):
     assert again.returncode == 0, again.stderr
     study = load(tmp_path, "e2e")
     assert [t.number for t in study.trials] == numbers  # nothing asked, nothing trained again
-    ids = [t.user_attrs["config_id"] for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(ids) == len(set(ids)) == 3
+    keys = [(t.user_attrs["config_id"], t.user_attrs["rung"], t.user_attrs["seed"])
+            for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(keys) == len(set(keys)) == jobs
 
 
 def _wait_for_running_search_trial(studies, name, proc, timeout=300):
@@ -61,8 +69,8 @@ def _wait_for_running_search_trial(studies, name, proc, timeout=300):
             trials = load(studies, name).get_trials(states=(TrialState.RUNNING,))
         except Exception:  # the study does not exist yet
             trials = []
-        if any(t.user_attrs.get("role") == "search" and t.user_attrs.get("cached") is False for t in trials):
-            return  # its training has begun: "cached" is set just before the evaluator is called
+        if any(t.user_attrs.get("role") == "search" and "trained_resolution" in t.user_attrs for t in trials):
+            return  # its job is drawn (the attributes are written just before training begins)
         time.sleep(0.3)
     pytest.fail("no search trial started in time")
 
@@ -85,9 +93,12 @@ def test_killed_mid_trial_then_resumed_loses_nothing(tmp_path, imagenette):
     assert study.trials[killed[0].number].state == TrialState.FAIL
     redone = [t for t in study.trials if t.user_attrs.get("retry_of") == killed[0].number]
     assert len(redone) == 1 and redone[0].state == TrialState.COMPLETE and redone[0].params == killed[0].params
+    assert redone[0].user_attrs["config"] == killed[0].user_attrs["config"]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert [t.user_attrs["config_id"] for t in complete][: len(done_before)] == done_before
-    assert len({t.user_attrs["config_id"] for t in complete}) == len(complete) == 3
+    keys = [(t.user_attrs["config_id"], t.user_attrs["rung"], t.user_attrs["seed"]) for t in complete]
+    assert len(set(keys)) == len(keys)
+    assert len({t.user_attrs["config_id"] for t in complete if t.user_attrs["role"] == "search"}) == 2
 
 
 def test_ctrl_c_stops_cleanly(tmp_path, imagenette):
@@ -102,7 +113,8 @@ def test_ctrl_c_stops_cleanly(tmp_path, imagenette):
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 1 and failed[0].user_attrs["interrupted"]
     queued = study.get_trials(states=(TrialState.WAITING,))
-    assert len(queued) == 1 and queued[0].system_attrs["fixed_params"] == failed[0].params
+    assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == failed[0].number
+    assert queued[0].user_attrs["config"] == failed[0].user_attrs["config"]
     assert (tmp_path / "sigint" / "summary.json").exists()
 
 
@@ -115,10 +127,19 @@ def test_ctrl_c_stops_cleanly(tmp_path, imagenette):
         (["--mac-budget", "300M", "--data", "/nonexistent"], "/nonexistent is not a directory"),
         (["--mac-budget", "300M", "--strategy", "bayes"], "argument --strategy: invalid choice"),
         (["--mac-budget", "300M", "--storage", "postgresql://u:secret@127.0.0.1:1/db"], "--storage: cannot open"),
+        (["--mac-budget", "300M", "--rungs", "smoke,nope"], "--rungs: unknown profile 'nope'"),
+        (["--mac-budget", "300M", "--rungs", "smoke,smoke"], "--rungs: a profile appears twice"),
+        (["--mac-budget", "300M", "--profile", "tiny", "--rungs", "smoke,short"], "--profile and --rungs: give one"),
+        (["--mac-budget", "300M", "--profile", "smoke", "--strategy", "nsga3", "--rungs", "smoke"],
+         "--profile and --rungs"),
+        (["--mac-budget", "300M", "--rungs", "tiny,smoke", "--strategy", "nsga3"], "--strategy nsga3 searches one"),
+        (["--mac-budget", "300M", "--promote", "1.5"], "--promote: 1.5 is not in (0, 1]"),
+        (["--mac-budget", "300M", "--top-seeds", "0"], "--top-seeds: 0 is not a positive number"),
     ],
 )
 def test_run_errors_are_one_line(tmp_path, args, needle):
-    proc = archsearch(tmp_path, "run", *args, "--profile", "tiny", "--quiet")
+    default = [] if "--rungs" in args or "--profile" in args else ["--profile", "tiny"]
+    proc = archsearch(tmp_path, "run", *args, *default, "--quiet")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
