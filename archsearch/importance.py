@@ -60,24 +60,30 @@ class Importance:
                 "grid_points": self.grid_points}
 
     def describe(self) -> str:
-        columns = {"Sobol first": self.sobol_first, "Sobol total": self.sobol_total, "Shapley": self.shapley,
-                   "fANOVA": self.fanova, "GP length scale": self.lengthscales}
-        names = list(self.lengthscales or dict.fromkeys([*FACTORS, *(self.fanova or {})]))
-        lines = [f"{'factor':<11}" + "".join(f" {c:>{max(8, len(c))}}" for c in columns)]
-        for name in names:
-            lines.append(f"{name:<11}" + "".join(f" {f'{d[name]:.3f}' if d and name in d else '-':>{max(8, len(c))}}"
-                                                 for c, d in columns.items()))
-        if self.sobol_first is not None:
-            where = (f"the {self.grid_points} grid points within {self.budget / 1e6:.0f}M MACs" if self.budget
-                     else f"all {self.grid_points} grid points")
-            lines.append(f"Sobol and Shapley: shares of the GP mean's variance over {where} (first: the factor "
-                         "alone; total: with its interactions).")
-        if self.fanova is not None:
-            lines.append("fANOVA: variance shares of a random forest over the trials.")
-        if self.lengthscales is not None:
-            lines.append("GP length scale: how fast the GP mean changes along a factor (short = fast); not an "
-                         "importance.")
-        return "\n".join(lines)
+        return importance_text(self.to_dict())
+
+
+def importance_text(importance: dict) -> str:
+    """Importance as ``Importance.to_dict`` stores it (e.g. in summary.json), as a table with a legend."""
+    columns = {"Sobol first": importance["sobol_first"], "Sobol total": importance["sobol_total"],
+               "Shapley": importance["shapley"], "fANOVA": importance["fanova"],
+               "GP length scale": importance["gp_lengthscales"]}
+    names = list(importance["gp_lengthscales"] or dict.fromkeys([*FACTORS, *(importance["fanova"] or {})]))
+    lines = [f"{'factor':<11}" + "".join(f" {c:>{max(8, len(c))}}" for c in columns)]
+    for name in names:
+        lines.append(f"{name:<11}" + "".join(f" {f'{d[name]:.3f}' if d and name in d else '-':>{max(8, len(c))}}"
+                                             for c, d in columns.items()))
+    if importance["sobol_first"] is not None:
+        budget, points = importance["budget"], importance["grid_points"]
+        where = f"the {points} grid points within {budget / 1e6:.0f}M MACs" if budget else f"all {points} grid points"
+        lines.append(f"Sobol and Shapley: shares of the GP mean's variance over {where} (first: the factor alone; "
+                     "total: with its interactions).")
+    if importance["fanova"] is not None:
+        lines.append("fANOVA: variance shares of a random forest over the trials.")
+    if importance["gp_lengthscales"] is not None:
+        lines.append("GP length scale: how fast the GP mean changes along a factor (short = fast); not an "
+                     "importance.")
+    return "\n".join(lines)
 
 
 def factor_importance(surrogate: GPSurrogate | None, trials: Sequence[FrozenTrial] = (), seed: int = 0,

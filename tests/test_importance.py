@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from archsearch.cost import closed_form_cost
-from archsearch.importance import factor_importance, fanova_importance
+from archsearch.importance import factor_importance, fanova_importance, importance_text
 from archsearch.space import FACTORS, FactorSpace
 from archsearch.study import config_params, distributions
 from archsearch.surrogate import GPSurrogate
@@ -92,7 +92,8 @@ def test_importance_within_a_budget_and_as_json(dominated):
     assert all(0.0 <= v <= 1.0 for d in (found.sobol_first, found.sobol_total, found.shapley) for v in d.values())
     stored = json.loads(json.dumps(found.to_dict()))
     assert stored["budget"] == budget and stored["gp_lengthscales"] == surrogate.lengthscales()
-    text = found.describe()
+    text = importance_text(stored)
+    assert text == found.describe()
     assert f"within {budget / 1e6:.0f}M MACs" in text and "not an importance" in text
 
 
