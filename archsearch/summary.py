@@ -21,7 +21,7 @@ from .baselines import baselines_for
 from .decision import Decision, decide
 from .fidelity import Noise
 from .formula import derive_formula, formula_text
-from .importance import importance_report
+from .importance import factor_importance, importance_text
 from .samplers import study_noise
 from .search.jobs import Entry, Ledger, Plan
 from .study import StudySettings, redact, study_dir
@@ -86,8 +86,12 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
     done = [e for e in ledger.entries if e.state == "done"]
     trained = {e.job.config.network_key(): e.job.config for e in done}
     formula = None
-    if f.surrogate is not None and space.family == "v2":  # interim: the old downsizing path
-        formula = derive_formula(f.surrogate, space).to_dict()
+    if f.surrogate is not None:
+        formula = derive_formula(f.surrogate, space, [(c, _macs(ledger, k)) for k, c in trained.items()],
+                                 settings.mac_budget, seed=settings.seed).to_dict()
+    # fANOVA sees the strategy's rung-0 proposals (one fidelity, with their Optuna parameters)
+    proposals = [t for t in trials if t.state == TrialState.COMPLETE and t.params and t.user_attrs.get("rung") == 0
+                 and "accuracy" in t.user_attrs]
     winner = decision.winner
     return {
         "study": f.study,
@@ -113,7 +117,7 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
         "top": [s.to_dict() for s in decision.ranked[:TOP]],
         "rungs": [[trial_record(e) for e in sorted(ledger.at(r), key=lambda e: e.number)]
                   for r in range(plan.ladder.top + 1)],
-        "importance": importance_report(study, f.surrogate, space, seed=settings.seed),
+        "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
         "formula": formula,
     }
 
@@ -184,14 +188,7 @@ def render(summary: dict[str, Any]) -> str:
         if b["margin"] is not None:
             other = "; ".join(f"{100 * v:+.2f} at rung {k}" for k, v in b["margin_by_rung"].items())
             lines.append(f"  {'':<17} {b['words']}" + (f" (point margin {other})" if other else ""))
-    lines += ["", *_importance_lines(summary["importance"])]
+    lines += ["", importance_text(summary["importance"])]
     if summary["formula"]:
-        fo = summary["formula"]
-        lines += ["", "scaling formula:", formula_text(fo["base"], fo["base_macs"], fo["exponents"])]
+        lines += ["", formula_text(summary["formula"])]
     return "\n".join(lines)
-
-
-def _importance_lines(importance: dict[str, Any]) -> list[str]:
-    from .importance import render_importance
-
-    return render_importance(importance)

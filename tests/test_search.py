@@ -11,6 +11,7 @@ from studies import BUDGET, THREE_RUNGS, TWO_RUNGS, open_synthetic, run_syntheti
 
 from archsearch.config import ArchConfig
 from archsearch.cost import closed_form_cost
+from archsearch.formula import apply_formula, derive_formula
 from archsearch.search import SEARCH, BudgetError, Job, Ledger, feasible_grid, parse_macs, recover_interrupted, run_trials
 from archsearch.search.heartbeat import StaleWatcher, requeue
 from archsearch.search.loop import _run_one
@@ -313,3 +314,22 @@ def test_failed_training_is_recorded_not_fatal(tmp_path, synthetic_evaluator, st
     proposals = [t for t in failed if t.user_attrs["role"] == SEARCH]
     assert len(proposals) == len({t.user_attrs["config_id"] for t in proposals}) == 3
     assert study_facts(study).decision.winner is None
+
+
+def test_scaling_formula_from_a_study(tmp_path, synthetic_evaluator):
+    """The formula is fitted on the study's own evidence (or declines), and applies to any budget."""
+    settings = settings_for("gp", trials=12)
+    study, url, *_ = run_synthetic(tmp_path, settings, synthetic_evaluator(settings.fidelity_ladder()))
+    facts = study_facts(study, url)
+    space = settings.factor_space()
+    trained = {e.job.config.network_key(): (e.job.config, e.macs) for e in facts.ledger.entries if e.state == "done"}
+    formula = derive_formula(facts.surrogate, space, list(trained.values()), BUDGET)
+    if formula.declined:  # the search crowds the budget: the evidence may not pin the exponents down
+        assert formula.reason.startswith("the evidence is too thin")
+        return
+    lo, hi = formula.macs_range
+    assert min(m for _, m in trained.values()) == lo < hi <= BUDGET
+    for budget in (100_000_000, 150_000_000, 600_000_000):
+        pick = apply_formula(formula, budget, space, facts.surrogate)
+        assert pick.macs <= budget and space.contains(pick.config) and pick.std >= 0
+        assert pick.extrapolated == (not lo <= budget <= hi)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..formula import apply_formula, derive_formula
 from ..search import feasible_grid, parse_macs
-from ..study import StudySettings, default_storage, make_storage, open_study
-from ..summary import fit_surrogate
+from ..study import default_storage, make_storage, open_study
+from ..summary import study_facts
 from .common import CLIError, format_count, print_json, quiet_optuna
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "formula",
-        help="apply the GP-derived scaling formula of a study to any MAC budget",
-        description="Fit the study's GP, derive the downsizing path from v2 width 1.0 at 256 px (the factor step "
-        "with the least predicted accuracy loss per MAC saved, repeatedly), fit per-factor exponents "
-        "factor = base * (MACs / base_MACs)^e along it, and apply them to --mac-budget.",
+        help="apply the scaling formula of a study to any MAC budget",
+        description="Fit the study's GP and, over the MAC range its trained configs span (up to its budget), "
+        "take the best config at several MAC levels in each of many GP posterior draws; fit per factor "
+        "factor = f_B * (MACs / budget)^e with a 90 % interval on e, and apply it to --mac-budget. Declines when "
+        "the evidence is too thin to pin the exponents down.",
     )
     parser.add_argument("--study", required=True, help="name of a study made by archsearch run")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()})")
@@ -30,21 +32,29 @@ def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     budget = parse_macs(args.mac_budget)
     study = open_study(args.study, make_storage(args.storage or default_storage()), None)
-    settings = StudySettings.from_study(study)
+    facts = study_facts(study)  # the study's one GP: every rung and seed, with measured noise
+    settings, surrogate = facts.settings, facts.surrogate
     space = settings.factor_space()
     feasible_grid(space, budget)  # one-line error if the budget is below the cheapest config
-    surrogate = fit_surrogate(study, settings, settings.seed)
     if surrogate is None:
-        raise CLIError(f"--study: {args.study!r} has fewer than 2 trained trials; run more trials first")
-    formula = derive_formula(surrogate, space)
-    config, macs, mean, std = apply_formula(formula, budget, space, surrogate)
+        raise CLIError(f"--study: {args.study!r} has fewer than 2 trained jobs; run more first")
+    trained = {e.job.config.network_key(): (e.job.config, e.macs) for e in facts.ledger.entries if e.state == "done"}
+    formula = derive_formula(surrogate, space, list(trained.values()), settings.mac_budget, seed=settings.seed)
+    if formula.declined:
+        raise CLIError(f"--study: {args.study!r} gives {formula.describe()}")
+    pick = apply_formula(formula, budget, space, surrogate)
     if args.json:
-        print_json({"formula": formula.to_dict(), "mac_budget": budget, "config": config.to_dict(),
-                    "config_id": config.id, "macs": macs, "predicted_accuracy": mean, "predicted_std": std})
+        print_json({"formula": formula.to_dict(), "mac_budget": budget, "config": pick.config.to_dict(),
+                    "config_id": pick.config.id, "macs": pick.macs, "predicted_accuracy": pick.mean,
+                    "predicted_std": pick.std, "extrapolated": pick.extrapolated})
         return 0
-    print(f"scaling formula of study {args.study} (downsizing path of {len(formula.path)} steps):")
-    print(formula.describe())
-    print(f"\nfor {format_count(budget)} MACs: {config.id}  ({format_count(macs)} MACs)")
-    print(f"predicted top-1 {100 * mean:.2f}% +- {100 * 1.96 * std:.2f} (95 %, GP at the study's fidelity "
-          f"{settings.profile})")
+    print(f"study {args.study}: {formula.describe()}")
+    if pick.extrapolated:
+        lo, hi = formula.macs_range
+        print(f"warning: {format_count(budget)} MACs lies outside the fitted range {format_count(lo)}-"
+              f"{format_count(hi)}; the formula extrapolates", file=sys.stderr)
+    print(f"\nfor {format_count(budget)} MACs: {pick.config.id}  ({format_count(pick.macs)} MACs)")
+    top = settings.fidelity_ladder().rungs[-1].name
+    print(f"predicted top-1 {100 * pick.mean:.2f}% +- {100 * 1.96 * pick.std:.2f} (95 %, the GP at the study's "
+          f"top rung, {top})")
     return 0
