@@ -81,6 +81,9 @@ PROFILES: dict[str, Profile] = {
     # Tests only: checks that the pipeline runs end to end; its accuracy means nothing.
     "tiny": Profile("tiny", epochs=1, train_per_class=8, val_per_class=4, resolution_scale=0.25, batch_size=16,
                     lr=1e-3, weight_decay=0.01, warmup_fraction=0.0),
+    # Tests only: a second rung above tiny, so that rung ladders run end to end in seconds.
+    "tiny-top": Profile("tiny-top", epochs=2, train_per_class=8, val_per_class=4, resolution_scale=0.25,
+                        batch_size=16, lr=1e-3, weight_decay=0.01, warmup_fraction=0.0),
     # A 2-core CPU: 6,000 training images at half resolution, about a minute for v2-0.5 (~100 img/s at 128 px).
     # Mild crops and a lower peak LR: measured best of the variants tried for so short a run (benchmarks/RESULTS.md).
     "smoke": Profile("smoke", epochs=4, train_per_class=150, val_per_class=100, resolution_scale=0.5,
@@ -287,10 +290,12 @@ def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.devi
 def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | Path | None = None, seed: int = 0,
              progress: bool = True, *, classes: str | Path | None = None, device: str | torch.device | None = None,
              on_epoch: Callable[[EpochStats], None] | None = None, checkpoint_dir: str | Path | None = None,
-             **overrides: Any) -> EvalRecord:
+             curve: bool = False, **overrides: Any) -> EvalRecord:
     """Train ``config`` from scratch with ``profile`` (fields replaced by ``overrides``) and score it.
 
     ``data``/``classes`` go to ``load_dataset``; the config's ``num_classes`` is set to the dataset's.
+    ``curve`` (or ``checkpoint_dir``) also scores every epoch: the record's ``history`` is the training curve,
+    the scores a schedule of this length would give if promotion continued from a checkpoint.
     ``on_epoch`` is called after every epoch; an exception it raises (e.g. ``optuna.TrialPruned``) ends
     the run and propagates. Divergence (NaN/inf loss) and CUDA out-of-memory give a "failed" record.
     """
@@ -310,7 +315,7 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
         torch.manual_seed(seed)
         try:
             _train(config, prof, ds, dev, seed, progress, on_epoch, outcome,
-                       Path(checkpoint_dir) if checkpoint_dir is not None else None)
+                   Path(checkpoint_dir) if checkpoint_dir is not None else None, curve)
         except _Diverged as err:
             outcome.update(status="failed", reason=f"diverged: {err}", top1=None, top5=None, train_loss=None)
         except torch.cuda.OutOfMemoryError:
@@ -329,7 +334,7 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
 
 def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, seed: int, progress: bool,
            on_epoch: Callable[[EpochStats], None] | None, outcome: dict[str, Any],
-           checkpoint_dir: Path | None = None) -> None:
+           checkpoint_dir: Path | None = None, curve: bool = False) -> None:
     """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done.
     With ``checkpoint_dir`` it resumes from the last checkpoint there, and after every epoch measures
     validation accuracy (the training curve) and checkpoints."""
@@ -382,10 +387,12 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
             if on_epoch is not None:
                 on_epoch(EpochStats(epoch, prof.epochs, mean_loss, outcome["images_seen"], outcome["train_s"],
                                     outcome["images_seen"] / outcome["train_s"]))
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None or curve:
                 top1, _ = accuracy(runner, ds.val, 2 * prof.batch_size, dev)
                 history.append({"epoch": epoch, "train_loss": mean_loss, "val_top1": top1,
                                 "train_s": round(outcome["train_s"], 3)})
+                outcome["history"] = history
+            if checkpoint_dir is not None:
                 checkpoint.save(checkpoint_dir, identity, epoch, model, optimizer, schedule, generator, outcome,
                                 history)
     finally:

@@ -33,10 +33,10 @@ def postgres_url():
     server.stop()
 
 
-def spawn(tmp_path, *args, heartbeat="30"):
+def spawn(tmp_path, *args, heartbeat="30", extra_env=None):
     # One thread per worker: several torch processes on 2 cores must not oversubscribe them.
     env = {**os.environ, "ARCHSEARCH_STUDIES": str(tmp_path), "ARCHSEARCH_HEARTBEAT_S": heartbeat,
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "archsearch", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -166,6 +166,58 @@ def test_worker_killed_inside_a_slow_proposal_leaves_no_trial_running(tmp_path, 
     assert len(proposals(study)) == 3
     keys = job_keys(study)
     assert len(keys) == len(set(keys))
+
+
+SLOW_PROMOTION = """
+import os
+import time
+import archsearch.search.loop as loop
+
+_call = loop.TrainingEvaluator.__call__
+STUCK = os.environ.get("HOOK_STUCK") == "1"
+
+
+def call(self, job):
+    if job.role == "search" and job.rung == 1:
+        time.sleep(600 if STUCK else 5)  # stuck: the test kills this worker; else leave the other time to pick
+    return _call(self, job)
+
+
+loop.TrainingEvaluator.__call__ = call
+"""
+
+
+def test_a_promotion_is_trained_once_even_when_its_worker_dies_mid_promotion(tmp_path, postgres_url, imagenette):
+    """Two workers on a two-rung study: every promotion (rung-1 job) is claimed by exactly one worker, and the
+    one a killed worker held is failed by the other and trained once, by the other."""
+    name = "promote"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_PROMOTION)
+    env = {"PYTHONPATH": f"{hooks}:{os.environ.get('PYTHONPATH', '')}"}
+    args = ["run", "--mac-budget", "300M", "--rungs", "tiny,tiny-top", "--promote", "0.5", "--trials", "6", "--quiet",
+            "--no-dashboard", "--study", name, "--storage", postgres_url]
+    keeper = spawn(tmp_path, *args, heartbeat="1", extra_env=env)
+    wait_for(lambda: load(postgres_url, name), what="the study")
+    victim = spawn(tmp_path, "worker", "--study", name, "--storage", postgres_url, "--quiet", heartbeat="1",
+                   extra_env={**env, "HOOK_STUCK": "1"})
+    mine = lambda t: t.user_attrs.get("worker", "").endswith(f":{victim.pid}")  # noqa: E731
+    held = lambda: [t for t in load(postgres_url, name).get_trials(states=(TrialState.RUNNING,))  # noqa: E731
+                    if mine(t) and t.user_attrs.get("rung") == 1 and t.user_attrs.get("role") == "search"]
+    wait_for(lambda: held(), what="a promotion held by the second worker", timeout=500)
+    (stuck,) = held()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    finish(keeper)
+    study = load(postgres_url, name)
+    assert study.trials[stuck.number].state == TrialState.FAIL
+    (redone,) = [t for t in study.trials if t.user_attrs.get("retry_of") == stuck.number]
+    assert redone.state == TrialState.COMPLETE and not mine(redone)
+    promotions = [k for k in job_keys(study) if k[1] == 1 and k[0] in proposals(study)]
+    assert len(promotions) == len(set(promotions)) == 3  # ceil(6 * 0.5), each trained once
+    keys = job_keys(study)
+    assert len(keys) == len(set(keys))
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
 
 
 @pytest.mark.parametrize("url, needle", [
