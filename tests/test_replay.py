@@ -121,7 +121,7 @@ def test_noisy_draws_come_from_the_table_seeds(problem):
 
 
 # ---- searches -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("strategy", ["gp", "design", "tpe", "random", "mf-random"])
+@pytest.mark.parametrize("strategy", ["gp", "design", "tpe", "random", "nsga3", "mf-random"])
 def test_replay_is_deterministic_per_seed_and_evaluates_only_points(problem, strategy):
     first, again = search(problem, strategy, 0, [4], Setup()), search(problem, strategy, 0, [4], Setup())
     assert first == again and not first.stuck
