@@ -228,7 +228,9 @@ def test_replay_cli_over_two_rungs_with_seed_tables(paths, tmp_path, capsys):
     out = captured.out
     assert "rung 0 cheap: cheap.csv (seed 0); a job costs 0.1" in out
     assert "rung 1 smoke: top0.csv (seed 0), top1.csv (seed 1); a job costs 1" in out
-    assert "noise at smoke: 30 of 30 configs draw one of their table seeds" in out
+    assert "noise at smoke: 30 of 30 configs draw one of their table seeds\n" in out
+    assert "noise at cheap: 0 of 30 configs draw one of their table seeds; the other 30 score their one table " \
+           "score + N(0, 2.00 points): assumed (0.02)" in out
     assert "mf-gp: proposals at rung 0 for cost 1 / 2: - / 3" in out and "plot:" in out
     assert main([*args, "--strategy", "gp", "--json", "--noise", "off"]) == 0
     saved = json.loads(capsys.readouterr().out)

@@ -159,8 +159,10 @@ def describe(report: Report) -> list[str]:
             n = rung.noise
             why = (f"the profile's prior {100 * n.prior:.2f} pooled with {n.repeats_df} degree(s) of freedom of the "
                    "tables' seed repeats" if n.repeats_df else n.source)
+            rest = len(p.points) - d["points_with_seeds"]
             lines.append(f"noise at {rung.name}: {d['points_with_seeds']} of {len(p.points)} configs draw one of their "
-                         f"table seeds; the others score their one table score + N(0, {100 * n.std:.2f} points): {why}")
+                         "table seeds" + (f"; the other {rest} score their one table score + N(0, "
+                                          f"{100 * n.std:.2f} points): {why}" if rest else ""))
     else:
         lines.append("noise: off (every job scores the config's mean over its table seeds)")
     lines.append(f"table best (top rung, mean over seeds): {p.best[0].id} {100 * p.best[1]:.2f}%" + (
