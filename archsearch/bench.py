@@ -1,20 +1,24 @@
 """A tabular benchmark of the factor space (issue 8): a space-filling sample of configs, each scored once.
 
-``archsearch bench-table`` writes the table; ``archsearch replay`` (``replay.py``) runs the search strategies
-against it instead of training.
+``archsearch bench-table`` writes the table; ``tables.py`` reads tables (exact rows only, seeds pooled, rank
+agreement between fidelities); ``archsearch replay`` (``replay/``) runs the search strategies against them
+instead of training.
 
 * Sample (``select_configs``): the distinct networks of the space (``ArchConfig.network_key``, the first grid
   point of each, as ``feasible_grid`` does) whose closed-form MACs lie in ``[min_macs, max_macs]``. The
-  uniform width-multiplier baselines of ``BASELINE_BUDGETS`` come first, so that a replay's "winner vs
-  baseline" is exact. Then greedy maximin in the encoded unit cube, round-robin over ``STRATA`` equal bands of
-  log-MACs: each pick is the free candidate of the next band farthest from everything picked (ties: a seeded
-  order). The bands give every replay budget its share of the points (the grid's distinct networks crowd
-  at the top of the MAC range). The sequence does not depend on ``n``: a larger ``--configs`` extends it.
+  grid-width baselines of ``BASELINE_BUDGETS`` (``grid_width_baseline``) that lie in that range come first,
+  so that a replay's "winner vs baseline" is exact. Then greedy maximin in the encoded unit cube, round-robin
+  over ``STRATA`` equal bands of log-MACs: each pick is the free candidate of the next band farthest from
+  everything picked (ties: a seeded order). The bands give every replay budget its share of the points (the
+  grid's distinct networks crowd at the top of the MAC range). The sequence does not depend on ``n``: a
+  larger ``--configs`` extends it.
 * Table: a CSV with one row per config (``COLUMNS``), appended and flushed as soon as the config is scored, so
   an interrupted run loses at most the config in progress and re-running the command skips the rows already
-  there. Beside it, ``<table>.json`` records how it was made: space, sample settings, the fidelity profile with
-  every field, training seed, data path and fingerprint, device, version. Resuming with other settings, or
-  on another kind of device, is an error.
+  there -- except rows whose ``trained_resolution`` is not today's exact one (tables scored before the exact
+  resolution): those configs are scored again, and ``tables.load_table`` reads the new row. Beside the table,
+  ``<table>.json`` records how it was made: space, sample settings, the fidelity profile with every field,
+  training seed, data path and fingerprint, device, version. Resuming with other settings, or on another
+  kind of device, is an error.
 * Profiles: a name of ``training.PROFILES`` or JSON overrides on one, inline or in a ``.json`` file:
   ``{"base": "smoke", "name": "smoke2", "epochs": 2}``. (A halved smoke profile, 2 epochs of 80 images a
   class, was tried on the CPU and dropped: its train loss stayed at ln 10 and its top-1 at 10-14 %.)
@@ -40,7 +44,7 @@ import numpy as np
 from . import __version__
 from .config import ArchConfig, ConfigError
 from .cost import closed_form_cost, distinct_networks
-from .space import DEFAULT_SPACES, FACTORS, FactorSpace
+from .space import DEFAULT_SPACES, FactorSpace
 
 BASELINE_BUDGETS = (150_000_000, 300_000_000, 600_000_000)  # the budgets RESULTS.md replays
 STRATA = 10
@@ -236,6 +240,17 @@ def row_config(row: dict[str, Any], space: FactorSpace) -> ArchConfig:
         raise ConfigError(f"table row {row.get('config_id', '?')!r}: {err}") from None
 
 
+def exact_resolution(row: dict[str, Any], config: ArchConfig, profile) -> bool:
+    """True when the row was trained at today's exact side, ``training.train_resolution`` (rows scored
+    before commit 4d68ef5 rounded it to a multiple of 32: see ``tables``)."""
+    from .training import train_resolution
+
+    try:
+        return int(row.get("trained_resolution") or 0) == train_resolution(config, profile.resolution_scale)
+    except ValueError:
+        return False
+
+
 # ---- generation -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TableRun:
@@ -243,6 +258,7 @@ class TableRun:
     selected: int  # configs in the sample
     skipped: int  # already in the table
     added: int  # scored by this run
+    rescored: int = 0  # of them, configs whose earlier row had another trained resolution than today's
 
 
 def load_space(space_file: str | Path | None) -> tuple[FactorSpace, dict]:
@@ -317,14 +333,19 @@ def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profil
         side.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if out.exists():
         _repair_tail(out)
-    done = set()
+    done, stale = set(), set()
     for row in read_rows(out):
         if row.get("profile") != prof.name or str(row.get("seed")) != str(seed):
             raise ConfigError(f"--out: {out} holds rows of profile {row.get('profile')!r}, seed {row.get('seed')}; "
                               f"this run is profile {prof.name!r}, seed {seed}: use another --out")
-        done.add(row_config(row, space).network_key())
+        config = row_config(row, space)
+        (done if exact_resolution(row, config, prof) else stale).add(config.network_key())
     sample = select_configs(space, n, min_macs, max_macs, sample_seed, baseline_configs(space))
     todo = [(c, m) for c, m in sample if c.network_key() not in done]
+    rescored = sum(c.network_key() in stale for c, _ in todo)
+    if rescored and progress:
+        print(f"{rescored} config(s) of {out} were trained at another resolution than today's exact one (the old "
+              "rounding): scored again, and replays read the new rows", file=sys.stderr)
     bar = tqdm(total=len(sample), initial=len(sample) - len(todo), desc="configs", unit="config",
                disable=not progress, dynamic_ncols=True)
     added = 0
@@ -337,72 +358,7 @@ def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profil
             bar.update(1)
     finally:
         bar.close()
-    return TableRun(out, len(sample), len(sample) - len(todo), added)
-
-
-# ---- loading a table for replays --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BenchTable:
-    """A scored table: configs (the space's, MACs by the closed-form model) and their top-1 (None: failed)."""
-
-    path: Path
-    space: FactorSpace
-    space_dict: dict
-    configs: list[ArchConfig]
-    macs: list[int]
-    top1: list[float | None]
-    fidelity: dict
-    seed: int
-    data: str
-    meta: dict
-
-    def index(self) -> dict[tuple, int]:
-        return {c.network_key(): i for i, c in enumerate(self.configs)}
-
-
-def load_table(path: str | Path, space_file: str | Path | None = None) -> BenchTable:
-    """Read a table (and its sidecar, if any: else ``space_file`` or the default v2 space)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--table: no such file {path}")
-    side = meta_path(path)
-    meta = json.loads(side.read_text()) if side.is_file() else {}
-    if meta.get("space") and not space_file:
-        space_dict = meta["space"]
-        space = FactorSpace.from_dict(space_dict)
-    else:
-        space, space_dict = load_space(space_file)
-    try:
-        rows = read_rows(path)
-    except (csv.Error, UnicodeDecodeError) as err:
-        raise ConfigError(f"--table: {path} is not a readable CSV ({err})") from None
-    if not rows:
-        raise ConfigError(f"--table: {path} has no rows")
-    missing = [c for c in ("family", *FACTORS, "top1", "status") if c not in rows[0]]
-    if missing:
-        raise ConfigError(f"--table: {path} lacks column(s) {', '.join(missing)}")
-    for column in ("profile", "seed", "data"):
-        values = {r.get(column) for r in rows}
-        if len(values) > 1:
-            raise ConfigError(f"--table: {path} mixes {column}s {sorted(map(str, values))}; one table, one {column}")
-    configs, macs, top1, seen = [], [], [], set()
-    for row in rows:
-        config = row_config(row, space)
-        try:
-            space.check(config)
-        except ConfigError as err:
-            raise ConfigError(f"--table: row {config.id} is not a point of the space ({err})") from None
-        if config.network_key() in seen:
-            continue  # the same network twice: the first row counts
-        seen.add(config.network_key())
-        configs.append(config)
-        macs.append(closed_form_cost(config).macs)
-        ok = row["status"] == "ok" and row["top1"] not in ("", None)
-        top1.append(float(row["top1"]) if ok else None)
-    fidelity = meta.get("profile") or {"name": rows[0].get("profile") or "table"}
-    seed = int(meta.get("seed", rows[0].get("seed") or 0))
-    data = meta.get("data_fingerprint") or rows[0].get("data") or "table"
-    return BenchTable(path, space, space_dict, configs, macs, top1, fidelity, seed, str(data), meta)
+    return TableRun(out, len(sample), len(sample) - len(todo), added, rescored)
 
 
 def format_macs(macs: float) -> str:
@@ -414,28 +370,3 @@ def sample_lines(sample: list[tuple[ArchConfig, int]], baselines: list[ArchConfi
     for i, (config, macs) in enumerate(sample, 1):
         note = "  (uniform baseline)" if config.network_key() in base else ""
         yield f"{i:>4} {config.id:<34} {macs / 1e6:>8.1f}M{note}"
-
-
-def rank_agreement(a: BenchTable, b: BenchTable) -> dict[str, Any]:
-    """Kendall's tau (and Spearman's rho) of top-1 between two tables over the networks both scored; None
-    where it is undefined (fewer than two configs, or one table's accuracies all equal). Also the mean
-    absolute difference of top-1 and each table's best config among the shared ones: does the cheap
-    fidelity pick the same winner?"""
-    from scipy.stats import kendalltau, spearmanr
-
-    other = {c.network_key(): acc for c, acc in zip(b.configs, b.top1)}
-    pairs = [(acc, other[c.network_key()], c.id) for c, acc in zip(a.configs, a.top1)
-             if acc is not None and other.get(c.network_key()) is not None]
-    result: dict[str, Any] = {"a": str(a.path), "b": str(b.path), "a_profile": a.fidelity.get("name"),
-                              "b_profile": b.fidelity.get("name"), "configs": len(pairs),
-                              "kendall_tau": None, "p_value": None, "spearman_rho": None,
-                              "mean_abs_diff": None, "a_best": None, "b_best": None}
-    x, y = [p[0] for p in pairs], [p[1] for p in pairs]
-    if pairs:
-        result.update(mean_abs_diff=float(np.mean(np.abs(np.subtract(x, y)))),
-                      a_best=max(pairs, key=lambda p: p[0])[2], b_best=max(pairs, key=lambda p: p[1])[2])
-    if len(pairs) >= 2 and len(set(x)) > 1 and len(set(y)) > 1:  # else undefined: None
-        tau = kendalltau(x, y)
-        result.update(kendall_tau=float(tau.statistic), p_value=float(tau.pvalue),
-                      spearman_rho=float(spearmanr(x, y).statistic))
-    return result

@@ -1,329 +1,271 @@
-"""The tabular benchmark (issue 8): the sample, resumable table generation, and replays of the strategies on
-a small synthetic table with a known best. The benchmark figures themselves live in benchmarks/RESULTS.md."""
+"""Replays (issues 8 and 13): the strategies searched against synthetic tables of two rungs (the cheap one a
+tenth of the top's images) and two top-rung seeds, through the real search loop, with a known truth."""
 
 from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import optuna
 import pytest
-from imagefolder import make_image_folder
+from synthetic_tables import BUDGET, CHEAP, SAMPLE, SPACE, STAR, bowl, jitter, write_table
 
-from archsearch import bench, training
-from archsearch.bench import (
-    COLUMNS,
-    append_row,
-    baseline_configs,
-    distinct_in_range,
-    generate_table,
-    load_space,
-    load_table,
-    make_row,
-    rank_agreement,
-    read_rows,
-    resolve_profile,
-    select_configs,
-)
 from archsearch.cli import main
 from archsearch.config import ConfigError
 from archsearch.cost import closed_form_cost
-from archsearch.replay import Problem, SnapToTable, median_evals, render, replay, replay_one, ticks, write_outputs
-from archsearch.search import BudgetError, uniform_baseline
+from archsearch.fidelity import ladder as make_ladder
+from archsearch.replay import (
+    Problem,
+    Rung,
+    Setup,
+    SnapToTable,
+    TableEvaluator,
+    median,
+    planned_cost,
+    render,
+    replay,
+    search,
+    trials_for,
+    write_outputs,
+)
+from archsearch.search import BudgetError, Job
+from archsearch.tables import load_table
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 M = 1_000_000
-BUDGET = 300 * M
-N = 12
-SEEDS = 3
-SPACE, _ = load_space(None)
 
 
-def bowl(config) -> float:
-    """A smooth accuracy surface: a quadratic bowl in the encoded cube around one feasible table point."""
-    return 0.8 - 0.3 * float(((SPACE.encode([config])[0] - STAR_X) ** 2).sum())
-
-
-SAMPLE = select_configs(SPACE, 60, 100 * M, 1000 * M, 0, baseline_configs(SPACE))
-_FEASIBLE = [c for c, m in SAMPLE if m <= BUDGET]
-STAR = _FEASIBLE[int(np.argmin(((SPACE.encode(_FEASIBLE) - [0.4, 0.3, 0.5, 0.5]) ** 2).sum(1)))]
-STAR_X = SPACE.encode([STAR])[0]
-
-
-def write_table(path, accuracy=bowl, sample=SAMPLE, profile="synthetic"):
-    """A table as bench-table writes it; ``accuracy`` None: the config failed (diverged)."""
-    for config, _ in sample:
-        top1 = accuracy(config)
-        record = ({"status": "ok", "top1": top1, "top5": 1.0, "device": "cpu"} if top1 is not None else
-                  {"status": "failed", "reason": "diverged", "device": "cpu"})
-        append_row(path, make_row(config, record, profile, 0, "synthetic"))
-    return path
+def early(config) -> float:
+    """The cheap rung: a compressed, lower copy of the top rung's surface (informative: same order)."""
+    return 0.5 * bowl(config) + 0.1
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    return load_table(write_table(tmp_path_factory.mktemp("table") / "synthetic.csv"))
+def paths(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tables")
+    return {"cheap": write_table(folder / "cheap.csv", accuracy=early, profile=CHEAP),
+            "top0": write_table(folder / "top0.csv", accuracy=jitter(0), seed=0),
+            "top1": write_table(folder / "top1.csv", accuracy=jitter(1), seed=1)}
 
 
 @pytest.fixture(scope="module")
-def report(table):
-    return replay(table, BUDGET, ["gp", "random"], N, SEEDS)
+def problem(paths):
+    rungs = [Rung.of([load_table(paths["cheap"])]), Rung.of([load_table(paths["top0"]), load_table(paths["top1"])])]
+    return Problem.build(rungs, BUDGET)
 
 
-# ---- the sample -----------------------------------------------------------------------------------------------
-def test_sample_is_deterministic_distinct_in_range_and_extendable():
-    baselines = baseline_configs(SPACE)
-    assert [c.id for c in baselines] == ["v2-r256-w0.25-m1-a1-c1000", "v2-r256-w0.5-m1-a1-c1000"]
-    assert baselines == [uniform_baseline(SPACE, b) for b in (150 * M, 600 * M)]
-    first = select_configs(SPACE, 40, 100 * M, 1000 * M, 0, baselines)
-    assert first == select_configs(SPACE, 40, 100 * M, 1000 * M, 0, baselines)
-    assert [c for c, _ in first[:2]] == baselines
-    assert select_configs(SPACE, 80, 100 * M, 1000 * M, 0, baselines)[:40] == first  # a larger --configs extends
-    assert select_configs(SPACE, 40, 100 * M, 1000 * M, 1, baselines) != first
-    assert len({c.network_key() for c, _ in first}) == 40
-    assert all(100 * M <= m <= 1000 * M and m == closed_form_cost(c).macs for c, m in first)
-    # the log-MAC bands share the points: every replay budget gets its part
-    macs = np.array([m for _, m in first])
-    assert (macs <= 150 * M).sum() >= 5 and ((macs > 300 * M) & (macs <= 600 * M)).sum() >= 8
-    pool, _ = distinct_in_range(SPACE, 100 * M, 1000 * M)
-    assert len(select_configs(SPACE, 5000, 100 * M, 1000 * M)) == len(pool) > 1000
+@pytest.fixture(scope="module")
+def single(paths):
+    """One rung, one seed, no noise needed: the surface itself."""
+    return Problem.build([Rung.of([load_table(paths["top0"])])], BUDGET)
 
 
-def test_profiles_by_name_or_json(tmp_path):
-    assert resolve_profile("smoke") == training.PROFILES["smoke"]
-    inline = resolve_profile('{"base": "tiny", "name": "tiny2", "epochs": 2, "crop_scale": [0.5, 1.0]}')
-    assert (inline.name, inline.epochs, inline.crop_scale, inline.batch_size) == ("tiny2", 2, (0.5, 1.0), 16)
-    (tmp_path / "p.json").write_text('{"base": "smoke", "epochs": 1}')
-    assert resolve_profile(str(tmp_path / "p.json")).name == "smoke-custom"
-    for bad, message in (("fast", "unknown 'fast'"), ("{oops", "not valid JSON"), ('{"epoch": 1}', "epoch"),
-                         ('{"base": "nope"}', "nope"), ("[1]", "unknown"),
-                         (str(tmp_path / "missing.json"), "cannot read")):
-        with pytest.raises(ConfigError, match=message):
-            resolve_profile(bad)
+def truth(config) -> float:
+    return (jitter(0)(config) + jitter(1)(config)) / 2
 
 
-# ---- bench-table --------------------------------------------------------------------------------------------
-class FakeTraining:
-    """``training.evaluate`` without training: a known accuracy, and Ctrl-C after ``stop_after`` configs."""
-
-    def __init__(self, stop_after=None):
-        self.calls, self.stop_after = [], stop_after
-
-    def __call__(self, config, profile, data, seed, progress=True, **kwargs):
-        if self.stop_after is not None and len(self.calls) >= self.stop_after:
-            raise KeyboardInterrupt
-        self.calls.append(config.id)
-        return SimpleNamespace(status="ok", reason=None, top1=bowl(config), top5=1.0, train_loss=1.0, wall_s=0.1,
-                               device="cpu", resolution=64)
-
-
-@pytest.fixture
-def fruit(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARCHSEARCH_CACHE", str(tmp_path / "cache"))
-    return make_image_folder(tmp_path / "fruit")
-
-
-def test_bench_table_appends_rows_and_resumes_after_an_interruption(tmp_path, fruit, monkeypatch):
-    out = tmp_path / "t.csv"
-    fake = FakeTraining(stop_after=3)
-    monkeypatch.setattr(training, "evaluate", fake)
-    with pytest.raises(KeyboardInterrupt):
-        generate_table(out, 6, 100 * M, 1000 * M, "tiny", data=fruit, progress=False)
-    rows = read_rows(out)
-    assert [r["config_id"] for r in rows] == fake.calls and len(rows) == 3  # nothing lost but the one in progress
-    assert list(rows[0]) == list(COLUMNS) and rows[0]["profile"] == "tiny" and rows[0]["data"] == "fruit"
-    meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["profile"]["name"] == "tiny" and meta["device_type"] == "cpu" and "CPU" in meta["note"]
-    assert meta["data_fingerprint"] and meta["seed"] == 0 and meta["space"]["family"] == "v2"
-
-    with open(out, "a") as handle:  # a row cut short by a kill mid-write
-        handle.write("v2-r128-w0.5,v2,12")
-    fake.stop_after = None
-    result = generate_table(out, 6, 100 * M, 1000 * M, "tiny", data=fruit, progress=False)
-    assert (result.selected, result.skipped, result.added) == (6, 3, 3) and len(set(fake.calls)) == 6
-    ids = [r["config_id"] for r in read_rows(out)]
-    assert ids == [c.id for c, _ in select_configs(SPACE, 6, 100 * M, 1000 * M, 0, baseline_configs(SPACE))]
-    assert generate_table(out, 6, 100 * M, 1000 * M, "tiny", data=fruit, progress=False).added == 0
-
-    for kwargs, message in (({"profile": "smoke"}, "profile differs"), ({"seed": 1}, "seed: stored 0"),
-                            ({"min_macs": 50 * M}, "min_macs: stored")):
-        args = {"profile": "tiny", "min_macs": 100 * M, **kwargs}
-        with pytest.raises(ConfigError, match=message):
-            generate_table(out, 7, args.pop("min_macs"), 1000 * M, args.pop("profile"), data=fruit,
-                           progress=False, **args)
-    table = load_table(out)
-    assert len(table.configs) == 6 and table.fidelity["name"] == "tiny" and table.data == meta["data_fingerprint"]
+# ---- the problem --------------------------------------------------------------------------------------------
+def test_problem_points_truth_costs_and_noise(problem, paths):
+    feasible = [c for c, m in SAMPLE if m <= BUDGET]
+    assert problem.points == feasible and all(m <= BUDGET for m in problem.costs) and problem.left_out == 0
+    best = max(feasible, key=truth)
+    assert problem.best[0] == best and problem.best[1] == pytest.approx(truth(best))
+    assert problem.true(STAR) == pytest.approx(truth(STAR))
+    assert problem.weights == pytest.approx((0.1, 1.0))  # 1 epoch of 60 images a class vs 4 of 150
+    # the top rung's noise: smoke's measured prior pooled with the 60 configs' seed pairs (60 df)
+    pairs = [(jitter(0)(c), jitter(1)(c)) for c, _ in SAMPLE]
+    ss = sum((a - b) ** 2 / 2 for a, b in pairs)
+    top = problem.rungs[1].noise
+    assert top.repeats_df == 60 and top.std == pytest.approx(math.sqrt((4 * 0.026**2 + ss) / 64))
+    assert problem.rungs[0].noise.std == 0.02 and problem.rungs[0].noise.repeats_df == 0  # assumed: no repeats
+    assert Problem.build(problem.rungs, BUDGET, "wall").weights == (1.0, 1.0)  # every row took 10 s
+    with pytest.raises(BudgetError, match="no config of the tables fits 50.0M"):
+        Problem.build(problem.rungs, 50 * M)
+    with pytest.raises(ConfigError, match="--cost: 'flops'"):
+        Problem.build(problem.rungs, BUDGET, "flops")
 
 
-def test_bench_table_cli_trains_with_the_tiny_profile(tmp_path, fruit, capsys):
-    out = tmp_path / "real.csv"
-    assert main(["bench-table", "--out", str(out), "--configs", "1", "--profile", "tiny", "--data", str(fruit),
-                 "--quiet"]) == 0
-    assert "1 scored now, 0 already" in capsys.readouterr().out
-    (row,) = read_rows(out)
-    assert row["config_id"] == "v2-r256-w0.25-m1-a1-c1000" and row["status"] == "ok" and row["device"] == "cpu"
-    assert 0 <= float(row["top1"]) <= 1 and row["trained_resolution"] == "64"
-    assert main(["bench-table", "--out", str(out), "--configs", "1", "--profile", "tiny", "--data", str(fruit),
-                 "--quiet"]) == 0
-    assert "0 scored now, 1 already" in capsys.readouterr().out
+def test_only_configs_every_rung_scored_are_searched(tmp_path, paths):
+    cheap = write_table(tmp_path / "cheap.csv", accuracy=lambda c: None if c == STAR else early(c), profile=CHEAP,
+                        sample=SAMPLE[:40])
+    problem = Problem.build([Rung.of([load_table(cheap)]), Rung.of([load_table(paths["top0"])])], BUDGET)
+    expected = [c for c, m in SAMPLE[:40] if m <= BUDGET and c != STAR]
+    assert problem.points == expected and problem.left_out == 30 - len(expected)
+    curve = search(problem, "mf-random", 0, [3], Setup())
+    assert STAR.id not in {j.config_id for j in curve.jobs} and {j.config_id for j in curve.jobs} <= {
+        c.id for c in expected}
 
 
-def test_bench_table_dry_run_and_errors(tmp_path, capsys):
-    assert main(["bench-table", "--dry-run", "--configs", "3"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and "(uniform baseline)" in lines[0]
-    for args, message in ((["--min-macs", "1X"], "--min-macs: cannot read"),
-                          (["--min-macs", "2G"], "--min-macs: 2G is above"),
-                          (["--configs", "0"], "--configs: 0"),
-                          (["--profile", "fast"], "--profile: unknown 'fast'"),
-                          (["--compare", str(tmp_path / "b.csv")], "--compare: name the first table")):
-        assert main(["bench-table", "--dry-run", *args]) == 2
-        err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1
+# ---- noise --------------------------------------------------------------------------------------------------
+def test_noisy_draws_come_from_the_table_seeds(problem):
+    lad, index = make_ladder([CHEAP, "smoke"]), (0, 1)
+    first_seed = set()
+    for replay_seed in (0, 1, 2):
+        evaluator = TableEvaluator(problem, lad, index, replay_seed, noisy=True)
+        for config in problem.points:
+            one, other = (evaluator(Job(config, 1, replay_seed + k)) for k in (0, 1))
+            assert {one["table_seed"], other["table_seed"]} == {0, 1}  # a search's two seeds: both table seeds
+            assert {one["top1"], other["top1"]} == {jitter(0)(config), jitter(1)(config)}
+            assert evaluator(Job(config, 1, replay_seed))["top1"] == one["top1"]  # the same job, the same draw
+            first_seed.add(one["table_seed"])
+    assert first_seed == {0, 1}  # which seed comes first depends on the replay seed and config
+    evaluator = TableEvaluator(problem, lad, index, 0, noisy=True)
+    deviations = np.array([evaluator(Job(c, 0, 0))["top1"] - early(c) for c in problem.points])
+    assert 0.5 * 0.02 < deviations.std() < 2 * 0.02 and np.all(deviations != 0)  # one seed: + the rung's noise
+    again = [evaluator(Job(c, 0, 1))["top1"] - early(c) for c in problem.points]
+    assert not np.allclose(deviations, again)  # another seed of the search: another draw
+    quiet = TableEvaluator(problem, lad, index, 0, noisy=False)
+    assert quiet(Job(STAR, 1, 0))["top1"] == pytest.approx(truth(STAR))  # noise off: the mean over seeds
+    assert quiet(Job(STAR, 0, 0))["top1"] == early(STAR)
 
 
-def test_rank_agreement_between_two_tables(tmp_path, capsys):
-    a = write_table(tmp_path / "a.csv", sample=SAMPLE[:12])
-    b = write_table(tmp_path / "b.csv", sample=SAMPLE[4:20], accuracy=lambda c: 0.5 + bowl(c) / 2, profile="other")
-    c = write_table(tmp_path / "c.csv", sample=SAMPLE[:12], accuracy=lambda c: 1 - bowl(c))
-    same = rank_agreement(load_table(a), load_table(b))
-    assert same["configs"] == 8 and same["kendall_tau"] == pytest.approx(1.0)
-    shared = [c for c, _ in SAMPLE[4:12]]
-    assert same["mean_abs_diff"] == pytest.approx(np.mean([abs(bowl(c) - (0.5 + bowl(c) / 2)) for c in shared]))
-    best = max(shared, key=bowl).id
-    assert same["a_best"] == same["b_best"] == best
-    flipped = rank_agreement(load_table(a), load_table(c))
-    assert flipped["kendall_tau"] == pytest.approx(-1.0)
-    assert flipped["a_best"] == max((c for c, _ in SAMPLE[:12]), key=bowl).id != flipped["b_best"]
-    assert main(["bench-table", "--out", str(a), "--compare", str(b)]) == 0
-    out = capsys.readouterr().out
-    assert "8 configs scored in both: Kendall's tau 1.000" in out and f"{best} vs {best} (the same config)" in out
-
-
-# ---- replays ------------------------------------------------------------------------------------------------
-def test_problem_knows_the_best_feasible_and_the_baseline(table):
-    problem = Problem.at(table, BUDGET)
-    assert all(m <= BUDGET for m in problem.costs) and len(problem.points) == 30
-    assert problem.best[0] == STAR and problem.best[1] == pytest.approx(0.8)
-    base, accuracy, present = problem.baseline
-    assert base == uniform_baseline(SPACE, BUDGET) and present and accuracy == pytest.approx(bowl(base))
-    with pytest.raises(BudgetError, match="no config of the table fits 50.0M"):
-        Problem.at(table, 50 * M)
-
-
-@pytest.mark.parametrize("strategy", ["gp", "tpe", "random", "nsga3"])
-def test_replay_is_deterministic_per_seed_and_evaluates_only_feasible_table_points(table, strategy):
-    problem = Problem.at(table, BUDGET)
-    first, again = replay_one(problem, strategy, 0, 8), replay_one(problem, strategy, 0, 8)
-    assert first == again and len(first.best) == 8 and not first.stuck
-    ids = {c.id: m for c, m in zip(problem.points, problem.costs)}
-    assert len(set(first.evaluated)) == 8 and all(i in ids and ids[i] <= BUDGET for i in first.evaluated)
-    assert all(a <= b for a, b in zip(first.best, first.best[1:]))  # the curve never goes down
-    assert first.best[-1] == max(bowl(next(c for c in problem.points if c.id == i)) for i in first.evaluated)
-    if strategy != "gp":
+# ---- searches -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ["gp", "design", "tpe", "random", "nsga3", "mf-random"])
+def test_replay_is_deterministic_per_seed_and_evaluates_only_points(problem, strategy):
+    first, again = search(problem, strategy, 0, [4], Setup()), search(problem, strategy, 0, [4], Setup())
+    assert first == again and not first.stuck
+    ids = {c.id for c in problem.points}
+    assert first.jobs and all(j.config_id in ids for j in first.jobs)
+    assert first.picks[0].config_id in ids and first.picks[0].true == pytest.approx(truth(
+        next(c for c in problem.points if c.id == first.picks[0].config_id)))
+    if strategy not in ("gp", "design"):
         assert first.infeasible > 0  # over-budget proposals are skipped, never looked up
-        assert replay_one(problem, strategy, 1, 8).evaluated != first.evaluated
+        assert search(problem, strategy, 1, [4], Setup()).jobs != first.jobs
 
 
-def test_snapping_moves_feasible_proposals_to_the_nearest_free_table_point(table):
-    problem = Problem.at(table, BUDGET)
-    snap = SnapToTable(optuna.samplers.RandomSampler(seed=0), SPACE, problem.points, BUDGET)
+def test_costs_are_top_rung_evaluations(problem):
+    two, one = make_ladder([CHEAP, "smoke"]), make_ladder(["smoke"])
+    assert planned_cost(9, (0.1, 1.0), two) == pytest.approx(0.9 + 3)
+    assert trials_for(4, (0.1, 1.0), two, 30) == 9 and trials_for(0.5, (0.1, 1.0), two, 30) is None
+    assert planned_cost(7, (1.0,), one) == 7 and trials_for(40, (1.0,), one, 30) == 30
+    assert planned_cost(7, (1.0,), make_ladder(["smoke"], top_seeds=2)) == 7 + 3
+    assert planned_cost(6, (0.1, 1.0), make_ladder([CHEAP, "smoke"], top_seeds=2)) == pytest.approx(0.6 + 2 * 2)
+    result = search(problem, "mf-random", 0, [2, 4], Setup())
+    assert [p.trials for p in result.picks] == [3, 9]
+    assert all(p.spent <= p.cost + 1e-9 for p in result.picks)
+    steps = np.diff([0.0] + [j.cost for j in result.jobs])
+    assert np.allclose(steps, [0.1 if j.rung == 0 else 1.0 for j in result.jobs])
+    assert result.jobs[-1].cost == pytest.approx(result.picks[-1].spent) == pytest.approx(3.9)
+    assert search(problem, "mf-random", 0, [0.5], Setup()).picks[0].trials is None  # buys not even one search
+
+
+def test_mf_runs_the_ladder_and_decides_at_the_top(problem):
+    result = search(problem, "mf-gp", 0, [2], Setup())
+    assert [j.rung for j in result.jobs] == [0, 0, 0, 1]  # 3 proposals at the cheap rung, the best third promoted
+    promoted = max(result.jobs[:3], key=lambda j: j.score)
+    assert result.jobs[3].config_id == promoted.config_id
+    pick = result.picks[0]
+    assert pick.rung == 1 and pick.config_id == promoted.config_id and pick.trials == 3
+    repeated = search(problem, "mf-random", 0, [5], Setup(top_seeds=2))
+    top = [j for j in repeated.jobs if j.rung == 1]
+    assert repeated.picks[0].trials == 6 and len(top) == 4  # 2 promoted x 2 seeds
+    for config_id in {j.config_id for j in top}:
+        assert {j.table_seed for j in top if j.config_id == config_id} == {0, 1}
+
+
+def test_mf_gp_picks_at_least_as_well_as_single_fidelity_gp_at_equal_cost(problem):
+    """A cheap rung that ranks like the top one: at the cost of 5 top-rung evaluations, successive halving with
+    the multi-fidelity GP screens 10 configs and decides among 4 at the top, and its winner is truly better
+    on average over replay seeds than single-fidelity GP's winner of 5 evaluations."""
+    seeds = range(3)
+    mf = [search(problem, "mf-gp", s, [5], Setup()).picks[0] for s in seeds]
+    gp = [search(problem, "gp", s, [5], Setup()).picks[0] for s in seeds]
+    assert [p.trials for p in mf] == [10] * 3 and [p.trials for p in gp] == [5] * 3
+    assert np.mean([p.true for p in mf]) >= np.mean([p.true for p in gp])
+    assert sum(p.is_best for p in mf) >= sum(p.is_best for p in gp)
+
+
+@pytest.fixture(scope="module")
+def report(single):
+    return replay(single, ["gp", "random"], [3, 12], 3, Setup(noisy=False))
+
+
+def test_noiseless_gp_picks_the_table_best_and_design_is_always_reported(report, single):
+    assert list(report.searches) == ["gp", "random", "design"]  # design added
+    gp = report.stats("gp", 1)
+    assert gp["picked_best"] == 3 and gp["mean"] == pytest.approx(single.best[1]) and gp["trials"] == [12]
+    assert report.stats("random", 1)["mean"] < gp["mean"]
+    assert all(c is not None and c <= 12 for c in report.costs_to_target("gp"))
+    assert report.difference("design", "gp")[1] == pytest.approx(report.stats("design", 1)["mean"] - gp["mean"])
+
+
+def test_report_renders_and_writes_a_self_contained_plot(report, tmp_path):
+    text = render(report)
+    assert "true top-1 of the decided winner (%)" in text and "design - gp:" in text and "noise: off" in text
+    assert "pick - grid-width baseline at cost 12" in text and "median over seeds" in text
+    html, data = write_outputs(report, tmp_path)
+    assert html.name == "replay-top0-300M.html" and html.stat().st_size > 1_000_000  # plotly.js embedded
+    saved = json.loads(data.read_text())
+    assert saved["strategies"]["gp"]["picks"][1]["picked_best"] == 3 and saved["points"] == 30
+    assert len(saved["strategies"]["design"]["searches"]) == 3 and saved["costs"] == [3.0, 12.0]
+    assert "design - gp" in saved["compared"]
+
+
+def test_snapping_moves_feasible_proposals_to_the_nearest_free_point(single):
+    snap = SnapToTable(optuna.samplers.RandomSampler(seed=0), SPACE, single.points, BUDGET)
     over = SPACE.config({"resolution": 320, "width": 2.0, "mv2_depth": 2.0, "vit_depth": 2.0})
     assert snap.snap(over) is over  # over budget: left for run_trials to skip
     assert snap.snap(STAR) == STAR
     near = STAR.replace(vit_depth=STAR.vit_depth + 0.25)
     assert closed_form_cost(near).macs <= BUDGET and snap.snap(near) == STAR
     moved = snap.snap(STAR, taken={STAR.network_key()})
-    assert moved != STAR and moved in problem.points
+    assert moved != STAR and moved in single.points
 
 
-def test_gp_finds_the_known_best_and_random_needs_more_evaluations(report):
-    gp, rnd = report.curves["gp"], report.curves["random"]
-    assert [len(c.best) for c in gp] == [N] * SEEDS and [len(c.best) for c in rnd] == [2 * N] * SEEDS
-    assert all(c.best[-1] == pytest.approx(0.8) for c in gp)  # the known best, within N in every seed
-    gp_hits = [c.evals_to(0.8) for c in gp]
-    random_hits = [c.evals_to(0.8) or math.inf for c in rnd]
-    assert all(h is not None and h <= N for h in gp_hits)
-    assert np.mean(random_hits) > np.mean(gp_hits)
-    assert report.evals_to_target("gp") == [c.evals_to(0.8 - 0.005) for c in gp]
-    versus = report.gp_vs_random()
-    assert versus["n"] == N and versus["gp_at_n"] == pytest.approx(0.8) and versus["random_evaluations"] == 2 * N
-    winner = report.winner()
-    assert winner["strategy"] == "gp" and winner["minus_baseline"] == pytest.approx(0.8 - report.problem.baseline[1])
+def test_median_counts_a_seed_that_never_got_there_as_infinite():
+    assert median([3, None, 5]) == 5 and median([None, None, 5]) is None and median([2, 4]) == 3
 
 
-def test_report_renders_and_writes_a_self_contained_plot(report, tmp_path):
-    text = render(report)
-    assert "best feasible top-1 (%)" in text and "GP at 12" in text and "random at 24" in text
-    assert "winner: gp" in text and "winner - baseline" in text and "median" in text
-    html, data = write_outputs(report, tmp_path)
-    assert html.name == "replay-synthetic-300M.html" and html.stat().st_size > 1_000_000  # plotly.js embedded
-    saved = json.loads(data.read_text())
-    assert saved["strategies"]["gp"]["mean"][-1] == pytest.approx(0.8) and saved["feasible_points"] == 30
-    assert len(saved["strategies"]["random"]["curves"]) == SEEDS
-
-
-def test_helpers():
-    assert ticks(12, (12,)) == [1, 2, 3, 4, 6, 8, 10, 12] and ticks(3) == [1, 2, 3]
-    assert median_evals([3, None, 5]) == 5 and median_evals([None, None, 5]) is None
-    assert median_evals([2, 4]) == 3
-
-
-def test_replay_cli(table, tmp_path, capsys):
-    args = ["replay", "--table", str(table.path), "--mac-budget", "300M", "--trials", "3", "--seeds", "1",
-            "--out", str(tmp_path), "--quiet"]
-    assert main([*args, "--strategy", "random,tpe", "--strategy", "nsga3"]) == 0
-    out = capsys.readouterr().out
-    assert "random" in out and "nsga3" in out and " gp " not in out and "plot:" in out
-    assert main([*args, "--strategy", "gp", "--json"]) == 0
+# ---- the command --------------------------------------------------------------------------------------------
+def test_replay_cli_over_two_rungs_with_seed_tables(paths, tmp_path, capsys):
+    args = ["replay", "--table", str(paths["cheap"]), "--table", str(paths["top0"]), "--seed-table",
+            str(paths["top1"]), "--mac-budget", "300M", "--trials", "2", "--seeds", "1", "--out", str(tmp_path),
+            "--quiet"]
+    assert main([*args, "--strategy", "mf-gp,random"]) == 0
+    captured = capsys.readouterr()
+    assert "design added" in captured.err
+    out = captured.out
+    assert "rung 0 cheap: cheap.csv (seed 0); a job costs 0.1" in out
+    assert "rung 1 smoke: top0.csv (seed 0), top1.csv (seed 1); a job costs 1" in out
+    assert "noise at smoke: 30 of 30 configs draw one of their table seeds\n" in out
+    assert "noise at cheap: 0 of 30 configs draw one of their table seeds; the other 30 score their one table " \
+           "score + N(0, 2.00 points): assumed (0.02)" in out
+    assert "mf-gp: proposals at rung 0 for cost 1 / 2: - / 3" in out and "plot:" in out
+    assert main([*args, "--strategy", "gp", "--json", "--noise", "off"]) == 0
     saved = json.loads(capsys.readouterr().out)
-    assert list(saved["strategies"]) == ["gp"] and saved["mac_budget"] == BUDGET
-    assert (tmp_path / "replay-synthetic-300M.html").exists()
+    assert set(saved["strategies"]) == {"gp", "design"} and saved["mac_budget"] == BUDGET
+    assert not saved["setup"]["noisy"] and [r["profile"] for r in saved["rungs"]] == ["cheap", "smoke"]
+    assert (tmp_path / "replay-top0-300M.html").exists()
 
 
 @pytest.mark.parametrize("args, message", [
     (["--table", "missing.csv", "--mac-budget", "300M"], "--table: no such file"),
     (["--mac-budget", "300X"], "--mac-budget: cannot read '300X'"),
-    (["--mac-budget", "50M"], "--mac-budget: no config of the table fits 50.0M"),
+    (["--mac-budget", "50M"], "--mac-budget: no config of the tables fits 50.0M"),
     (["--mac-budget", "300M", "--strategy", "gp,bayes"], "--strategy: 'bayes'"),
+    (["--mac-budget", "300M", "--strategy", "mf-gp"], "--strategy mf-gp: give --table once per rung"),
     (["--mac-budget", "300M", "--trials", "0"], "--trials: 0"),
     (["--mac-budget", "300M", "--seeds", "0"], "--seeds: 0"),
+    (["--mac-budget", "300M", "--costs", "5,x"], "--costs: cannot read"),
+    (["--mac-budget", "300M", "--promote", "2"], "--promote: 2"),
+    (["--mac-budget", "300M", "--seed-table", "CHEAP"], "--seed-table: "),
+    (["--mac-budget", "300M", "--seed-table", "TOP0"], "both hold seed 0"),
 ])
-def test_replay_cli_errors_are_one_line(table, tmp_path, capsys, args, message):
-    argv = ["replay", *(args if "--table" in args else ["--table", str(table.path), *args]), "--out", str(tmp_path)]
+def test_replay_cli_errors_are_one_line(paths, tmp_path, capsys, args, message):
+    args = [{"CHEAP": str(paths["cheap"]), "TOP0": str(paths["top0"])}.get(a, a) for a in args]
+    argv = ["replay", *(args if "--table" in args else ["--table", str(paths["top0"]), *args]), "--out", str(tmp_path),
+            "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_tables_that_cannot_be_replayed(tmp_path):
-    (tmp_path / "empty.csv").write_text("config_id,family\n")
-    with pytest.raises(ConfigError, match="has no rows"):
-        load_table(tmp_path / "empty.csv")
-    (tmp_path / "cols.csv").write_text("config_id,family\nx,v2\n")
-    with pytest.raises(ConfigError, match="lacks column"):
-        load_table(tmp_path / "cols.csv")
-    off = SAMPLE[0][0].replace(width=0.3)
-    append_row(tmp_path / "off.csv", make_row(off, {"status": "ok", "top1": 0.5}, "synthetic", 0, "synthetic"))
-    with pytest.raises(ConfigError, match="not a point of the space"):
-        load_table(tmp_path / "off.csv")
-    write_table(tmp_path / "mixed.csv", sample=SAMPLE[:2])
-    write_table(tmp_path / "mixed.csv", sample=SAMPLE[2:4], profile="other")
-    with pytest.raises(ConfigError, match="mixes profiles"):
-        load_table(tmp_path / "mixed.csv")
-    failed = write_table(tmp_path / "failed.csv", sample=SAMPLE[:4], accuracy=lambda c: None if c == SAMPLE[3][0]
-                         else bowl(c))
-    assert load_table(failed).top1[3] is None and read_rows(failed)[3]["reason"] == "diverged"
-    assert bench.meta_path(failed).name == "failed.json"
-
-
-def test_configs_that_failed_in_the_table_are_left_out_of_replays(tmp_path):
-    """(The GP sampler does not count failed trials as taken; a failed candidate would be proposed forever.)"""
-    path = write_table(tmp_path / "t.csv", accuracy=lambda c: None if c == STAR else bowl(c))
-    problem = Problem.at(load_table(path), BUDGET)
-    assert problem.failed == 1 and STAR not in problem.points and len(problem.points) == 29
-    assert problem.best[1] < 0.8
-    curve = replay_one(problem, "gp", 0, 12)
-    assert len(curve.best) == 12 and not curve.stuck and STAR.id not in curve.evaluated
+def test_a_rung_that_trains_on_every_image_needs_wall_time_costs(tmp_path, paths, capsys):
+    reference = write_table(tmp_path / "reference.csv", profile="reference")
+    argv = ["replay", "--table", str(paths["top0"]), "--table", str(reference), "--mac-budget", "300M", "--quiet",
+            "--out", str(tmp_path), "--strategy", "random", "--seeds", "1", "--trials", "2"]
+    assert main(argv) == 2
+    assert "--cost images: profile 'reference' trains on every image" in capsys.readouterr().err
+    assert main([*argv, "--cost", "wall"]) == 0
+    assert "by the rungs' median training wall time" in capsys.readouterr().out

@@ -12,9 +12,7 @@ from ..bench import (
     format_macs,
     generate_table,
     load_space,
-    load_table,
     meta_path,
-    rank_agreement,
     resolve_profile,
     sample_lines,
     select_configs,
@@ -29,12 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench-table",
         help="score a space-filling sample of configs into a table for replays (resumable)",
         description="Pick a deterministic space-filling sample of the distinct networks whose MACs lie in "
-        "[--min-macs, --max-macs] (the uniform width-multiplier baselines of "
-        f"{', '.join(format_macs(b) for b in BASELINE_BUDGETS)} first, then greedy maximin in the encoded "
-        "factor cube, round-robin over bands of log-MACs), score each with one fidelity profile and append a "
-        "row to the CSV as soon as it is done. Re-running the command skips the rows already there (a larger "
-        "--configs extends the same sample); the settings are kept in TABLE.json beside the table, and "
-        "resuming with other ones is an error. Then: archsearch replay --table TABLE.",
+        "[--min-macs, --max-macs] (the grid-width baselines of "
+        f"{', '.join(format_macs(b) for b in BASELINE_BUDGETS)} that lie in that range first, then greedy "
+        "maximin in the encoded factor cube, round-robin over bands of log-MACs), score each with one fidelity "
+        "profile and append a row to the CSV as soon as it is done. Re-running the command skips the rows "
+        "already there (a larger --configs extends the same sample; rows trained at the old rounded resolution "
+        "are scored again); the settings are kept in TABLE.json beside the table, and resuming with other ones "
+        "is an error. Then: archsearch replay --table TABLE.",
     )
     parser.add_argument("--out", help="the CSV table (default: benchmarks/table_v2_PROFILE.csv)")
     parser.add_argument("--configs", type=int, default=150, help="configs in the sample (default 150)")
@@ -51,9 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "../shared/datasets)")
     parser.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_v2.toml)")
     parser.add_argument("--dry-run", action="store_true", help="list the sample and exit; train nothing")
-    parser.add_argument("--compare", metavar="OTHER",
-                        help="train nothing: print Kendall's tau between the top-1 of --out and of the table "
-                        "OTHER over the configs both scored (e.g. the smoke and proxy tables of one sample)")
+    parser.add_argument("--compare", metavar="OTHER", action="append",
+                        help="train nothing: rank agreement (Kendall's tau, Spearman's rho, mean |top-1 difference|, "
+                        "same best config?) of --out and OTHER over the configs both scored. Repeat for a chain of "
+                        "fidelities, cheapest first (--out SMOKE --compare SHORT --compare REFERENCE): each "
+                        "consecutive pair, then the first against the last. Any of them may be several tables of "
+                        "one profile with other seeds, comma-separated (A_s0.csv,A_s1.csv): top-1 is averaged over "
+                        "them")
+    parser.add_argument("--all-rows", action="store_true",
+                        help="with --compare: also use rows trained at another resolution than today's exact one "
+                        "(tables scored before the exact resolution; left out by default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -96,22 +102,54 @@ def run(args: argparse.Namespace) -> int:
     with sigterm_as_interrupt():
         result = generate_table(out, args.configs, min_macs, max_macs, spec, args.seed, args.data, args.space,
                                 args.sample_seed, progress=not args.quiet)
-    print(f"{result.added} scored now, {result.skipped} already in the table; {result.path}")
+    again = f" ({result.rescored} of them again: trained at the old rounded resolution)" if result.rescored else ""
+    print(f"{result.added} scored now{again}, {result.skipped} already in the table; {result.path}")
     return 0
 
 
 def compare(args: argparse.Namespace) -> int:
+    from ..tables import chain_agreement, check_group, load_table
+
     if not args.out:
         raise CLIError("--compare: name the first table with --out")
-    result = rank_agreement(load_table(args.out, args.space), load_table(args.compare, args.space))
-    if result["kendall_tau"] is None:
-        raise CLIError(f"--compare: tau is undefined over the {result['configs']} config(s) both tables scored "
+    chain = []
+    for option, spec in [("--out", args.out)] + [("--compare", c) for c in args.compare]:
+        paths = [p.strip() for p in spec.split(",") if p.strip()]
+        if not paths:
+            raise CLIError(f"{option}: empty")
+        group = [load_table(p, args.space, exact_only=not args.all_rows) for p in paths]
+        check_group(group, option)
+        chain.append(group)
+        for t in group:
+            if t.inexact and t.exact_only:
+                print(f"note: left out {t.inexact} row(s) of {t.path} trained at another resolution than today's "
+                      "exact one (--all-rows keeps them)", file=sys.stderr)
+    results = chain_agreement(chain)
+    if len(results) == 1 and results[0]["kendall_tau"] is None:
+        raise CLIError(f"--compare: tau is undefined over the {results[0]['configs']} config(s) both tables scored "
                        "(fewer than 2, or one table's accuracies are all equal)")
-    print(f"{result['configs']} configs scored in both: Kendall's tau {result['kendall_tau']:.3f} "
-          f"(p = {result['p_value']:.2g}), Spearman's rho {result['spearman_rho']:.3f} "
-          f"({result['a_profile']} in {result['a']} vs {result['b_profile']} in {result['b']})")
-    same = "the same config" if result["a_best"] == result["b_best"] else "different configs"
-    print(f"mean |top-1 difference| {100 * result['mean_abs_diff']:.2f} points; best of the shared configs: "
-          f"{result['a_best']} vs {result['b_best']} ({same})")
+    if len(results) > 1:
+        names = [f"{i} = {g[0].fidelity.get('name')} (seed {', '.join(str(t.seed) for t in g)})"
+                 for i, g in enumerate(chain, 1)]
+        print("fidelities, cheapest first: " + "; ".join(names))
+    for result in results:
+        prefix, indent = (f"{result['pair']}: ", "    ") if len(results) > 1 else ("", "")
+        lines = agreement_lines(result)
+        print(prefix + lines[0])
+        print(indent + lines[1])
     return 0
 
+
+def agreement_lines(result: dict) -> list[str]:
+    """Two lines: tau, rho and the tables; the mean difference and whether both pick the same best."""
+    if result["kendall_tau"] is None:
+        first = f"{result['configs']} configs scored in both: Kendall's tau undefined"
+    else:
+        first = (f"{result['configs']} configs scored in both: Kendall's tau {result['kendall_tau']:.3f} "
+                 f"(p = {result['p_value']:.2g}), Spearman's rho {result['spearman_rho']:.3f}")
+    first += f" ({result['a_profile']} in {result['a']} vs {result['b_profile']} in {result['b']})"
+    if result["mean_abs_diff"] is None:
+        return [first, "no config scored in both"]
+    same = "the same config" if result["a_best"] == result["b_best"] else "different configs"
+    return [first, f"mean |top-1 difference| {100 * result['mean_abs_diff']:.2f} points; best of the shared configs: "
+                   f"{result['a_best']} vs {result['b_best']} ({same})"]
