@@ -50,7 +50,7 @@ BASELINE_BUDGETS = (150_000_000, 300_000_000, 600_000_000)  # the budgets RESULT
 STRATA = 10
 COLUMNS = ("config_id", "family", "resolution", "width", "mv2_depth", "vit_depth", "macs", "params", "top1",
            "top5", "train_loss", "wall_s", "status", "profile", "seed", "data", "device", "archsearch_version",
-           "reason", "trained_resolution", "val_correct")
+           "reason", "trained_resolution", "val_correct", "curve")
 # Settings a table's rows must share: resuming with any other value is an error.
 CHECKED = ("family", "space", "min_macs", "max_macs", "sample_seed", "baseline_budgets", "profile", "seed",
            "data_name", "device_type")
@@ -228,6 +228,7 @@ def make_row(config: ArchConfig, record: Any, profile_name: str, seed: int, data
         "status": get("status"), "profile": profile_name, "seed": seed, "data": data_name,
         "device": get("device"), "archsearch_version": __version__, "reason": get("reason"),
         "trained_resolution": get("resolution"), "val_correct": get("val_correct"),
+        "curve": json.dumps([round(h["val_top1"], 6) for h in get("history") or []]) if get("history") else None,
     }
 
 
@@ -307,8 +308,9 @@ def check_meta(stored: dict, current: dict, table: Path) -> None:
 
 def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profile: str, seed: int = 0,
                    data: str | Path | None = None, space_file: str | Path | None = None, sample_seed: int = 0,
-                   progress: bool = True, device: str | None = None) -> TableRun:
-    """Score the first ``n`` configs of the sample not yet in ``out``, appending a row as each finishes."""
+                   progress: bool = True, device: str | None = None, curve: bool = False) -> TableRun:
+    """Score the first ``n`` configs of the sample not yet in ``out``, appending a row as each finishes
+    (with ``curve``, also the validation top-1 after every epoch: what a continued promotion would see)."""
     import torch
     from tqdm import tqdm
 
@@ -352,7 +354,7 @@ def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profil
     try:
         for config, macs in todo:
             bar.set_postfix_str(f"{config.id} {macs / 1e6:.0f}M")
-            record = training.evaluate(config, prof, root, seed, progress=False, device=dev)
+            record = training.evaluate(config, prof, root, seed, progress=False, device=dev, curve=curve)
             append_row(out, make_row(config, record, prof.name, seed, root.name))
             added += 1
             bar.update(1)

@@ -153,6 +153,16 @@ def test_bench_table_cli_trains_with_the_tiny_profile(tmp_path, fruit, capsys):
     assert "0 scored now, 1 already" in capsys.readouterr().out
 
 
+def test_bench_table_curve_scores_every_epoch(tmp_path, fruit, capsys):
+    out = tmp_path / "curve.csv"
+    profile = '{"base": "tiny", "name": "tiny3", "epochs": 3}'
+    assert main(["bench-table", "--out", str(out), "--configs", "1", "--profile", profile, "--data", str(fruit),
+                 "--curve", "--quiet"]) == 0
+    (row,) = read_rows(out)
+    curve = json.loads(row["curve"])
+    assert len(curve) == 3 and curve[-1] == pytest.approx(float(row["top1"]), abs=1e-6)
+
+
 def test_bench_table_dry_run_and_errors(tmp_path, capsys):
     assert main(["bench-table", "--dry-run", "--configs", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()

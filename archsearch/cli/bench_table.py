@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "../shared/datasets)")
     parser.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_v2.toml)")
     parser.add_argument("--dry-run", action="store_true", help="list the sample and exit; train nothing")
+    parser.add_argument("--curve", action="store_true",
+                        help="also score every epoch (column curve): the scores a promotion that continues from "
+                        "a checkpoint of this schedule would see, for the continue-or-retrain comparison")
     parser.add_argument("--compare", metavar="OTHER", action="append",
                         help="train nothing: rank agreement (Kendall's tau, Spearman's rho, mean |top-1 difference|, "
                         "same best config?) of --out and OTHER over the configs both scored. Repeat for a chain of "
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
           + ("" if gpu else ", a reduced CPU profile") + reduced + f", seed {args.seed}")
     with sigterm_as_interrupt():
         result = generate_table(out, args.configs, min_macs, max_macs, spec, args.seed, args.data, args.space,
-                                args.sample_seed, progress=not args.quiet)
+                                args.sample_seed, progress=not args.quiet, curve=args.curve)
     again = f" ({result.rescored} of them again: trained at the old rounded resolution)" if result.rescored else ""
     print(f"{result.added} scored now{again}, {result.skipped} already in the table; {result.path}")
     return 0
