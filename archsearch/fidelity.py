@@ -79,6 +79,7 @@ class Ladder:
 # Defaults, chosen from the measurements in benchmarks/RESULTS.md ("Rungs").
 DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {"cpu": ("smoke", "short"), "gpu": ("proxy-r0", "proxy-r1", "proxy")}
 DEFAULT_TOP_SEEDS = {"cpu": 1, "gpu": 2}
+DEFAULT_PROMOTE = {"cpu": 1 / 4, "gpu": 1 / 3}
 
 
 def ladder(rungs: Sequence[str | Profile], promote: float = 1 / 3, top_seeds: int = 1) -> Ladder:

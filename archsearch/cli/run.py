@@ -14,7 +14,7 @@ from ..study import STRATEGIES, ResultCache, StudySettings, default_storage, exc
 from .common import CLIError, quiet_optuna, sigterm_as_interrupt
 
 # Rung-0 proposals that fit each default on the machine at hand (about 15 minutes on a 2-core CPU).
-DEFAULT_TRIALS = {"cpu": 9, "gpu": 40}
+DEFAULT_TRIALS = {"cpu": 8, "gpu": 40}
 SINGLE_TRIALS = {"tiny": 4, "smoke": 8, "short": 6, "reference": 4, "proxy-r0": 20, "proxy-r1": 16, "proxy": 40,
                  "full": 10}
 
@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fid = parser.add_argument_group("fidelity (default: smoke,short on a CPU; proxy-r0,proxy-r1,proxy on a GPU)")
     fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. smoke,short")
     fid.add_argument("--profile", help="one profile only: a single-fidelity search (tiny, smoke, short, proxy, ...)")
-    fid.add_argument("--promote", type=float, default=1 / 3,
-                     help="fraction of a rung's configs promoted to the next (default 1/3)")
+    fid.add_argument("--promote", type=float,
+                     help="fraction of a rung's configs promoted to the next (default: 1/4 on a CPU, 1/3 on a GPU)")
     fid.add_argument("--top-seeds", type=int,
                      help="seeds of every top-rung job, for the winner's and the baselines' noise (default: 1 on a "
                      "CPU, 2 on a GPU)")
@@ -71,17 +71,18 @@ def device_kind() -> tuple[str, str]:
 
 def choose_ladder(args: argparse.Namespace):
     """The fidelity ladder the options ask for, the default trial count for it, and why."""
-    from ..fidelity import DEFAULT_LADDERS, DEFAULT_TOP_SEEDS, ladder, parse_rungs
+    from ..fidelity import DEFAULT_LADDERS, DEFAULT_PROMOTE, DEFAULT_TOP_SEEDS, ladder, parse_rungs
 
     kind, why = device_kind()
     if args.profile and args.rungs:
         raise CLIError("--profile and --rungs: give one (--profile NAME is --rungs NAME)")
     top_seeds = args.top_seeds if args.top_seeds is not None else DEFAULT_TOP_SEEDS[kind]
+    promote = args.promote if args.promote is not None else DEFAULT_PROMOTE[kind]
     if args.profile or args.rungs:
         names = parse_rungs(args.profile or args.rungs)
         trials = SINGLE_TRIALS.get(names[0], 8) if len(names) == 1 else DEFAULT_TRIALS[kind]
-        return ladder(names, args.promote, top_seeds), trials, "as asked"
-    return ladder(DEFAULT_LADDERS[kind], args.promote, top_seeds), DEFAULT_TRIALS[kind], why
+        return ladder(names, promote, top_seeds), trials, "as asked"
+    return ladder(DEFAULT_LADDERS[kind], promote, top_seeds), DEFAULT_TRIALS[kind], why
 
 
 def run(args: argparse.Namespace) -> int:
