@@ -4,9 +4,11 @@ module, a timm ByobNet file, and an ONNX graph checked and timed with onnxruntim
 ``export(study, formats, out)`` writes the files; each format is also available alone:
 
 * ``json`` -- ``record(...)``: the config (what ``archsearch train --config FILE`` reads through
-  ``load_exported_config``), its stage plan, params and MACs by fvcore and in closed form, the proxy accuracy
-  with fidelity, data, seed, study, strategy and archsearch version, and the uniform-scaling baseline it is
-  compared with. An ONNX export adds an ``onnx`` section (file, opset, max abs diff, latency).
+  ``load_exported_config``), its stage plan, params and MACs by fvcore and in closed form, the proxy score
+  with its rung, fidelity, seed, trained resolution and the network's scores over every seed at that rung,
+  how it was found (study, strategy, rungs, data, archsearch version), where the study decided, and the
+  winner's margin over each of the three baselines with its 95 % interval and its words (``decision``). An
+  ONNX export adds an ``onnx`` section (file, opset, max abs diff, latency).
 * ``cvnets`` -- ``export_cvnets``: ImageNet training YAML with the reference recipe, a model module that
   registers the exact architecture in ml-cvnets' model registry, and a README (see ``export_cvnets``).
 * ``timm`` -- ``export_timm``: a Python file that builds the architecture as a timm ``ByobNet``.
@@ -14,8 +16,8 @@ module, a timm ByobNet file, and an ONNX graph checked and timed with onnxruntim
   ``ONNX_OPSET``; the graph holds freshly initialised weights (seeded): it is for deployment checks and
   latency, not for predictions. Outputs are compared with PyTorch's and latency is measured with onnxruntime.
 
-The exported trial is the study's winner by default: the most accurate trained trial within the MAC budget,
-chosen exactly as ``summary.summarize`` chooses it.
+The exported trial is the study's winner by default: the first trial of the network ``decision`` names
+(``summary.study_facts``, the one decision the summary and the dashboard also show), never re-chosen here.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ import optuna
 from . import __version__
 from .config import ArchConfig, ConfigError
 from .cost import count
-from .study import StudySettings, redact, study_dir, trained_trials
-from .summary import trial_record
+from .decision import Decision, scored
+from .search.jobs import Ledger
+from .study import StudySettings, study_dir
+from .summary import StudyFacts, study_facts, trial_record
 
 FORMATS = ("json", "cvnets", "timm", "onnx")
 RECORD_FORMAT = "archsearch-export"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: rungs -- the trained resolution, rung and seeds, the decision's three baselines
 # Opset 17: the first with a native LayerNormalization (v1's transformer), supported by every onnxruntime
 # since 1.11 and by the mobile runtimes. The legacy TorchScript exporter (dynamo=False) is used: torch 2.13's
 # default dynamo exporter needs the onnxscript package, which is not a dependency; the TorchScript exporter
@@ -58,14 +62,19 @@ class ExportError(ConfigError):
 
 @dataclass(frozen=True)
 class ExportSource:
-    """The trial to export and what it was compared with."""
+    """The trial to export and the study's decision it is part of."""
 
     study: str
     storage: str
     settings: StudySettings
-    trial: dict[str, Any]  # summary.trial_record of the exported trial
-    baseline: dict[str, Any] | None  # summary.trial_record of the uniform-scaling baseline
-    winner_trial: int | None  # the study's winner, for the record
+    trial: dict[str, Any]  # summary.trial_record of the exported trial, with its params and cache flag
+    network: dict[str, Any]  # decision.Scored.to_dict(): the trial's network at its rung, over every seed
+    decision: Decision
+
+    @property
+    def winner_trial(self) -> int | None:
+        """The winner's first trial at the deciding rung (the one exported by default)."""
+        return self.decision.winner.trials[0] if self.decision.winner else None
 
     @property
     def config(self) -> ArchConfig:
@@ -77,51 +86,43 @@ class ExportSource:
         return re.sub(r"[^a-z0-9_]+", "_", f"{self.study}_trial{self.trial['trial']}".lower()).strip("_")
 
 
-def select_trial(study: optuna.Study, storage_url: str = "", trial: int | None = None) -> ExportSource:
-    """The winner (as ``summarize`` picks it), or trained trial number ``trial``; ``ExportError`` otherwise."""
-    settings = StudySettings.from_study(study)
-    trained = [trial_record(t) for t in trained_trials(study)]
-    feasible = sorted((r for r in trained if r["macs"] <= settings.mac_budget), key=lambda r: -r["accuracy"])
-    baseline = next((r for r in trained if r["role"] == "baseline"), None)
-    winner = feasible[0] if feasible else None
+def select_trial(study: optuna.Study, storage_url: str = "", trial: int | None = None,
+                 facts: StudyFacts | None = None) -> ExportSource:
+    """The winner of ``study_facts(...).decision`` (its first trial), or trained trial number ``trial`` (any
+    rung); ``ExportError`` otherwise (a wrong ``trial`` before the study is modelled)."""
+    numbers = sorted(e.number for e in Ledger(study.get_trials(deepcopy=False)).entries if e.state == "done")
+    if trial is not None and trial not in numbers:
+        listed = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
+        raise ExportError(f"--trial: study {study.study_name!r} has no trained trial {trial} "
+                          f"(trained: {listed or 'none'})")
+    facts = facts or study_facts(study, storage_url)
+    decision = facts.decision
     if trial is None:
-        if winner is None:
+        if decision.winner is None:
             raise ExportError(
-                f"study {study.study_name!r} has no trained trial within its MAC budget yet "
-                f"({len(trained)} trained); run 'archsearch run' first or name one with --trial"
-            )
-        chosen = winner
+                f"study {study.study_name!r} has no winner yet: no search network was trained at its deciding "
+                f"rung, {decision.fidelity!r} ({len(numbers)} jobs trained); run 'archsearch run' first or name one "
+                "with --trial")
+        trial = decision.winner.trials[0]
+    entry = next(e for e in facts.ledger.entries if e.number == trial)
+    attrs = study.get_trials(deepcopy=False)[trial].user_attrs
+    winner = decision.winner
+    if winner is not None and trial in winner.trials:
+        network = winner  # with the GP's posterior mean
     else:
-        chosen = next((r for r in trained if r["trial"] == trial), None)
-        if chosen is None:
-            numbers = [r["trial"] for r in trained]
-            listed = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
-            raise ExportError(
-                f"--trial: study {study.study_name!r} has no trained trial {trial} "
-                f"(trained: {listed or 'none'})"
-            )
-    return ExportSource(study.study_name, redact(storage_url), settings, chosen, baseline,
-                        winner["trial"] if winner else None)
+        network = scored(facts.ledger, entry.job.config, entry.job.rung, facts.plan.ladder.rungs[entry.job.rung].name)
+    return ExportSource(facts.study, facts.storage, facts.settings,
+                        {**trial_record(entry), "params": attrs["params"], "cached": bool(attrs.get("cached"))},
+                        network.to_dict(), decision)
 
 
 # ---- json ------------------------------------------------------------------------------------------
 def record(source: ExportSource) -> dict[str, Any]:
-    """The JSON record: architecture, cost, how it was found, and the baseline it is compared with."""
+    """The JSON record: architecture, cost, its score at its rung, how it was found, and the winner's margins
+    over the baselines (``decision``)."""
     config = source.config
     traced, closed = count(config, "fvcore"), count(config, "closed_form")
-    t, b = source.trial, source.baseline
-    baseline = None
-    if b is not None:
-        baseline = {
-            "trial": b["trial"],
-            "config": b["config"],
-            "config_id": b["config_id"],
-            "macs": b["macs"],
-            "params": b["params"],
-            "accuracy": b["accuracy"],
-            "delta_accuracy": t["accuracy"] - b["accuracy"],
-            "delta_macs": t["macs"] - b["macs"],
-        }
+    t, d, ladder = source.trial, source.decision, source.settings.fidelity_ladder()
     return {
         "format": RECORD_FORMAT,
         "format_version": RECORD_VERSION,
@@ -142,22 +143,27 @@ def record(source: ExportSource) -> dict[str, Any]:
         "proxy": {
             "accuracy": t["accuracy"],
             "top5": t["top5"],
+            "rung": t["rung"],
             "fidelity": t["fidelity"],
-            "resolution_trained": t["resolution_trained"],
-            "data": t["data"],
             "seed": t["seed"],
+            "trained_resolution": t["trained_resolution"],
+            "data": t["data"],
             "wall_s": t["wall_s"],
             "cached": t["cached"],
+            "network": source.network,  # every seed of this network at this rung, and their mean
         },
         "found": {
             "study": source.study,
             "storage": source.storage,
             "trial": t["trial"],
             "role": t["role"],
+            "baseline_kinds": t["baseline_kinds"],
             "is_winner": t["trial"] == source.winner_trial,
             "winner_trial": source.winner_trial,
             "strategy": source.settings.strategy,
-            "profile": source.settings.profile,
+            "rungs": ladder.name,
+            "promote": ladder.promote,
+            "top_seeds": ladder.top_seeds,
             "data": source.settings.data,
             "seed": source.settings.seed,
             "mac_budget": source.settings.mac_budget,
@@ -165,7 +171,9 @@ def record(source: ExportSource) -> dict[str, Any]:
             "archsearch_version": __version__,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
-        "baseline": baseline,
+        "decided_at": {"rung": d.rung, "fidelity": d.fidelity, "reached_top": d.reached_top,
+                       "noise": d.noise.to_dict()},
+        "baselines": [m.to_dict() for m in d.margins],  # the winner's margins, whichever trial is exported
     }
 
 

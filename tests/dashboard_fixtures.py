@@ -1,82 +1,85 @@
-"""Real studies for the dashboard tests: the search loop of ``archsearch run`` with the synthetic evaluator.
+"""Real studies for the dashboard and export tests: the search loop of ``archsearch run`` with a synthetic
+evaluator that trains, as the CPU profiles do, at half the config's side.
 
-Not a conftest: the dashboard tests import these helpers, so other test modules are unaffected.
+Not a conftest: the tests import these helpers, so other test modules are unaffected.
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import optuna
+from conftest import SyntheticEvaluator
 from optuna.trial import TrialState
+from studies import open_synthetic, run_synthetic, settings_for
 
-from archsearch.samplers import make_sampler
-from archsearch.search import enqueue_baseline, feasible_grid, run_trials, uniform_baseline
-from archsearch.space import DEFAULT_SPACES
-from archsearch.study import ResultCache, StudySettings, make_storage, open_study
+from archsearch.search import run_trials
+from archsearch.study import ResultCache, open_study
+from archsearch.training import train_resolution
 
 BUDGET = 300_000_000
 
 
-def settings(strategy: str = "gp", trials: int = 10, seed: int = 0) -> StudySettings:
-    return StudySettings(space=tomllib.loads(Path(DEFAULT_SPACES["v2"]).read_text()), mac_budget=BUDGET,
-                         profile="synthetic", data="synthetic", strategy=strategy, seed=seed, trials=trials)
+class ScaledEvaluator(SyntheticEvaluator):
+    """Synthetic scores; each job trained at its rung's scaled side (``training.train_resolution``), as
+    ``TrainingEvaluator`` reports it: a record's resolution is then not the config's."""
+
+    def trained_resolution(self, job) -> int:
+        return train_resolution(job.config, self.ladder.rungs[job.rung].resolution_scale)
+
+    def __call__(self, job) -> dict:
+        return {**super().__call__(job), "resolution": self.trained_resolution(job)}
 
 
-def storage_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'dashboard.db'}"
+class FlatEvaluator(ScaledEvaluator):
+    """Every network scores the same at a rung: no margin can be significant."""
+
+    def score(self, job) -> float:
+        return 0.4 + 0.1 * job.rung
 
 
-def build_study(tmp_path: Path, name: str = "dash", strategy: str = "gp", trials: int = 10,
-                baseline: bool = True, storage: str | None = None) -> tuple[optuna.Study, str]:
-    """A study searched by ``strategy`` (GP by default) for ``trials`` networks plus the uniform baseline,
-    in SQLite under ``tmp_path`` (or in memory with ``storage=":memory:"``)."""
-    from conftest import SyntheticEvaluator
-
-    url = storage or storage_url(tmp_path)
-    s = settings(strategy, trials)
-    space = s.factor_space()
-    feasible = feasible_grid(space, s.mac_budget)
-    sampler = make_sampler(strategy, space, feasible.configs, feasible.macs, s.mac_budget, s.seed)
-    backend = optuna.storages.InMemoryStorage() if url == ":memory:" else make_storage(url)
-    study = open_study(name, backend, s, sampler)
-    if baseline:
-        enqueue_baseline(study, uniform_baseline(space, s.mac_budget), space)
-    if trials:
-        run_trials(study, s, SyntheticEvaluator(), ResultCache(tmp_path / "cache"), progress=False)
-    return study, url
+def build_study(tmp_path: Path, name: str = "dash", strategy: str = "gp", trials: int = 8, top_seeds: int = 2,
+                evaluator: type[ScaledEvaluator] = ScaledEvaluator, memory: bool = False) -> tuple[optuna.Study, str]:
+    """A two-rung study (smoke > short) searched by ``strategy`` for ``trials`` networks, with its baselines,
+    ``top_seeds`` seeds per top-rung job and noise of 0.01 in every score: in SQLite under ``tmp_path`` as
+    ``run`` keeps it, or in memory (``memory``; quicker: every attribute is a SQLite commit)."""
+    settings = settings_for(strategy, trials=trials, top_seeds=top_seeds)
+    scorer = evaluator(settings.fidelity_ladder(), noise=0.01)
+    if not memory:
+        study, url, *_ = run_synthetic(tmp_path, settings, scorer, name)
+        return study, url
+    study, _, plan = open_synthetic(tmp_path, settings, name, storage=optuna.storages.InMemoryStorage())
+    run_trials(study, settings, plan, scorer, ResultCache(tmp_path / "cache"), progress=False, poll_s=0.05,
+               heartbeats=False)
+    return study, ":memory:"
 
 
 def empty_study(tmp_path: Path, name: str = "empty") -> tuple[optuna.Study, str]:
-    """A study as ``archsearch run`` creates it, before any trial finished."""
-    url = storage_url(tmp_path)
-    return open_study(name, make_storage(url), settings()), url
+    """A study as ``archsearch run`` creates it, before any job finished."""
+    study, url, _ = open_synthetic(tmp_path, settings_for(), name)
+    return study, url
 
 
 def single_trial_study(tmp_path: Path, name: str = "single") -> tuple[optuna.Study, str]:
-    """One trained trial (the baseline) and nothing else."""
-    study, url = empty_study(tmp_path, name)
-    s = settings(trials=0)
-    space = s.factor_space()
-    enqueue_baseline(study, uniform_baseline(space, s.mac_budget), space)
-    from conftest import SyntheticEvaluator
-
-    run_trials(study, s, SyntheticEvaluator(), ResultCache(tmp_path / "cache"), progress=False)
-    trained = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    assert len(trained) == 1, "the single-trial study should hold exactly the baseline"
+    """One trained job (the plan's first: a width x resolution baseline candidate) and nothing else."""
+    settings = settings_for()
+    study, url, plan = open_synthetic(tmp_path, settings, name)
+    run_trials(study, settings, plan, ScaledEvaluator(settings.fidelity_ladder()), ResultCache(tmp_path / "cache"),
+               progress=False, max_trials=1)
+    trained = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert len(trained) == 1, "the single-job study should hold exactly one trained job"
     return study, url
 
 
 def mixed_strategy_study(tmp_path: Path, name: str = "mixed") -> tuple[optuna.Study, str]:
-    """Trials of two strategies in one study, told apart by a per-trial ``strategy`` user attribute: a GP
-    search and a random search of the same problem (run in memory: quick), copied into one SQLite study."""
-    gp, _ = build_study(tmp_path, name="gp", strategy="gp", trials=5, storage=":memory:")
-    rnd, _ = build_study(tmp_path, name="random", strategy="random", trials=5, baseline=False, storage=":memory:")
-    url = storage_url(tmp_path)
-    study = open_study(name, make_storage(url), settings("gp", 10))
+    """Jobs of two strategies in one study, told apart by a per-trial ``strategy`` user attribute: the space-
+    filling design and a random search of the same problem (quick: no GP proposes), copied into one study,
+    all in memory."""
+    sources = [(build_study(tmp_path, strategy, strategy, trials=4, top_seeds=1, memory=True)[0], strategy)
+               for strategy in ("design", "random")]
+    study = open_study(name, optuna.storages.InMemoryStorage(), settings_for("design", trials=8, top_seeds=1))
     copies = []
-    for source, strategy in ((gp, "gp"), (rnd, "random")):
+    for source, strategy in sources:
         for t in source.get_trials(deepcopy=False):
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
                 copies.append(optuna.trial.create_trial(
@@ -84,14 +87,14 @@ def mixed_strategy_study(tmp_path: Path, name: str = "mixed") -> tuple[optuna.St
                     value=t.value if t.state == TrialState.COMPLETE else None,
                     user_attrs={**t.user_attrs, "strategy": strategy}))
     study.add_trials(copies)
-    return study, url
+    return study, ":memory:"
 
 
 _SEARCHED: dict[str, tuple[optuna.Study, str]] = {}
 
 
 def searched_study(tmp_path_factory) -> tuple[optuna.Study, str]:
-    """The 10-trial GP study, searched once per test session (both dashboard test modules read it)."""
+    """The 8-network GP study, searched once per test session (both dashboard test modules read it)."""
     if "study" not in _SEARCHED:
         _SEARCHED["study"] = build_study(tmp_path_factory.mktemp("searched"))
     return _SEARCHED["study"]

@@ -143,8 +143,9 @@ def full_page(tmp_path_factory) -> Path:
 
 
 def test_full_dashboard_renders_without_errors(full_page, tmp_path):
-    plots = check_rendered(render_report(tmp_path, full_page), ["cube", "gp-maps", "marginals", "pareto", "history"])
-    assert plots["plot-cube"]["glObjects"] == 3  # the winner's ViT depth: trained points shown too
+    plots = check_rendered(render_report(tmp_path, full_page),
+                           ["cube", "gp-maps", "marginals", "pareto", "rungs", "history"])
+    assert plots["plot-cube"]["glObjects"] == 3  # the winner's ViT depth: its first-rung job shown too
     assert plots["plot-gp-maps"]["images"] >= 4 and plots["plot-gp-maps"]["contours"] >= 4
 
 
@@ -161,11 +162,10 @@ def test_full_dashboard_screenshot(full_page, tmp_path):
         assert len(colours) > 500  # plots, not a blank or error page
 
 
-@pytest.mark.parametrize("make, says", [(empty_study, "no trained trial"),
-                                        (single_trial_study, "a single trained trial")])
+@pytest.mark.parametrize("make, says", [(empty_study, "no trained job"), (single_trial_study, "a single trained job")])
 def test_small_study_pages_render_and_say_so(make, says, tmp_path):
     study, url = make(tmp_path)
     page = dashboard.write_dashboard(study, url, tmp_path / "small.html")
     report = render_report(tmp_path, page)
     assert report["notice"] and says in report["notice"]  # visible in the page
-    check_rendered(report, ["cube"] if make is empty_study else ["cube", "pareto", "history"])
+    check_rendered(report, ["cube"] if make is empty_study else ["cube", "rungs", "history"])

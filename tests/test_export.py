@@ -17,13 +17,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from studies import settings_for
 
 from archsearch import study as st
 from archsearch.cli import main
@@ -36,7 +36,7 @@ from archsearch.model import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 300_000_000
-STUDY = "demo"
+STUDY = "dash"  # dashboard_fixtures.searched_study
 # The reference's per-width v2 recipe points (width: max LR, weight decay), re-typed here on purpose.
 LR_POINTS = {0.5: 0.0090, 0.75: 0.0090, 1.0: 0.0075, 1.5: 0.0035, 2.0: 0.0020}
 WD_POINTS = {0.5: 0.004, 0.75: 0.008, 1.0: 0.013, 1.5: 0.029, 2.0: 0.050}
@@ -56,31 +56,22 @@ def run_cli(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """A real GP study over the v2 space, scored by the synthetic evaluator; plus its winner.json."""
-    from conftest import SyntheticEvaluator
+    """The dashboard tests' two-rung GP study (synthetic scores, trained at half the side, two seeds at the
+    top), with its facts, summary and winner.json."""
+    from dashboard_fixtures import searched_study
 
-    from archsearch.samplers import make_sampler
-    from archsearch.search import enqueue_baseline, feasible_grid, run_trials, uniform_baseline
-    from archsearch.summary import summarize, write_summary
+    from archsearch.summary import study_facts, summarize, write_summary
 
+    study, url = searched_study(tmp_path_factory)
     folder = tmp_path_factory.mktemp("demo")
-    url = f"sqlite:///{folder}/s.db"
-    space_toml = tomllib.loads((REPO / "search_spaces" / "mobilevit_v2.toml").read_text())
-    settings = st.StudySettings(space=space_toml, mac_budget=BUDGET, profile="synthetic", data="synthetic",
-                                strategy="gp", seed=0, trials=6)
-    space = settings.factor_space()
-    feasible = feasible_grid(space, BUDGET)
-    sampler = make_sampler("gp", space, feasible.configs, feasible.macs, BUDGET, settings.seed)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(st, "STUDIES_DIR", folder / "studies")
-        study = st.open_study(STUDY, st.make_storage(url), settings, sampler)
-        enqueue_baseline(study, uniform_baseline(space, BUDGET), space)
-        run_trials(study, settings, SyntheticEvaluator(), cache=None, progress=False)
-        summary = summarize(study, url)
+        facts = study_facts(study, url)
+        summary = summarize(study, url, facts)
         _, winner_path = write_summary(summary)
     trained = [t for t in st.trained_trials(study)]
-    return argparse.Namespace(url=url, study=study, summary=summary, winner_path=winner_path, trained=trained,
-                              folder=folder)
+    return argparse.Namespace(url=url, study=study, facts=facts, summary=summary, winner_path=winner_path,
+                              trained=trained, folder=folder)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +85,8 @@ def exported_all(demo, tmp_path_factory):
 
 
 def winner_number(demo) -> int:
-    feasible = [t for t in demo.trained if t.user_attrs["macs"] <= BUDGET]
-    return max(feasible, key=lambda t: t.user_attrs["accuracy"]).number
+    """The winner's first trial, as the study's one decision names it."""
+    return demo.facts.decision.winner.trials[0]
 
 
 # ---- json --------------------------------------------------------------------------------------------
@@ -112,22 +103,57 @@ def test_all_writes_every_format(demo, exported_all):
 def test_json_record_says_how_the_winner_was_found(demo, exported_all):
     number = winner_number(demo)
     doc = json.loads((exported_all / f"{STUDY}_trial{number}.json").read_text())
+    assert (doc["format"], doc["format_version"]) == ("archsearch-export", 2)
     trial = demo.study.trials[number]
     config = ArchConfig.from_dict(trial.user_attrs["config"])
     assert doc["config"] == config.to_dict() and doc["config_id"] == config.id
     traced, closed = count(config, "fvcore"), count(config, "closed_form")
     assert doc["cost"]["macs_fvcore"] == traced.macs and doc["cost"]["params_fvcore"] == traced.params
     assert doc["cost"]["macs_closed_form"] == closed.macs and doc["cost"]["params_closed_form"] == closed.params
-    assert doc["proxy"]["accuracy"] == trial.user_attrs["accuracy"]
-    assert doc["proxy"]["fidelity"] == {"name": "synthetic"} and doc["proxy"]["data"] == "synthetic"
+    assert [s["out_channels"] for s in doc["stages"]] == [s.out_channels for s in config.stages()]
+    proxy, winner = doc["proxy"], demo.facts.decision.winner
+    assert proxy["accuracy"] == trial.user_attrs["accuracy"] and proxy["data"] == "synthetic"
+    assert (proxy["rung"], proxy["fidelity"], proxy["seed"]) == (1, "short", trial.user_attrs["seed"])
+    assert proxy["trained_resolution"] == trial.user_attrs["record"]["resolution"] == config.resolution // 2
+    assert proxy["trained_resolution"] == json.loads(demo.winner_path.read_text())["trained_resolution"]
+    network = proxy["network"]
+    assert network["seeds"] == [0, 1] and network["trials"] == list(winner.trials)
+    assert network["scores"] == [demo.study.trials[n].user_attrs["accuracy"] for n in winner.trials]
+    assert network["accuracy"] == pytest.approx(np.mean(network["scores"]))
+    assert network["posterior_mean"] == winner.posterior_mean
     found = doc["found"]
     assert (found["study"], found["trial"], found["strategy"], found["seed"]) == (STUDY, number, "gp", 0)
     assert found["is_winner"] and found["within_budget"] and found["mac_budget"] == BUDGET
+    assert (found["rungs"], found["top_seeds"]) == ("smoke>short", 2)
     assert found["archsearch_version"] == demo.summary["archsearch_version"]
-    base = demo.summary["baseline"]
-    assert doc["baseline"]["config_id"] == base["config_id"] and doc["baseline"]["macs"] == base["macs"]
-    assert doc["baseline"]["delta_accuracy"] == pytest.approx(trial.user_attrs["accuracy"] - base["accuracy"])
-    assert [s["out_channels"] for s in doc["stages"]] == [s.out_channels for s in config.stages()]
+    assert {k: doc["decided_at"][k] for k in demo.summary["decided_at"]} == demo.summary["decided_at"]
+    assert doc["decided_at"]["noise"] == demo.summary["noise"][1]
+    assert "baseline" not in doc
+    assert doc["baselines"] == json.loads(json.dumps(demo.summary["baselines"]))  # the decision's margins
+    assert [b["kind"] for b in doc["baselines"]] == ["width", "width_resolution", "compound"]
+    for b in doc["baselines"]:
+        lo, hi = b["margin_interval"]
+        assert lo < b["margin"] < hi and b["words"] and b["trained_resolution"] == b["config"]["resolution"] // 2
+
+
+def test_the_exported_winner_is_the_decisions(demo, monkeypatch, tmp_path):
+    """select_trial reads the winner from study_facts(...).decision, never choosing one itself: told that
+    the runner-up won, it exports the runner-up; and given the facts it fits no GP."""
+    import dataclasses
+
+    from archsearch import export as ex
+    from archsearch.surrogate import GPSurrogate
+
+    decision = demo.facts.decision
+    runner_up = decision.ranked[1]
+    told = dataclasses.replace(demo.facts, decision=dataclasses.replace(decision, winner=runner_up))
+    monkeypatch.setattr(ex, "study_facts", lambda study, url: told)
+    source = ex.select_trial(demo.study, demo.url)
+    assert source.trial["trial"] == source.winner_trial == runner_up.trials[0]
+    monkeypatch.setattr(GPSurrogate, "fit", lambda *a, **k: pytest.fail("the export fitted a GP"))
+    source = ex.select_trial(demo.study, demo.url, facts=demo.facts)
+    assert source.trial["trial"] == decision.winner.trials[0]
+    assert ex.record(source)["proxy"]["trained_resolution"] == decision.winner.trained_resolution
 
 
 def test_exported_config_reads_back_to_the_same_network(demo, exported_all, tmp_path):
@@ -542,14 +568,21 @@ def test_json_record_carries_the_onnx_check(demo, exported_all):
 # ---- cli ---------------------------------------------------------------------------------------------
 def test_trial_option_exports_a_non_winner(demo, capsys, isolated_studies):
     winner = winner_number(demo)
-    other = next(t for t in demo.trained if t.number != winner and t.user_attrs["role"] != "baseline")
+    other = next(t for t in demo.trained if t.number not in demo.facts.decision.winner.trials
+                 and t.user_attrs["role"] != "baseline" and t.user_attrs["rung"] == 0)
     code, out, _ = run_cli(capsys, "export", "--study", STUDY, "--storage", demo.url, "--trial", str(other.number),
                            "--format", "json")
+    trained_at = other.user_attrs["trained_resolution"]
     assert code == 0 and f"trial {other.number} of study {STUDY}" in out
+    assert f"at rung 0 (smoke, seed 0, trained at {trained_at} px)" in out
     path = isolated_studies / STUDY / "export" / f"{STUDY}_trial{other.number}.json"  # the default --out
     doc = json.loads(path.read_text())
     assert doc["config"] == other.user_attrs["config"] and doc["found"]["trial"] == other.number
     assert doc["found"]["is_winner"] is False and doc["found"]["winner_trial"] == winner
+    proxy = doc["proxy"]
+    assert (proxy["rung"], proxy["fidelity"], proxy["trained_resolution"]) == (0, "smoke", trained_at)
+    assert doc["proxy"]["network"]["scores"] == [other.user_attrs["accuracy"]]
+    assert doc["baselines"] == json.loads(json.dumps(demo.summary["baselines"]))  # still the winner's margins
     assert doc["onnx"] is None
     # and its own per-width recipe
     code, _, _ = run_cli(capsys, "export", "--study", STUDY, "--storage", demo.url, "--trial", str(other.number),
@@ -563,15 +596,12 @@ def test_trial_option_exports_a_non_winner(demo, capsys, isolated_studies):
 def test_cli_errors_are_one_line(demo, capsys, tmp_path):
     untrained = [t.number for t in demo.study.trials if "accuracy" not in t.user_attrs]
     empty_url = f"sqlite:///{tmp_path}/empty.db"
-    settings = st.StudySettings(space=tomllib.loads((REPO / "search_spaces" / "mobilevit_v2.toml").read_text()),
-                                mac_budget=BUDGET, profile="synthetic", data="synthetic", strategy="gp", seed=0,
-                                trials=6)
-    st.open_study("empty", st.make_storage(empty_url), settings)
+    st.open_study("empty", st.make_storage(empty_url), settings_for())
     cases = [
         (["--study", "nope", "--storage", demo.url, "--format", "json"], "no study named 'nope'"),
         (["--study", STUDY, "--storage", demo.url, "--trial", "999", "--format", "json"], "no trained trial 999"),
         (["--study", STUDY, "--storage", demo.url, "--trial", "-1", "--format", "json"], "no trained trial -1"),
-        (["--study", "empty", "--storage", empty_url, "--format", "all"], "no trained trial within its MAC budget"),
+        (["--study", "empty", "--storage", empty_url, "--format", "all"], "has no winner yet"),
         (["--study", STUDY, "--storage", demo.url, "--format", "pdf"], "invalid choice: 'pdf'"),
         (["--study", STUDY, "--storage", demo.url, "--format", "onnx", "--runs", "0"], "--runs: 0"),
     ]

@@ -14,9 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "export",
         help="export a study's winner to the trainers: JSON, ml-cvnets, timm, ONNX",
-        description="Export the winner of a study (the most accurate trained trial within the MAC budget) or "
-        "trial --trial N: json (config, cost, how it was found, the baseline it beat; read by "
-        "'archsearch train --config FILE'), cvnets (ml-cvnets ImageNet YAML, a model module for its registry, "
+        description="Export the winner of a study (the network the study decided on at its top rung: the best "
+        "by the GP's posterior mean, as summary.json names it) or any trained trial --trial N: json (config, cost, "
+        "its score with rung, seeds and trained resolution, how it was found, the winner's margin over each "
+        "baseline with a 95 % interval; read by 'archsearch train --config FILE'), cvnets (ml-cvnets ImageNet YAML, "
+        "a model module for its registry, "
         "README), timm (a ByobNet file), onnx (graph checked against PyTorch, CPU latency with onnxruntime, "
         "recorded in the JSON). Example: archsearch export --study demo --format all",
     )
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     config, t = source.config, source.trial
     label = "winner" if t["trial"] == source.winner_trial else "trial"
     print(f"{label} {t['trial']} of study {source.study}: {config.id}  {format_count(t['macs'])} MACs  "
-          f"{format_count(t['params'])} params  proxy top-1 {100 * t['accuracy']:.2f}%")
+          f"{format_count(t['params'])} params  proxy top-1 {100 * t['accuracy']:.2f}% at rung {t['rung']} "
+          f"({t['fidelity']}, seed {t['seed']}, trained at {t['trained_resolution']} px)")
     for fmt, paths in written.items():
         for path in paths:
             print(f"{fmt:<7} {path}")
