@@ -80,14 +80,15 @@ def format_count(n: float) -> str:
 
 
 def quiet_optuna() -> None:
-    """Commands that use studies: Optuna's INFO lines and its experimental-feature warnings are noise here."""
+    """Commands that use studies: Optuna's INFO lines, its experimental-feature warnings and gpytorch's note
+    on sparse tensors (internal to its index kernel) are noise here."""
     import warnings
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
 @contextmanager
