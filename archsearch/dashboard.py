@@ -2,8 +2,8 @@
 search history (figures in ``figures``), under a header with the study's settings, counts and winner.
 
 The page embeds plotly.js once, so it works offline and can be mailed or archived as a single file. It is
-written to ``dashboards/NAME.html`` by default (``$ARCHSEARCH_DASHBOARDS`` moves the folder), by
-``archsearch dashboard`` and at the end of ``archsearch run`` (``write_dashboard``).
+written to ``dashboards/NAME.html`` under the current directory by default (``$ARCHSEARCH_DASHBOARDS`` moves
+the folder), by ``archsearch dashboard`` and at the end of ``archsearch run`` (``write_dashboard``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from .space import FACTORS
 from .study import StudySettings, redact, trained_trials
 from .summary import fit_surrogate
 
-DASHBOARDS_DIR = Path(os.environ.get("ARCHSEARCH_DASHBOARDS", Path(__file__).resolve().parent.parent / "dashboards"))
+# Under the current directory, like studies/; $ARCHSEARCH_DASHBOARDS moves it.
+DASHBOARDS_DIR = Path(os.environ.get("ARCHSEARCH_DASHBOARDS") or "dashboards").absolute()
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 # Section id -> (heading, what the reader sees), in page order.
 SECTIONS = {

@@ -26,7 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import ArchConfig, ConfigError
 from .space import FACTORS, FactorSpace
 
-STUDIES_DIR = Path(os.environ.get("ARCHSEARCH_STUDIES", Path(__file__).resolve().parent.parent / "studies"))
+# Under the current directory (an installed package has no source tree to write into); $ARCHSEARCH_STUDIES moves it.
+STUDIES_DIR = Path(os.environ.get("ARCHSEARCH_STUDIES") or "studies").absolute()
 STRATEGIES = ("gp", "nsga3", "tpe", "random")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 

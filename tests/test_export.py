@@ -33,6 +33,7 @@ from archsearch.export import export_onnx, load_exported_config
 from archsearch.export_cvnets import model_module, recipe
 from archsearch.export_timm import timm_source
 from archsearch.model import build_model
+from archsearch.space import DEFAULT_SPACES
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 300_000_000
@@ -65,7 +66,7 @@ def demo(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("demo")
     url = f"sqlite:///{folder}/s.db"
-    space_toml = tomllib.loads((REPO / "search_spaces" / "mobilevit_v2.toml").read_text())
+    space_toml = tomllib.loads(DEFAULT_SPACES["v2"].read_text())
     settings = st.StudySettings(space=space_toml, mac_budget=BUDGET, profile="synthetic", data="synthetic",
                                 strategy="gp", seed=0, trials=6)
     space = settings.factor_space()
@@ -563,7 +564,7 @@ def test_trial_option_exports_a_non_winner(demo, capsys, isolated_studies):
 def test_cli_errors_are_one_line(demo, capsys, tmp_path):
     untrained = [t.number for t in demo.study.trials if "accuracy" not in t.user_attrs]
     empty_url = f"sqlite:///{tmp_path}/empty.db"
-    settings = st.StudySettings(space=tomllib.loads((REPO / "search_spaces" / "mobilevit_v2.toml").read_text()),
+    settings = st.StudySettings(space=tomllib.loads(DEFAULT_SPACES["v2"].read_text()),
                                 mac_budget=BUDGET, profile="synthetic", data="synthetic", strategy="gp", seed=0,
                                 trials=6)
     st.open_study("empty", st.make_storage(empty_url), settings)

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--configs extends the same sample); the settings are kept in TABLE.json beside the table, and "
         "resuming with other ones is an error. Then: archsearch replay --table TABLE.",
     )
-    parser.add_argument("--out", help="the CSV table (default: benchmarks/table_v2_PROFILE.csv)")
+    parser.add_argument("--out", help="the CSV table (default: benchmarks/table_v2_PROFILE.csv under the current directory)")
     parser.add_argument("--configs", type=int, default=150, help="configs in the sample (default 150)")
     parser.add_argument("--min-macs", default="100M", help="cheapest config to sample (default 100M)")
     parser.add_argument("--max-macs", default="1G", help="dearest config to sample (default 1G)")
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seed of the sample's tie-breaking order (default 0)")
     parser.add_argument("--data", help="ImageFolder root (default: $ARCHSEARCH_DATA, else Imagenette in "
                                        "../shared/datasets)")
-    parser.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_v2.toml)")
+    parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package)")
     parser.add_argument("--dry-run", action="store_true", help="list the sample and exit; train nothing")
     parser.add_argument("--compare", metavar="OTHER",
                         help="train nothing: print Kendall's tau between the top-1 of --out and of the table "

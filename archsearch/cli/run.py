@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
-from pathlib import Path
 
 from ..search import (
     TrainingEvaluator,
@@ -16,7 +14,7 @@ from ..search import (
     run_trials,
     uniform_baseline,
 )
-from ..space import DEFAULT_SPACES, FactorSpace
+from ..space import DEFAULT_SPACES, FactorSpace, read_space_toml
 from ..study import (
     STRATEGIES,
     ResultCache,
@@ -48,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--mac-budget", required=True,
                         help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000")
-    parser.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_v2.toml)")
+    parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package, "
+                        "archsearch/spaces/mobilevit_v2.toml)")
     parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, profile, seed)")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()}); "
                                           "postgresql://USER:PASS@HOST/DB for many machines")
@@ -79,8 +78,9 @@ def default_profile() -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     budget = parse_macs(args.mac_budget)
-    space_path = Path(args.space) if args.space else DEFAULT_SPACES["v2"]
-    space = FactorSpace.load(space_path)
+    space_path = args.space or DEFAULT_SPACES["v2"]
+    space_toml = read_space_toml(space_path)
+    space = FactorSpace.from_dict(space_toml, source=str(space_path))
     profile, why = (args.profile, "as asked") if args.profile else default_profile()
     trials = args.trials if args.trials is not None else DEFAULT_TRIALS[profile]
     if trials < 1:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
-    settings = StudySettings(space=tomllib.loads(space_path.read_text()), mac_budget=budget, profile=profile,
+    settings = StudySettings(space=space_toml, mac_budget=budget, profile=profile,
                              data=data, strategy=args.strategy, seed=args.seed, trials=trials)
     name = args.study or f"{space.family}-{budget / 1e6:g}M-{args.strategy}-{profile}-s{args.seed}"
     storage_url = args.storage or default_storage()
