@@ -20,6 +20,7 @@ from ..study import (
     ResultCache,
     StudySettings,
     default_storage,
+    default_study_name,
     exclusive_run,
     is_sqlite,
     make_storage,
@@ -48,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000")
     parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package, "
                         "archsearch/spaces/mobilevit_v2.toml)")
-    parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, profile, seed)")
+    parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, profile, seed and "
+                        "dataset, e.g. v2-300M-gp-smoke-s0-imagenette2-224-1a2b3c)")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()}); "
                                           "postgresql://USER:PASS@HOST/DB for many machines")
     parser.add_argument("--trials", type=int, help="distinct architectures to train besides the baseline "
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
     settings = StudySettings(space=space_toml, mac_budget=budget, profile=profile,
                              data=data, strategy=args.strategy, seed=args.seed, trials=trials)
-    name = args.study or f"{space.family}-{budget / 1e6:g}M-{args.strategy}-{profile}-s{args.seed}"
+    name = args.study or default_study_name(space.family, budget, args.strategy, profile, args.seed, data)
     storage_url = args.storage or default_storage()
     baseline = uniform_baseline(space, budget)
     print(f"study {name} in {redact(storage_url)}")
