@@ -282,13 +282,12 @@ def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profil
     import torch
     from tqdm import tqdm
 
-    from . import training
+    from . import threads, training
     from .data import resolve_data_root
 
     if n < 1:
         raise ConfigError(f"--configs: {n} is not a positive number")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     prof = resolve_profile(profile)
     space, space_dict = load_space(space_file)
     root = resolve_data_root(data)
@@ -318,7 +317,9 @@ def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profil
     try:
         for config, macs in todo:
             bar.set_postfix_str(f"{config.id} {macs / 1e6:.0f}M")
-            record = training.evaluate(config, prof, root, seed, progress=False, device=dev)
+            threads.rebalance()  # other workers may have started or ended on this host
+            record = training.evaluate(config, prof, root, seed, progress=False, device=dev,
+                                       on_epoch=lambda _stats: threads.rebalance())
             append_row(out, make_row(config, record, prof.name, seed, root.name))
             added += 1
             bar.update(1)

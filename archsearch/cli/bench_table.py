@@ -21,7 +21,7 @@ from ..bench import (
 )
 from ..search import BudgetError, parse_macs
 from ..training import PROFILES
-from .common import CLIError, sigterm_as_interrupt
+from .common import CLIError, add_threads_option, join_threads, sigterm_as_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--compare", metavar="OTHER",
                         help="train nothing: print Kendall's tau between the top-1 of --out and of the table "
                         "OTHER over the configs both scored (e.g. the smoke and proxy tables of one sample)")
+    add_threads_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     device = f"GPU {torch.cuda.get_device_name(0)}" if gpu else "CPU (no GPU found)"
     reduced = "" if gpu or profile.name not in ("proxy", "full") else "; a GPU profile on a CPU: this takes very long"
+    join_threads(args)
     print(f"table {out} (settings in {meta_path(out)})")
     print(f"{len(sample)} configs in {args.min_macs}..{args.max_macs} MACs, profile {profile.name} on {device}"
           + ("" if gpu else ", a reduced CPU profile") + reduced + f", seed {args.seed}")

@@ -29,7 +29,7 @@ from ..study import (
 )
 from ..dashboard import write_dashboard
 from ..summary import render, summarize, write_summary
-from .common import CLIError, quiet_optuna, sigterm_as_interrupt
+from .common import CLIError, add_threads_option, join_threads, quiet_optuna, sigterm_as_interrupt
 
 PROFILES = ("tiny", "smoke", "proxy", "full")
 # Trials that fit the default profile on the machine at hand: ~1 minute each for smoke on a 2-core CPU.
@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="ImageFolder dataset root (default: $ARCHSEARCH_DATA, else Imagenette "
                                        "in ../shared/datasets)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the strategy and of every training (default 0)")
+    add_threads_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-dashboard", dest="dashboard", action="store_false",
                         help="do not write the HTML dashboard at the end (default: dashboards/STUDY.html)")
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     trials = args.trials if args.trials is not None else DEFAULT_TRIALS[profile]
     if trials < 1:
         raise CLIError(f"--trials: {trials} is not a positive number")
+    join_threads(args)
     from ..data import resolve_data_root
 
     data = str(resolve_data_root(args.data))
