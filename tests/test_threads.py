@@ -21,12 +21,10 @@ time.sleep(600)
 
 
 @pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """A registry of this test's own (and this process not registered in it)."""
-    folder = tmp_path / "workers"
-    monkeypatch.setenv(threads.REGISTRY_ENV, str(folder))
-    monkeypatch.setattr(threads, "_registration", None)
-    return folder
+def registry(tmp_path):
+    """The test's own registry (conftest's isolated_workers), this process not registered in it."""
+    assert threads._registration is None
+    return threads.registry_dir()
 
 
 def _spawn(env: dict) -> subprocess.Popen:
@@ -68,16 +66,12 @@ def test_joining_registers_once_and_sets_torch_threads(registry, monkeypatch):
     import torch
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    before = torch.get_num_threads()
-    try:
-        choice = threads.join(None)
-        assert choice.workers == 1 and choice.threads == len(threads.cores_available())
-        assert torch.get_num_threads() == choice.threads and "shared by 1 archsearch worker" in choice.note()
-        assert threads.join(1).threads == 1 == torch.get_num_threads()  # a request wins; still one registration
-        assert len(threads.live_workers()) == 1
-        assert threads.rebalance().requested == 1
-    finally:
-        torch.set_num_threads(before)
+    choice = threads.join(None)
+    assert choice.workers == 1 and choice.threads == len(threads.cores_available())
+    assert torch.get_num_threads() == choice.threads and "shared by 1 archsearch worker" in choice.note()
+    assert threads.join(1).threads == 1 == torch.get_num_threads()  # a request wins; still one registration
+    assert len(threads.live_workers()) == 1
+    assert threads.rebalance().requested == 1
 
 
 def test_rebalance_does_nothing_for_a_process_that_never_joined(registry):
