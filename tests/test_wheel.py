@@ -39,7 +39,9 @@ def installed(tmp_path_factory):
     shutil.copytree(REPO / "archsearch", source / "archsearch", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHSEARCH_", "PYTHON"))}
+    # Nothing of the source tree's (PYTHONPATH) and no archsearch setting but the test's own worker registry.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ARCHSEARCH_", "PYTHON")) or k == "ARCHSEARCH_WORKERS_DIR"}
     env |= {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", "OMP_NUM_THREADS": "1"}
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", root / "dist",
           source], root, env)
