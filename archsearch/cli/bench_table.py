@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     device = f"GPU {torch.cuda.get_device_name(0)}" if gpu else "CPU (no GPU found)"
     reduced = "" if gpu or profile.name not in ("proxy", "full") else "; a GPU profile on a CPU: this takes very long"
-    join_threads(args)
+    print(join_threads(args).note())
     print(f"table {out} (settings in {meta_path(out)})")
     print(f"{len(sample)} configs in {args.min_macs}..{args.max_macs} MACs, profile {profile.name} on {device}"
           + ("" if gpu else ", a reduced CPU profile") + reduced + f", seed {args.seed}")

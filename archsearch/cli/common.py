@@ -9,9 +9,12 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..config import FAMILIES, PRESETS, V1_VARIANTS, ArchConfig, ConfigError, preset
+
+if TYPE_CHECKING:
+    from ..threads import ThreadChoice
 
 
 class CLIError(Exception):
@@ -82,11 +85,12 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
                         "before every trial; $OMP_NUM_THREADS, when set, counts as N")
 
 
-def join_threads(args: argparse.Namespace, file: TextIO = sys.stdout) -> None:
-    """Register this training process on the host and set its torch threads (``--threads``); print the choice."""
+def join_threads(args: argparse.Namespace) -> ThreadChoice:
+    """Register this training process on the host and set its torch threads (``--threads``); the caller
+    prints the choice's one-line ``note()`` where its output has room for it."""
     from ..threads import join
 
-    print(join(args.threads).note(), file=file)
+    return join(args.threads)
 
 
 def print_json(obj: Any) -> None:

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     trials = args.trials if args.trials is not None else DEFAULT_TRIALS[profile]
     if trials < 1:
         raise CLIError(f"--trials: {trials} is not a positive number")
-    join_threads(args)
+    print(join_threads(args).note())
     from ..data import resolve_data_root
 
     data = str(resolve_data_root(args.data))

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if out is None and args.config:
         out = Path(args.config).resolve().parent / f"train-{args.profile}-s{args.seed}"
     extra = {"epochs": args.epochs} if args.epochs else {}
-    join_threads(args, sys.stderr if args.json else sys.stdout)  # --json: stdout holds the record alone
+    threads = join_threads(args)
     if out is not None:
         print(f"checkpoints in {out}" + (" (resuming)" if (out / checkpoint.LAST).exists() else ""))
     try:
@@ -89,10 +89,12 @@ def run(args: argparse.Namespace) -> int:
             checkpoint.write_curve(out, record.history, f"{record.config_id}, profile {args.profile}")
     if args.json:
         print_json(record.to_dict())
+        print(threads.note(), file=sys.stderr)  # stdout holds the record alone
     else:
         print(render(record))
         if out is not None:
             print(f"  result: {out / 'result.json'}" + (f"\n  curve:  {out / 'curve.html'}" if record.history else ""))
+        print(f"  {threads.note()}")
     return 0 if record.status == "ok" else 1
 
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     if args.trials is not None and args.trials < 1:
         raise CLIError(f"--trials: {args.trials} is not a positive number")
-    join_threads(args)
+    print(join_threads(args).note())
     storage_url = args.storage or default_storage()
     storage = make_storage(storage_url)
     settings = StudySettings.from_study(open_study(args.study, storage, None))
