@@ -32,7 +32,6 @@ import json
 import math
 import os
 import sys
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,7 +43,7 @@ import numpy as np
 from . import __version__
 from .config import ArchConfig, ConfigError
 from .cost import closed_form_cost, distinct_networks
-from .space import DEFAULT_SPACES, FactorSpace
+from .space import DEFAULT_SPACES, FACTORS, FactorSpace, read_space_toml
 
 BASELINE_BUDGETS = (150_000_000, 300_000_000, 600_000_000)  # the budgets RESULTS.md replays
 STRATA = 10
@@ -168,11 +167,10 @@ def resolve_profile(spec: str):
         raise ConfigError(f"--profile: {err}") from None
 
 
-BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
 def default_table_path(profile_name: str, family: str = "v2") -> Path:
-    return BENCHMARKS_DIR / f"table_{family}_{profile_name}.csv"
+    """``benchmarks/table_FAMILY_PROFILE.csv`` under the current directory (the repository's own tables when
+    run from its root; an installed package has no source tree to write into)."""
+    return Path.cwd() / "benchmarks" / f"table_{family}_{profile_name}.csv"
 
 
 def meta_path(table: str | Path) -> Path:
@@ -264,9 +262,9 @@ class TableRun:
 
 def load_space(space_file: str | Path | None) -> tuple[FactorSpace, dict]:
     """The space and its parsed TOML (stored in the sidecar, so a replay needs no file)."""
-    path = Path(space_file) if space_file else DEFAULT_SPACES["v2"]
-    space = FactorSpace.load(path)
-    return space, tomllib.loads(path.read_text())
+    path = space_file or DEFAULT_SPACES["v2"]
+    data = read_space_toml(path)
+    return FactorSpace.from_dict(data, source=str(path)), data
 
 
 def table_meta(space_dict: dict, min_macs: int, max_macs: int, sample_seed: int, profile, seed: int,
@@ -314,7 +312,7 @@ def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profil
     import torch
     from tqdm import tqdm
 
-    from . import training
+    from . import threads, training
     from .data import resolve_data_root
 
     if n < 1:
@@ -354,7 +352,9 @@ def generate_table(out: str | Path, n: int, min_macs: int, max_macs: int, profil
     try:
         for config, macs in todo:
             bar.set_postfix_str(f"{config.id} {macs / 1e6:.0f}M")
-            record = training.evaluate(config, prof, root, seed, progress=False, device=dev, curve=curve)
+            threads.rebalance()  # other workers may have started or ended on this host
+            record = training.evaluate(config, prof, root, seed, progress=False, device=dev, curve=curve,
+                                       on_epoch=lambda _stats: threads.rebalance())
             append_row(out, make_row(config, record, prof.name, seed, root.name))
             added += 1
             bar.update(1)

@@ -39,6 +39,7 @@ RESOLUTION_MULTIPLE = 32
 MAX_MULTIPLIER = 4.0
 PATCH_SIZE = 2
 V1_HEADS = 4
+V1_CLASSIFIER_DROPOUT = 0.1  # v1's head: pool, dropout, FC (v2's has none; no block has any)
 V1_HEAD_CHANNELS_CAP = 960
 
 

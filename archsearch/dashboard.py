@@ -6,7 +6,7 @@ words) and the noise of a score.
 Everything shown comes from ``summary.study_facts`` (the study's one GP fit and ``decision``) and the summary
 made from it, so the page says what ``summary.json`` says; ``archsearch run`` hands both over, and without
 them they are computed here, once. The page embeds plotly.js once, so it works offline and can be mailed or
-archived as a single file. It is written to ``dashboards/NAME.html`` by default (``$ARCHSEARCH_DASHBOARDS``
+archived as a single file. It is written to ``dashboards/NAME.html`` under the current directory by default (``$ARCHSEARCH_DASHBOARDS``
 moves the folder), by ``archsearch dashboard`` and at the end of ``archsearch run`` (``write_dashboard``).
 """
 
@@ -32,7 +32,8 @@ from .search.jobs import Entry
 from .space import FACTORS
 from .summary import StudyFacts, study_facts, summarize
 
-DASHBOARDS_DIR = Path(os.environ.get("ARCHSEARCH_DASHBOARDS", Path(__file__).resolve().parent.parent / "dashboards"))
+# Under the current directory, like studies/; $ARCHSEARCH_DASHBOARDS moves it.
+DASHBOARDS_DIR = Path(os.environ.get("ARCHSEARCH_DASHBOARDS") or "dashboards").absolute()
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 # Section id -> (heading, what the reader sees), in page order.
 SECTIONS = {

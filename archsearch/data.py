@@ -82,11 +82,14 @@ class Dataset:
 
 # ---- where the data and the cache live -------------------------------------------------------------
 def default_data_candidates() -> tuple[Path, ...]:
-    """Imagenette beside the project (``../shared/datasets``), found from the package and from the CWD."""
+    """Imagenette in ``shared/datasets`` under or beside the current directory, and beside the source checkout
+    when the package runs from one (an installed package's folder says nothing about where data lives)."""
     import archsearch
 
+    candidates = [Path.cwd() / ".." / DEFAULT_DATASET, Path.cwd() / DEFAULT_DATASET]
     repo = Path(archsearch.__file__).resolve().parents[1]
-    candidates = (repo / ".." / DEFAULT_DATASET, Path.cwd() / ".." / DEFAULT_DATASET, Path.cwd() / DEFAULT_DATASET)
+    if (repo / "pyproject.toml").is_file():
+        candidates.append(repo / ".." / DEFAULT_DATASET)
     return tuple(dict.fromkeys(p.resolve() for p in candidates))
 
 
@@ -102,7 +105,8 @@ def resolve_data_root(data: str | Path | None = None) -> Path:
     for path in default_data_candidates():
         if path.is_dir():
             return path
-    raise DataError(f"no dataset found (looked for {DEFAULT_DATASET} beside the project); {hint}")
+    raise DataError(f"no dataset found (looked for {DEFAULT_DATASET} in and beside the current directory and "
+                    f"beside the project); {hint}")
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:

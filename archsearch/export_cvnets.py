@@ -1,12 +1,7 @@
 """The ``cvnets`` export: an ml-cvnets ImageNet training YAML, a model module that registers the searched
 architecture in ml-cvnets' model registry, and a README.
 
-Stock ml-cvnets scales MobileViT v2 by one width multiplier and cannot express per-stage depths (its
-MobileViT stages even hold exactly one MV2 block), so the module defines ``MODEL_NAME`` as a subclass of
-``BaseImageEncoder`` built from ml-cvnets' own layers (``ConvLayer2d``, ``InvertedResidual``,
-``MobileViTBlock`` / ``MobileViTBlockv2``, ``GlobalPool``, ``LinearLayer``) with every stage spelled out in
-``ARCHITECTURE``, registered with ``@MODEL_REGISTRY.register(name=MODEL_NAME, type="classification")``.
-ml-cvnets imports every module under ``cvnets/models/`` lazily, so copying the file there registers it.
+The model module is written by ``export_cvnets_module``.
 
 Recipes (reference: ml-cvnets' ``config/classification/imagenet/mobilevit*.yaml`` and the MobileViT papers):
 
@@ -17,7 +12,7 @@ Recipes (reference: ml-cvnets' ``config/classification/imagenet/mobilevit*.yaml`
   0.5..2.0); min LR = max LR / 10 (as in ml-cvnets' released v2 config).
 * v1: AdamW (0.9, 0.999), weight decay 0.01, cosine 0.002 -> 0.0002 with 20k warm-up iterations from 0.0002,
   300 epochs, batch 1024, label smoothing 0.1, RandomResizedCrop + flip, EMA 0.0005, multi-scale
-  variable-batch sampler (160..320 px around 256, scaled to the searched resolution), classifier dropout 0.1.
+  variable-batch sampler (160..320 px around 256, scaled to the searched resolution).
 
 Training crop = the searched resolution (256 in the papers); evaluation resizes the short side to
 ``round(1.125 * r)`` (288 for 256) and centre-crops ``r``.
@@ -31,8 +26,9 @@ from typing import Any
 
 import yaml  # PyYAML: a hard dependency of fvcore, hence always installed with archsearch
 
-from .config import V1_HEADS, ArchConfig
+from .config import V1_CLASSIFIER_DROPOUT, ArchConfig
 from .cost import count
+from .export_cvnets_module import model_module, model_options
 
 # (width, max LR, weight decay) for MobileViT v2 on ImageNet-1k, ml-cvnets recipes
 V2_LR_WD = ((0.5, 0.0090, 0.004), (0.75, 0.0090, 0.008), (1.0, 0.0075, 0.013), (1.5, 0.0035, 0.029),
@@ -105,17 +101,8 @@ def recipe(config: ArchConfig, name: str, title: str = "") -> dict[str, Any]:
             "min_crop_size_width": low, "max_crop_size_width": high,
             "min_crop_size_height": low, "max_crop_size_height": high, "check_scale": 32}}
         (max_lr, min_lr), weight_decay, warmup_init_lr = V1_LR, V1_WEIGHT_DECAY, V1_LR[1]
-    classification: dict[str, Any] = {"name": name, "n_classes": IMAGENET_CLASSES}
-    if v2:
-        # width_multiplier is informational: the registered model reads its channels from ARCHITECTURE
-        classification["mitv2"] = {"width_multiplier": config.width, "attn_norm_layer": "layer_norm_2d",
-                                   "dropout": 0.0, "ffn_dropout": 0.0, "attn_dropout": 0.0}
-    else:
-        classification["classifier_dropout"] = 0.1
-        classification["mit"] = {"dropout": 0.1, "ffn_dropout": 0.0, "attn_dropout": 0.0,
-                                 "number_heads": V1_HEADS, "conv_kernel_size": 3,
-                                 "no_fuse_local_global_features": False}
-    classification["activation"] = {"name": "swish"}
+    classification = {"name": name, "n_classes": IMAGENET_CLASSES, **model_options(config),
+                      "activation": {"name": "swish"}}
     common: dict[str, Any] = {"run_label": "train", "log_freq": 500, "auto_resume": True, "mixed_precision": True}
     if v2:
         common |= {"channels_last": True, "tensorboard_logging": False, "grad_clip": 10.0}
@@ -162,216 +149,6 @@ def to_yaml(doc: dict[str, Any], header: str = "") -> str:
     return comment + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100)
 
 
-# ---- the model module ------------------------------------------------------------------------------
-def architecture(config: ArchConfig) -> dict[str, Any]:
-    """``config.stages()`` in ml-cvnets' ``get_configuration`` vocabulary (one dict per layer)."""
-    stem, *layers = config.stages()
-    arch: dict[str, Any] = {"layer0": {"img_channels": 3, "out_channels": stem.out_channels}}
-    for spec in layers:
-        layer: dict[str, Any] = {
-            "out_channels": spec.out_channels,
-            "num_blocks": spec.mv2_blocks,
-            "expand_ratio": spec.mv2_expansion,
-            "stride": spec.stride,
-            "block_type": "mv2",
-        }
-        if spec.attn_layers:
-            layer |= {
-                "block_type": "mobilevit" if config.family == "v1" else "mobilevit_v2",
-                "attn_unit_dim": spec.attn_dim,
-                "ffn_dim": spec.ffn_dim,
-                "attn_blocks": spec.attn_layers,
-                "patch_h": 2,
-                "patch_w": 2,
-            }
-            if config.family == "v1":
-                layer["num_heads"] = V1_HEADS
-            else:
-                # MobileViTBlockv2 takes a multiplier and builds int(mult * dim // 16 * 16) channels
-                mult = spec.ffn_dim / spec.attn_dim
-                assert int(mult * spec.attn_dim // 16 * 16) == spec.ffn_dim, spec
-                layer["ffn_multiplier"] = mult
-        arch[spec.name] = layer
-    arch["head"] = {"exp_channels": config.head_channels()}
-    return arch
-
-
-MODULE_TEMPLATE = '''"""{config_id}, found by archsearch {version} (study {study!r}, trial {trial}), as an ml-cvnets model.
-
-Registers ``{name}`` in ml-cvnets' model registry (classification). Copy this file into ml-cvnets'
-``cvnets/models/classification/`` (the registry imports every module there), then train with
-``model.classification.name: {name}`` (see {yaml_name} and README.md beside this file).
-
-Every stage is spelled out in ARCHITECTURE (from archsearch's stage plan): unlike the stock
-mobilevit / mobilevit_v2 models, a MobileViT stage may hold several MV2 blocks, and channels, attention
-dims and attention-layer counts are per stage rather than derived from one width multiplier.
-Expected parameters with {num_classes} classes: {params:,}; MACs at {resolution}x{resolution}: {macs:,} (archsearch count).
-"""
-
-from typing import Dict, Tuple
-
-from torch import nn
-
-from cvnets.layers import ConvLayer2d, Dropout, GlobalPool, Identity, LinearLayer
-from cvnets.models import MODEL_REGISTRY
-from cvnets.models.classification.base_image_encoder import BaseImageEncoder
-from cvnets.modules import InvertedResidual, MobileViTBlock, MobileViTBlockv2
-
-MODEL_NAME = {name!r}
-CONFIG_ID = {config_id!r}
-FAMILY = {family!r}
-RESOLUTION = {resolution}
-PARAM_COUNT = {params}  # with {num_classes} classes (model.classification.n_classes)
-ARCHITECTURE = {architecture}
-
-
-@MODEL_REGISTRY.register(name=MODEL_NAME, type="classification")
-class {class_name}(BaseImageEncoder):
-    """{config_id}: stem, layer1..layer5 as in ARCHITECTURE, then {head_text}."""
-
-    def __init__(self, opts, *args, **kwargs) -> None:
-        num_classes = getattr(opts, "model.classification.n_classes", 1000)
-        classifier_dropout = getattr(opts, "model.classification.classifier_dropout", 0.0)
-        pool_type = getattr(opts, "model.layer.global_pool", "mean")
-        super().__init__(opts, *args, **kwargs)
-
-        cfg = ARCHITECTURE
-        self.model_conf_dict = dict()
-        image_channels = cfg["layer0"]["img_channels"]
-        out_channels = cfg["layer0"]["out_channels"]
-        self.conv_1 = ConvLayer2d(
-            opts=opts,
-            in_channels=image_channels,
-            out_channels=out_channels,
-            kernel_size=3,
-            stride=2,
-            use_norm=True,
-            use_act=True,
-        )
-        self.model_conf_dict["conv1"] = {{"in": image_channels, "out": out_channels}}
-
-        in_channels = out_channels
-        for index, dilate in ((1, False), (2, False), (3, False), (4, self.dilate_l4), (5, self.dilate_l5)):
-            layer, out_channels = self._make_layer(opts, in_channels, cfg["layer%d" % index], dilate)
-            setattr(self, "layer_%d" % index, layer)
-            self.model_conf_dict["layer%d" % index] = {{"in": in_channels, "out": out_channels}}
-            in_channels = out_channels
-
-        exp_channels = cfg["head"]["exp_channels"]
-        if exp_channels:
-            self.conv_1x1_exp = ConvLayer2d(
-                opts=opts,
-                in_channels=in_channels,
-                out_channels=exp_channels,
-                kernel_size=1,
-                stride=1,
-                use_norm=True,
-                use_act=True,
-            )
-        else:
-            self.conv_1x1_exp = Identity()
-            exp_channels = in_channels
-        self.model_conf_dict["exp_before_cls"] = {{"in": in_channels, "out": exp_channels}}
-
-        self.classifier = nn.Sequential()
-        self.classifier.add_module(name="global_pool", module=GlobalPool(pool_type=pool_type, keep_dim=False))
-        if 0.0 < classifier_dropout < 1.0:
-            self.classifier.add_module(name="dropout", module=Dropout(p=classifier_dropout, inplace=True))
-        self.classifier.add_module(
-            name="fc", module=LinearLayer(in_features=exp_channels, out_features=num_classes, bias=True)
-        )
-
-        self.check_model()
-        self.reset_parameters(opts=opts)
-
-    def _make_layer(self, opts, input_channel: int, cfg: Dict, dilate: bool = False) -> Tuple[nn.Sequential, int]:
-        """num_blocks MV2 blocks (the first with the stage's stride), then the MobileViT block if any."""
-        prev_dilation = self.dilation
-        blocks = []
-        for i in range(cfg["num_blocks"]):
-            stride = cfg["stride"] if i == 0 else 1
-            dilation = prev_dilation if i == 0 else self.dilation
-            if stride == 2 and dilate:
-                self.dilation *= 2
-                stride = 1
-            blocks.append(
-                InvertedResidual(
-                    opts=opts,
-                    in_channels=input_channel,
-                    out_channels=cfg["out_channels"],
-                    stride=stride,
-                    expand_ratio=cfg["expand_ratio"],
-                    dilation=dilation,
-                )
-            )
-            input_channel = cfg["out_channels"]
-
-        if cfg["block_type"] == "mobilevit":
-            dim = cfg["attn_unit_dim"]
-            blocks.append(
-                MobileViTBlock(
-                    opts=opts,
-                    in_channels=input_channel,
-                    transformer_dim=dim,
-                    ffn_dim=cfg["ffn_dim"],
-                    n_transformer_blocks=cfg["attn_blocks"],
-                    head_dim=dim // cfg["num_heads"],
-                    attn_dropout=getattr(opts, "model.classification.mit.attn_dropout", 0.0),
-                    dropout=getattr(opts, "model.classification.mit.dropout", 0.1),
-                    ffn_dropout=getattr(opts, "model.classification.mit.ffn_dropout", 0.0),
-                    patch_h=cfg["patch_h"],
-                    patch_w=cfg["patch_w"],
-                    conv_ksize=3,
-                    dilation=self.dilation,
-                )
-            )
-        elif cfg["block_type"] == "mobilevit_v2":
-            blocks.append(
-                MobileViTBlockv2(
-                    opts=opts,
-                    in_channels=input_channel,
-                    attn_unit_dim=cfg["attn_unit_dim"],
-                    ffn_multiplier=cfg["ffn_multiplier"],
-                    n_attn_blocks=cfg["attn_blocks"],
-                    attn_dropout=getattr(opts, "model.classification.mitv2.attn_dropout", 0.0),
-                    dropout=getattr(opts, "model.classification.mitv2.dropout", 0.0),
-                    ffn_dropout=getattr(opts, "model.classification.mitv2.ffn_dropout", 0.0),
-                    patch_h=cfg["patch_h"],
-                    patch_w=cfg["patch_w"],
-                    conv_ksize=3,
-                    dilation=self.dilation,
-                    attn_norm_layer=getattr(opts, "model.classification.mitv2.attn_norm_layer", "layer_norm_2d"),
-                )
-            )
-        return nn.Sequential(*blocks), input_channel
-'''
-
-
-def _pretty(obj: Any, indent: int = 0) -> str:
-    """A Python literal of nested dicts, one layer per line (JSON scalars read as Python: True/False)."""
-    if isinstance(obj, dict) and indent == 0:
-        inner = "".join(f"    {k!r}: {_pretty(v, 1)},\n" for k, v in obj.items())
-        return "{\n" + inner + "}"
-    if isinstance(obj, dict):
-        return "{" + ", ".join(f"{k!r}: {_pretty(v, 1)}" for k, v in obj.items()) + "}"
-    return repr(obj)
-
-
-def model_module(config: ArchConfig, name: str, *, params: int, macs: int, study: str = "",
-                 trial: int | str = "", yaml_name: str = "the YAML") -> str:
-    from . import __version__
-
-    class_name = "".join(part.capitalize() for part in name.split("_"))
-    head_text = ("a 1x1 conv to %d channels, global pool, dropout, FC" % config.head_channels()
-                 if config.head_channels() else "global pool and FC")
-    return MODULE_TEMPLATE.format(
-        config_id=config.id, version=__version__, study=study, trial=trial, name=name, yaml_name=yaml_name,
-        num_classes=config.num_classes, params=params, macs=macs, resolution=config.resolution,
-        family=config.family, architecture=_pretty(architecture(config)), class_name=class_name,
-        head_text=head_text,
-    )
-
-
 # ---- README ----------------------------------------------------------------------------------------
 def readme(config: ArchConfig, name: str, yaml_name: str, module_name: str, doc: dict[str, Any], *,
            params: int, macs: int, study: str, trial: int | str) -> str:
@@ -390,7 +167,16 @@ def readme(config: ArchConfig, name: str, yaml_name: str, module_name: str, doc:
     if config.family == "v1" and config.stages()[0].out_channels != 16:
         notes.append(f"- The stem has {config.stages()[0].out_channels} channels (stock ml-cvnets v1 fixes 16): "
                      "the width factor scales it too.")
-    notes_text = "\n".join(notes) or "- None: the registered model is the searched architecture as archsearch builds it."
+    dropout = (f"its only dropout is {V1_CLASSIFIER_DROPOUT}, before the FC" if config.family == "v1"
+               else "it has no dropout")
+    notes.append(f"- The registered model is the searched architecture as archsearch builds it ({dropout}). "
+                 f"The `model.classification` options of `{yaml_name}` are the ones `{module_name}` reads (its "
+                 "`OPTIONS`); it refuses other values, from the YAML or the command line, since they would build "
+                 "another network.")
+    notes_text = "\n".join(notes)
+    head = ", ".join(([f"1x1 conv to {config.head_channels()} channels"] if config.head_channels() else [])
+                     + ["global average pool"] + ([f"dropout {V1_CLASSIFIER_DROPOUT}"] if config.family == "v1" else [])
+                     + ["FC"])
     return f"""# {config.id} for ml-cvnets
 
 Exported by archsearch from study `{study}`, trial {trial}. Files:
@@ -418,7 +204,7 @@ live in `{module_name}`'s `ARCHITECTURE`; the YAML selects it with `model.classi
 |---|---|---|---|---|---|---|
 {rows}
 
-Head: {f"1x1 conv to {config.head_channels()} channels, " if config.head_channels() else ""}global average pool, FC.
+Head: {head}.
 Expected: {params:,} parameters ({config.num_classes} classes), {macs:,} MACs at {r}x{r}, batch 1 (archsearch count).
 
 ## Recipe

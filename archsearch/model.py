@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PATCH_SIZE, V1_HEADS, ArchConfig, StageSpec, make_divisible
+from .config import PATCH_SIZE, V1_CLASSIFIER_DROPOUT, V1_HEADS, ArchConfig, StageSpec, make_divisible
 
 
 class ConvNormAct(nn.Sequential):
@@ -181,7 +181,7 @@ class ClassifierHead(nn.Module):
         super().__init__()
         self.conv_exp = ConvNormAct(c_in, expansion_channels, 1) if expansion_channels else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(0.1) if expansion_channels else nn.Identity()
+        self.dropout = nn.Dropout(V1_CLASSIFIER_DROPOUT) if expansion_channels else nn.Identity()
         self.fc = nn.Linear(expansion_channels or c_in, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

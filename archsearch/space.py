@@ -1,4 +1,7 @@
-"""The factor space: range and step of each global factor, read from ``search_spaces/*.toml``.
+"""The factor space: range and step of each global factor, read from a TOML file.
+
+The default spaces ship inside the package (``archsearch/spaces/*.toml``, read through ``importlib.resources``
+so that an installed wheel finds them too); ``--space FILE`` reads a user's own.
 
 A space enumerates its grid, samples from it, checks that a config is one of its points, and maps configs
 to the unit cube (the coordinates the surrogate models). Factors are always in ``FACTORS`` order.
@@ -11,6 +14,8 @@ import random
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from itertools import product
 from pathlib import Path
 
@@ -19,8 +24,26 @@ import numpy as np
 from .config import ArchConfig, ConfigError
 
 FACTORS = ("resolution", "width", "mv2_depth", "vit_depth")
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-DEFAULT_SPACES = {"v1": SPACES_DIR / "mobilevit_v1.toml", "v2": SPACES_DIR / "mobilevit_v2.toml"}
+# Package data (declared in pyproject.toml): a Traversable, a plain Path for an ordinary install.
+DEFAULT_SPACES: dict[str, Traversable] = {
+    family: files("archsearch") / "spaces" / f"mobilevit_{family}.toml" for family in ("v1", "v2")
+}
+
+
+def read_space_toml(path: str | Path | Traversable) -> dict:
+    """The parsed TOML of a space file (a user's path, or one of ``DEFAULT_SPACES``)."""
+    if isinstance(path, str):
+        path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"space: no such file {path}") from None
+    except (IsADirectoryError, UnicodeDecodeError) as err:
+        raise ConfigError(f"space: cannot read {path} ({err})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"space: {path} is not valid TOML ({err})") from None
 
 
 @dataclass(frozen=True)
@@ -62,15 +85,8 @@ class FactorSpace:
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path) -> FactorSpace:
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"space: no such file {path}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"space: {path} is not valid TOML ({err})") from None
-        return cls.from_dict(data, source=str(path))
+    def load(cls, path: str | Path | Traversable) -> FactorSpace:
+        return cls.from_dict(read_space_toml(path), source=str(path))
 
     @classmethod
     def default(cls, family: str = "v2") -> FactorSpace:

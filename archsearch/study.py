@@ -29,7 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import ArchConfig, ConfigError
 from .space import FACTORS, FactorSpace
 
-STUDIES_DIR = Path(os.environ.get("ARCHSEARCH_STUDIES", Path(__file__).resolve().parent.parent / "studies"))
+# Under the current directory (an installed package has no source tree to write into); $ARCHSEARCH_STUDIES moves it.
+STUDIES_DIR = Path(os.environ.get("ARCHSEARCH_STUDIES") or "studies").absolute()
 STRATEGIES = ("gp", "nsga3", "tpe", "random", "design")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -105,6 +106,21 @@ def make_storage(url: str | None) -> optuna.storages.BaseStorage:
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def data_tag(data: str | Path) -> str:
+    """A short readable tag of a dataset root: its folder name and a hash of its resolved path, so that two
+    folders both named ``train`` differ and the same folder, however spelled, gives the same tag."""
+    path = Path(data).expanduser().resolve()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name).strip("._-")[:40] or "data"
+    return f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:6]}"
+
+
+def default_study_name(family: str, mac_budget: int, strategy: str, profile: str, seed: int,
+                       data: str | Path) -> str:
+    """The study ``archsearch run`` opens without ``--study``: one per search problem, the dataset included
+    (a study refuses to resume with other settings, so a name without it would block a run on other data)."""
+    return check_name(f"{family}-{mac_budget / 1e6:g}M-{strategy}-{profile}-s{seed}-{data_tag(data)}")
 
 
 def check_name(name: str) -> str:

@@ -80,6 +80,22 @@ def isolated_studies(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def isolated_workers(tmp_path, monkeypatch):
+    """Training started by a test (in this process or a child) joins a worker registry of the test's own, not
+    the user's; torch's thread count is restored afterwards."""
+    import torch
+
+    import archsearch.threads as threads
+
+    monkeypatch.setenv(threads.REGISTRY_ENV, str(tmp_path / "workers"))
+    monkeypatch.setattr(threads, "_registration", None)
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def imagenette():
     """The real default dataset (Imagenette beside the project); end-to-end tests skip without it."""

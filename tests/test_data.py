@@ -234,6 +234,17 @@ def test_data_root_resolution_order(folder, tmp_path, monkeypatch):
         resolve_data_root()
 
 
+def test_default_data_is_found_from_the_current_directory(tmp_path, monkeypatch):
+    """As for an installed package: ``shared/datasets/imagenette2-224`` under or beside the current directory."""
+    dataset = make_image_folder(tmp_path / data.DEFAULT_DATASET)
+    monkeypatch.delenv("ARCHSEARCH_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_root() == dataset.resolve()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert resolve_data_root() == dataset.resolve()
+
+
 def test_fingerprint_follows_content(folder):
     first = fingerprint(folder)
     assert fingerprint(folder) == first

@@ -1,4 +1,5 @@
-"""``archsearch export``: JSON record round trip, ml-cvnets YAML and registry module, timm file (real timm), ONNX.
+"""``archsearch export``: JSON record round trip, ml-cvnets YAML (its model module: test_export_cvnets.py),
+timm file (real timm), ONNX.
 
 The timm test installs timm 1.0.31 with ``pip --no-deps`` into ``.cache/`` (timm declares torchvision as a
 dependency, which archsearch must not pull in); timm imports torchvision at import time for data transforms
@@ -30,9 +31,10 @@ from archsearch.cli import main
 from archsearch.config import ArchConfig, ConfigError
 from archsearch.cost import count
 from archsearch.export import export_onnx, load_exported_config
-from archsearch.export_cvnets import model_module, recipe
+from archsearch.export_cvnets import recipe
 from archsearch.export_timm import timm_source
 from archsearch.model import build_model
+from archsearch.space import DEFAULT_SPACES
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 300_000_000
@@ -239,146 +241,6 @@ def _module_constants(source: str) -> dict:
     return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
             and node.targets[0].id.isupper()}
-
-
-CVNETS_STUB = {
-    "cvnets/__init__.py": "",
-    "cvnets/layers.py": '''
-        import torch
-        from torch import nn
-
-        class ConvLayer2d(nn.Sequential):
-            def __init__(self, opts, in_channels, out_channels, kernel_size, stride=1, dilation=1, groups=1,
-                         bias=False, padding_mode="zeros", use_norm=True, use_act=True, act_name=None):
-                super().__init__()
-                self.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                                                  kernel_size // 2, groups=groups, bias=bias or not use_norm))
-                if use_norm:
-                    self.add_module("norm", nn.BatchNorm2d(out_channels))
-                if use_act:
-                    self.add_module("act", nn.SiLU())
-
-        class GlobalPool(nn.Module):
-            def __init__(self, pool_type="mean", keep_dim=False):
-                super().__init__()
-            def forward(self, x):
-                return x.mean(dim=(-2, -1))
-
-        def LinearLayer(in_features, out_features, bias=True):
-            return nn.Linear(in_features, out_features, bias=bias)
-
-        Identity = nn.Identity
-
-        def Dropout(p=0.0, inplace=False):
-            return nn.Dropout(p, inplace)
-    ''',
-    "cvnets/models/__init__.py": '''
-        class Registry:
-            def __init__(self):
-                self.models = {}
-            def register(self, name, type):
-                def wrap(cls):
-                    self.models[name, type] = cls
-                    return cls
-                return wrap
-            def __getitem__(self, key):
-                return self.models[key]
-
-        MODEL_REGISTRY = Registry()
-    ''',
-    "cvnets/models/classification/__init__.py": "",
-    "cvnets/models/classification/base_image_encoder.py": '''
-        from torch import nn
-
-        class BaseImageEncoder(nn.Module):
-            def __init__(self, opts, *args, **kwargs):
-                super().__init__()
-                self.conv_1 = self.layer_1 = self.layer_2 = self.layer_3 = None
-                self.layer_4 = self.layer_5 = self.conv_1x1_exp = self.classifier = None
-                self.dilation, self.dilate_l4, self.dilate_l5 = 1, False, False
-                self.model_conf_dict = dict()
-            def check_model(self):
-                assert self.model_conf_dict and self.classifier is not None and self.conv_1x1_exp is not None
-            def reset_parameters(self, opts):
-                pass
-            def forward(self, x):
-                for name in ("conv_1", "layer_1", "layer_2", "layer_3", "layer_4", "layer_5", "conv_1x1_exp",
-                             "classifier"):
-                    x = getattr(self, name)(x)
-                return x
-    ''',
-    # ml-cvnets' blocks with ml-cvnets' signatures, built from archsearch's identical blocks
-    "cvnets/modules.py": '''
-        from archsearch import model as m
-
-        def InvertedResidual(opts, in_channels, out_channels, stride, expand_ratio, dilation=1,
-                             skip_connection=True):
-            return m.InvertedResidual(in_channels, out_channels, stride, expand_ratio)
-
-        def MobileViTBlock(opts, in_channels, transformer_dim, ffn_dim, n_transformer_blocks=2, head_dim=32,
-                           attn_dropout=0.0, dropout=0.0, ffn_dropout=0.0, patch_h=8, patch_w=8,
-                           transformer_norm_layer="layer_norm", conv_ksize=3, dilation=1, no_fusion=False):
-            assert transformer_dim // head_dim == 4 and (patch_h, patch_w, conv_ksize) == (2, 2, 3)
-            return m.MobileViTBlock(in_channels, transformer_dim, ffn_dim, n_transformer_blocks)
-
-        def MobileViTBlockv2(opts, in_channels, attn_unit_dim, ffn_multiplier=2.0, n_attn_blocks=2,
-                             attn_dropout=0.0, dropout=0.0, ffn_dropout=0.0, patch_h=8, patch_w=8, conv_ksize=3,
-                             dilation=1, attn_norm_layer="layer_norm_2d"):
-            assert (patch_h, patch_w, conv_ksize) == (2, 2, 3)
-            ffn = int((ffn_multiplier * attn_unit_dim) // 16 * 16)  # ml-cvnets' rule
-            return m.MobileViTV2Block(in_channels, attn_unit_dim, ffn, n_attn_blocks)
-    ''',
-}
-
-
-@pytest.fixture
-def cvnets_stub(tmp_path, monkeypatch):
-    """An importable stand-in for ml-cvnets' public API (registry, layers, blocks, BaseImageEncoder)."""
-    root = tmp_path / "stub"
-    for name, text in CVNETS_STUB.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(textwrap.dedent(text))
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    for name in [n for n in sys.modules if n == "cvnets" or n.startswith("cvnets.")]:
-        del sys.modules[name]
-
-
-@pytest.mark.parametrize("config", [
-    ArchConfig("v2", resolution=128, width=0.625, mv2_depth=1.75, vit_depth=0.5, num_classes=100),
-    ArchConfig("v1", variant="xs", resolution=128, width=0.75, mv2_depth=2.0, vit_depth=1.5),
-], ids=lambda c: c.id)
-def test_cvnets_module_registers_the_exact_architecture(config, cvnets_stub):
-    params = count(config, "closed_form").params
-    source = model_module(config, "archsearch_test_model", params=params, macs=0)
-    constants = _module_constants(source)
-    assert constants["MODEL_NAME"] == "archsearch_test_model" and constants["PARAM_COUNT"] == params
-    arch = constants["ARCHITECTURE"]
-    stem, *layers = config.stages()
-    assert arch["layer0"]["out_channels"] == stem.out_channels
-    for spec in layers:
-        layer = arch[spec.name]
-        assert (layer["out_channels"], layer["num_blocks"], layer["stride"], layer["expand_ratio"]) == (
-            spec.out_channels, spec.mv2_blocks, spec.stride, spec.mv2_expansion)
-        if spec.attn_layers:
-            assert (layer["attn_unit_dim"], layer["ffn_dim"], layer["attn_blocks"]) == (
-                spec.attn_dim, spec.ffn_dim, spec.attn_layers)
-        else:
-            assert layer["block_type"] == "mv2"
-    assert arch["head"]["exp_channels"] == config.head_channels()
-    # run it against the stand-in API: the registered model has exactly archsearch's parameters
-    path = cvnets_stub / "generated_model.py"
-    path.write_text(source)
-    spec_ = importlib.util.spec_from_file_location("generated_model", path)
-    module = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(module)
-    from cvnets.models import MODEL_REGISTRY
-
-    opts = argparse.Namespace(**{"model.classification.n_classes": config.num_classes})
-    model = MODEL_REGISTRY["archsearch_test_model", "classification"](opts).eval()
-    assert sum(p.numel() for p in model.parameters()) == params
-    with torch.no_grad():
-        assert model(torch.zeros(1, 3, config.resolution, config.resolution)).shape == (1, config.num_classes)
 
 
 # ---- timm --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ..bench import (
 )
 from ..search import BudgetError, parse_macs
 from ..training import PROFILES
-from .common import CLIError, sigterm_as_interrupt
+from .common import CLIError, add_threads_option, join_threads, sigterm_as_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "are scored again); the settings are kept in TABLE.json beside the table, and resuming with other ones "
         "is an error. Then: archsearch replay --table TABLE.",
     )
-    parser.add_argument("--out", help="the CSV table (default: benchmarks/table_v2_PROFILE.csv)")
+    parser.add_argument("--out", help="the CSV table (default: benchmarks/table_v2_PROFILE.csv under the current directory)")
     parser.add_argument("--configs", type=int, default=150, help="configs in the sample (default 150)")
     parser.add_argument("--min-macs", default="100M", help="cheapest config to sample (default 100M)")
     parser.add_argument("--max-macs", default="1G", help="dearest config to sample (default 1G)")
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="seed of the sample's tie-breaking order (default 0)")
     parser.add_argument("--data", help="ImageFolder root (default: $ARCHSEARCH_DATA, else Imagenette in "
                                        "../shared/datasets)")
-    parser.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_v2.toml)")
+    parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package)")
     parser.add_argument("--dry-run", action="store_true", help="list the sample and exit; train nothing")
     parser.add_argument("--curve", action="store_true",
                         help="also score every epoch (column curve): the scores a promotion that continues from "
@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--all-rows", action="store_true",
                         help="with --compare: also use rows trained at another resolution than today's exact one "
                         "(tables scored before the exact resolution; left out by default)")
+    add_threads_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     device = f"GPU {torch.cuda.get_device_name(0)}" if gpu else "CPU (no GPU found)"
     reduced = "" if gpu or profile.name not in ("proxy", "full") else "; a GPU profile on a CPU: this takes very long"
+    print(join_threads(args).note())
     print(f"table {out} (settings in {meta_path(out)})")
     print(f"{len(sample)} configs in {args.min_macs}..{args.max_macs} MACs, profile {profile.name} on {device}"
           + ("" if gpu else ", a reduced CPU profile") + reduced + f", seed {args.seed}")

@@ -9,9 +9,12 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..config import FAMILIES, PRESETS, V1_VARIANTS, ArchConfig, ConfigError, preset
+
+if TYPE_CHECKING:
+    from ..threads import ThreadChoice
 
 
 class CLIError(Exception):
@@ -64,6 +67,30 @@ def as_option_error(err: ValueError) -> CLIError:
     """'width: 3 is not ...' (a config field) -> '--width: 3 is not ...' (the option the user typed)."""
     field, _, reason = str(err).partition(": ")
     return CLIError(f"--{field.replace('_', '-')}: {reason}")
+
+
+def _threads(text: str) -> int | None:
+    from ..threads import parse_threads
+
+    try:
+        return parse_threads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
+                        help="torch threads for training: N, or auto (default): the cores this process may use "
+                        "(its CPU affinity) divided by the archsearch processes training on this host, re-read "
+                        "before every trial; $OMP_NUM_THREADS, when set, counts as N")
+
+
+def join_threads(args: argparse.Namespace) -> ThreadChoice:
+    """Register this training process on the host and set its torch threads (``--threads``); the caller
+    prints the choice's one-line ``note()`` where its output has room for it."""
+    from ..threads import join
+
+    return join(args.threads)
 
 
 def print_json(obj: Any) -> None:

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_options(parser)
     parser.add_argument(
         "--space",
-        help="factor-space TOML the factors must lie in (default: search_spaces/mobilevit_<family>.toml)",
+        help="factor-space TOML file the factors must lie in (default: the family's space shipped in the "
+        "package, archsearch/spaces/mobilevit_<family>.toml)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(handler=run)

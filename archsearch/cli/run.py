@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
-from pathlib import Path
 
 from ..search import BudgetError, TrainingEvaluator, check_ladder, feasible_grid, parse_macs, recover_interrupted, run_trials
-from ..space import DEFAULT_SPACES, FactorSpace
-from ..study import STRATEGIES, ResultCache, StudySettings, default_storage, exclusive_run, is_sqlite, make_storage, \
-    open_study, redact
-from .common import CLIError, quiet_optuna, sigterm_as_interrupt
+from ..space import DEFAULT_SPACES, FactorSpace, read_space_toml
+from ..study import STRATEGIES, ResultCache, StudySettings, default_storage, default_study_name, exclusive_run, \
+    is_sqlite, make_storage, open_study, redact
+from .common import CLIError, add_threads_option, join_threads, quiet_optuna, sigterm_as_interrupt
 
 # Rung-0 proposals that fit each default on the machine at hand (about 15 minutes on a 2-core CPU).
 DEFAULT_TRIALS = {"cpu": 8, "gpu": 40}
@@ -32,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--mac-budget", required=True,
                         help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000")
-    parser.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_v2.toml)")
-    parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed)")
+    parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package, "
+                        "archsearch/spaces/mobilevit_v2.toml)")
+    parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed and "
+                        "dataset, e.g. v2-300M-gp-smoke-short-s0-imagenette2-224-1a2b3c)")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()}); "
                                           "postgresql://USER:PASS@HOST/DB for many machines")
     fid = parser.add_argument_group("fidelity (default: smoke,short on a CPU; proxy-r0,proxy-r1,proxy on a GPU)")
@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "in ../shared/datasets)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the strategy and of every training; repeats use the next seeds (default 0)")
+    add_threads_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-dashboard", dest="dashboard", action="store_false",
                         help="do not write the HTML dashboard at the end (default: dashboards/STUDY.html)")
@@ -88,8 +89,9 @@ def choose_ladder(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     budget = parse_macs(args.mac_budget)
-    space_path = Path(args.space) if args.space else DEFAULT_SPACES["v2"]
-    space = FactorSpace.load(space_path)
+    space_path = args.space or DEFAULT_SPACES["v2"]
+    space_toml = read_space_toml(space_path)
+    space = FactorSpace.from_dict(space_toml, source=str(space_path))
     lad, default_trials, why = choose_ladder(args)
     check_ladder(space, lad)
     if args.strategy == "nsga3" and lad.top > 0:
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     trials = args.trials if args.trials is not None else default_trials
     if trials < 1:
         raise CLIError(f"--trials: {trials} is not a positive number")
+    print(join_threads(args).note())
     from ..data import resolve_data_root
 
     data = str(resolve_data_root(args.data))
@@ -104,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
-    settings = StudySettings(space=tomllib.loads(space_path.read_text()), mac_budget=budget, ladder=lad.to_dict(),
+    settings = StudySettings(space=space_toml, mac_budget=budget, ladder=lad.to_dict(),
                              data=data, strategy=args.strategy, seed=args.seed, trials=trials)
-    name = args.study or f"{space.family}-{budget / 1e6:g}M-{args.strategy}-{lad.name.replace('>', '-')}-s{args.seed}"
+    name = args.study or default_study_name(space.family, budget, args.strategy, lad.name.replace(">", "-"),
+                                            args.seed, data)
     storage_url = args.storage or default_storage()
     from ..summary import plan_for
 

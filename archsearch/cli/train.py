@@ -8,8 +8,17 @@ import sys
 from pathlib import Path
 
 from .. import checkpoint
+from ..threads import rebalance
 from ..training import PROFILES, EvalRecord, evaluate
-from .common import CLIError, add_config_options, config_from_args, print_json, sigterm_as_interrupt
+from .common import (
+    CLIError,
+    add_config_options,
+    add_threads_option,
+    config_from_args,
+    join_threads,
+    print_json,
+    sigterm_as_interrupt,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="checkpoint folder: checkpoint every epoch, resume from the last checkpoint "
                         "there, write result.json and curve.html (default with --config: train-PROFILE-sSEED "
                         "beside the config file; without --config: no checkpoints)")
+    add_threads_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the record as one JSON object")
     parser.set_defaults(handler=run)
@@ -60,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
     if out is None and args.config:
         out = Path(args.config).resolve().parent / f"train-{args.profile}-s{args.seed}"
     extra = {"epochs": args.epochs} if args.epochs else {}
+    threads = join_threads(args)
     if out is not None:
         print(f"checkpoints in {out}" + (" (resuming)" if (out / checkpoint.LAST).exists() else ""))
     try:
         with sigterm_as_interrupt():
             record = evaluate(config, args.profile, args.data, args.seed, progress=not args.quiet,
-                              classes=args.classes, checkpoint_dir=out, **extra)
+                              classes=args.classes, checkpoint_dir=out, on_epoch=lambda _stats: rebalance(),
+                              **extra)
     except KeyboardInterrupt:
         if out is None:
             raise
@@ -77,10 +89,12 @@ def run(args: argparse.Namespace) -> int:
             checkpoint.write_curve(out, record.history, f"{record.config_id}, profile {args.profile}")
     if args.json:
         print_json(record.to_dict())
+        print(threads.note(), file=sys.stderr)  # stdout holds the record alone
     else:
         print(render(record))
         if out is not None:
             print(f"  result: {out / 'result.json'}" + (f"\n  curve:  {out / 'curve.html'}" if record.history else ""))
+        print(f"  {threads.note()}")
     return 0 if record.status == "ok" else 1
 
 

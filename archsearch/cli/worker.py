@@ -20,7 +20,7 @@ from ..study import (
     open_study,
     redact,
 )
-from .common import CLIError, quiet_optuna, sigterm_as_interrupt
+from .common import CLIError, add_threads_option, join_threads, quiet_optuna, sigterm_as_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", type=int,
                         help="stop after training this many trials (default: until the study has all it asked for)")
     parser.add_argument("--data", help="dataset root on this machine, if not where the study says")
+    add_threads_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     if args.trials is not None and args.trials < 1:
         raise CLIError(f"--trials: {args.trials} is not a positive number")
+    print(join_threads(args).note())
     storage_url = args.storage or default_storage()
     storage = make_storage(storage_url)
     settings = StudySettings.from_study(open_study(args.study, storage, None))

@@ -284,10 +284,12 @@ class TrainingEvaluator:
         return train_resolution(job.config, self.ladder.rungs[job.rung].resolution_scale)
 
     def __call__(self, job: Job) -> dict:
+        from .. import threads
         from ..training import evaluate
 
+        threads.rebalance()  # other workers may have started or ended on this host since the last job
         record = evaluate(job.config, self.ladder.rungs[job.rung], self.data, job.seed, progress=self.progress,
-                          device=self.device)
+                          device=self.device, on_epoch=lambda _stats: threads.rebalance())
         return record.to_dict()
 
 
