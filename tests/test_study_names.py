@@ -37,7 +37,7 @@ def test_run_on_other_data_opens_another_study(tmp_path, monkeypatch, capsys, is
     the same dataset again resumes the first. Trials are scored by the synthetic evaluator (no training)."""
     from conftest import SyntheticEvaluator
 
-    monkeypatch.setattr(run_command, "TrainingEvaluator", lambda *args, **kwargs: SyntheticEvaluator())
+    monkeypatch.setattr(run_command, "TrainingEvaluator", lambda ladder, *args, **kwargs: SyntheticEvaluator(ladder))
     roots = [tmp_path / "one" / "train", tmp_path / "two" / "train"]
     for root in roots:
         root.mkdir(parents=True)
