@@ -85,7 +85,10 @@ def test_tiny_run_writes_under_the_current_directory(installed, workdir):
     (summary,) = (workdir / "studies").glob("*/summary.json")
     name = summary.parent.name
     assert name.startswith("v2-300M-gp-tiny-s0-imagenette2-224-")
-    assert json.loads(summary.read_text())["counts"]["trained"] == 2  # one trial and the baseline
+    facts = json.loads(summary.read_text())
+    records = [r for rung in facts["rungs"] for r in rung]
+    assert [r["role"] for r in records].count("search") == 1  # the one trial asked for; the rest are baselines
+    assert facts["counts"]["trained"] == len(records) and len(facts["baselines"]) == 3
     assert (workdir / "studies" / "archsearch.db").is_file()
     assert (workdir / "dashboards" / f"{name}.html").stat().st_size > 100_000
     installed_package = python.parent.parent / "lib"

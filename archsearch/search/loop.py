@@ -85,8 +85,12 @@ def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluat
             _show(bar, ledger, plan)
             step = plan.next(ledger)
             queued = any(t.state == TrialState.WAITING for t in trials)
-            if isinstance(step, Done) and not queued:
+            running = any(t.state == TrialState.RUNNING for t in trials)
+            if isinstance(step, Done) and not queued and not running:
                 break
+            if isinstance(step, Done) and not queued:
+                time.sleep(poll_s)  # a worker still inside a proposal ends it as surplus, a dead one goes stale
+                continue
             if isinstance(step, Wait) and not queued:
                 time.sleep(poll_s)  # the jobs that decide what comes next run elsewhere
                 continue
