@@ -112,10 +112,15 @@ def tiny_conv():
 
 @pytest.mark.parametrize("backend", ["ort-cpu", "torch-cpu"])
 def test_a_tiny_model_is_timed_with_pinned_threads_recorded(backend):
-    before = torch.get_num_threads()
+    original = torch.get_num_threads()
+    torch.set_num_threads(original + 1)  # a training process's own setting, unlike the measurement's
     runs = 12
-    (record,) = measure_modules([("tiny", tiny_conv(), (1, 3, 16, 16))], backend, threads=1, runs=runs, warmup=2)
-    assert torch.get_num_threads() == before  # restored for a training process that shares the interpreter
+    try:
+        (record,) = measure_modules([("tiny", tiny_conv(), (1, 3, 16, 16))], backend, threads=1, runs=runs,
+                                    warmup=2)
+        assert torch.get_num_threads() == original + 1  # restored for the process that shares the interpreter
+    finally:
+        torch.set_num_threads(original)
     assert record.target == "tiny" and record.backend == backend and record.batch == 1
     assert record.threads == 1 and record.cores == tuple(sorted(os.sched_getaffinity(0)))
     assert record.runs == runs == len(record.times_ms) and record.warmup == 2
