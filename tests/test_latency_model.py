@@ -25,8 +25,10 @@ from archsearch.latency.figures import (
     AccuracyPoint,
     LatencyPoint,
     accuracy_pareto_figure,
+    grid_points,
     latency_macs_figure,
     pareto_front,
+    table_points,
 )
 from archsearch.latency.predict import KINDS, error_summary, feature_matrix, fit_model, save_model
 from archsearch.latency.table import LatencyTable
@@ -265,6 +267,16 @@ def test_latency_macs_figure_shows_both_families_measured_and_predicted():
         assert f"{family} measured" in names and f"{family} predicted (grid)" in names
     assert any(n.startswith("latency budget 3.5 ms") for n in names)
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_points_from_a_model_and_a_table(linear_model):
+    grid = grid_points(linear_model, SPACE)
+    assert [p.config_id for p in grid] == [c.id for c in CONFIGS] and not any(p.measured for p in grid)
+    assert [p.latency_ms for p in grid] == linear_model.predict_ms(CONFIGS).tolist()
+    table = synthetic_table(smooth_truth(CONFIGS))
+    measured = table_points(table)
+    assert all(p.measured for p in measured) and [p.macs for p in measured] == MACS
+    assert [p.latency_ms for p in measured] == list(table.latency_ms)
 
 
 def test_accuracy_pareto_figure_crosses_out_configs_over_the_latency_budget():

@@ -53,11 +53,11 @@ def write_space(tmp_path, data, name="space.toml"):
     return path
 
 
-def measure_tiny(out, runs=2, threads=1, lut=True):
+def measure_tiny(out, runs=2, threads=1, lut=True, passes=1):
     space = FactorSpace.from_dict(TINY)
     sample = [c for c, _ in distinct_networks(space)]
     return space, sample, measure_table(out, space, TINY, sample, "ort-cpu", 1, threads, runs, 0, 1, 1, 10**12,
-                                        chunk=3, lut=lut)
+                                        chunk=3, lut=lut, passes=passes)
 
 
 def test_a_table_is_measured_resumed_and_its_lookup_table_covers_the_grid(tmp_path):
@@ -81,6 +81,24 @@ def test_a_table_is_measured_resumed_and_its_lookup_table_covers_the_grid(tmp_pa
     table = load_latency_table(out)
     assert table.configs == tuple(sample) and table.lut.keys() == lut
     assert load_latency_table(out, "cpu").latency_ms != table.latency_ms  # the other statistic, same runs
+
+
+def test_a_second_pass_measures_every_network_again(tmp_path):
+    out = tmp_path / "t.csv"
+    _, sample, first = measure_tiny(out, lut=False)
+    assert load_latency_table(out).repeatability() is None
+    _, _, second = measure_tiny(out, lut=False, passes=2)
+    assert first.networks_added == second.networks_added == len(sample)
+    rows = read_rows(out)
+    assert [r["config_id"] for r in rows] == [c.id for c in sample] * 2  # pass after pass, not network by network
+    table = load_latency_table(out)
+    assert table.configs == tuple(sample) and all(len(p) == 2 for p in table.passes_ms)
+    by_id = {}
+    for r in rows:
+        by_id.setdefault(r["config_id"], []).append(float(r["median_ms"]))
+    assert list(table.latency_ms) == [sum(by_id[c.id]) / 2 for c in sample]  # the median of two passes
+    diffs = sorted(100 * abs(b - a) / a for a, b in (by_id[c.id] for c in sample))
+    assert table.repeatability()["median_ape"] == (diffs[1] + diffs[2]) / 2 and table.repeatability()["networks"] == 4
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
@@ -137,7 +155,8 @@ def test_cli_with_too_few_networks_to_score_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--configs", "0"], "--configs: not a positive integer"),
+    (["--configs", "0"], "--configs: 0 is not a positive integer"),
+    (["--passes", "0"], "--passes: 0 is not a positive integer"),
     (["--rounds", "40"], "--rounds: 40 is not in 1..--runs (30)"),
     (["--min-macs", "lots"], "--min-macs: cannot read 'lots'"),
     (["--min-macs", "2G", "--max-macs", "1G"], "--min-macs: 2000M is above --max-macs 1000M"),

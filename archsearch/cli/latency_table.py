@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-macs", help="dearest network to sample (default: the space's dearest)")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the sample's tie-breaking order")
     add_timing_options(parser, runs_default=MIN_CLI_RUNS)
+    parser.add_argument("--passes", type=int, default=1,
+                        help="measure every network this many times, a whole pass over the sample at a time; a "
+                        "network's latency is the median of its passes, and two passes show how repeatable a "
+                        "measurement is on this machine (default 1; re-run with 2 to add a pass)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="round-robin passes over a chunk's networks that share the timed runs (default 5)")
     parser.add_argument("--chunk", type=int, default=8, help="networks prepared and timed together (default 8; "
@@ -83,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     check_timing_options(args)
     if args.runs < args.rounds or args.rounds < 1:
         raise CLIError(f"--rounds: {args.rounds} is not in 1..--runs ({args.runs})")
-    if args.configs < 1 or args.chunk < 1:
-        raise CLIError(f"--{'configs' if args.configs < 1 else 'chunk'}: not a positive integer")
+    for name in ("configs", "chunk", "passes"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name}: {getattr(args, name)} is not a positive integer")
     path = Path(args.space) if args.space else DEFAULT_SPACES[args.family or "v2"]
     space = FactorSpace.load(path)
     space_dict = tomllib.loads(path.read_text())
@@ -105,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
         with sigterm_as_interrupt():
             done = measure_table(out, space, space_dict, sample, args.backend, args.batch, args.threads, args.runs,
                                  args.warmup, args.rounds, min_macs, max_macs, args.sample_seed, args.chunk,
-                                 not args.no_lut, None if args.quiet else _bar)
-        print(f"{done.networks_added} networks measured now ({done.networks} in the sample)"
+                                 not args.no_lut, args.passes, None if args.quiet else _bar)
+        print(f"{done.networks_added} network measurements now ({done.networks} networks in the sample, "
+              f"{args.passes} pass{'es' if args.passes > 1 else ''})"
               + (f"; {done.blocks_added} blocks now ({done.blocks} in the lookup table)" if done.lut else ""))
     table = load_latency_table(out, args.statistic, option="--out")
     model = select_model(table, holdout=args.holdout, folds=args.folds)
@@ -120,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"kept {ev['chosen']}: on held-out networks median error {held['median_ape']:.2f} %, 90th percentile "
           f"{held['p90_ape']:.2f} %, Kendall's tau {held['kendall_tau']:.3f}; refitted on all {ev['networks']}")
     print(f"MACs against measured latency over the sample: Kendall's tau {ev['macs_kendall_tau']:.3f}")
+    if ev["repeatability"]:
+        r = ev["repeatability"]
+        print(f"two passes over {r['networks']} networks differ by {r['median_ape']:.2f} % (median), "
+              f"{r['p90_ape']:.2f} % (90th percentile): the measurement noise under every predictor's error")
     print(f"latency model: {saved}")
     return 0
 

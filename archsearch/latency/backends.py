@@ -111,7 +111,7 @@ def onnx_bytes(module: Any, example: Any, opset: int = ONNX_OPSET, dynamic_batch
     return buffer.getvalue()
 
 
-def ort_session(model: bytes | str, threads: int):
+def ort_session(model: bytes | str, threads: int) -> Any:
     """A CPU ``InferenceSession`` with pinned threads: intra-op ``threads``, inter-op 1, sequential."""
     import onnxruntime as ort
 
@@ -222,7 +222,7 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def example_input(shape: Sequence[int], seed: int = INPUT_SEED):
+def example_input(shape: Sequence[int], seed: int = INPUT_SEED) -> Any:
     import torch
 
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import V1_HEADS, ArchConfig, make_divisible
 
@@ -69,7 +70,7 @@ def distinct_blocks(configs: Iterable[ArchConfig]) -> list[Block]:
     return sorted({b for c in configs for b in network_blocks(c)})
 
 
-def build_block(block: Block, batch: int = 1):
+def build_block(block: Block, batch: int = 1) -> tuple[Any, tuple[int, ...]]:
     """``(module, input shape)`` of one block, built from the generator's classes (fresh weights)."""
     from torch import nn
 

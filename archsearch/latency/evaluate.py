@@ -107,6 +107,7 @@ def select_model(table: LatencyTable, kinds: Sequence[str] = KINDS, holdout: flo
         "held_out_measured_ms": [round(float(m), 4) for m in measured_held],
         "kinds": results,
         "macs_kendall_tau": float(kendalltau(table.macs, table.latency_ms).statistic),
+        "repeatability": table.repeatability(),
     }
     return LatencyModel(model.kind, model.space, model.space_dict, model.settings, model.features, model.lut,
                         model.gp, evaluation)

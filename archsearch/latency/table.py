@@ -12,7 +12,9 @@
   settings). Resuming with other settings, or on another device or runtime, is an error.
 
 Rows are appended and flushed as each chunk finishes: an interruption loses at most the chunk in progress, and
-re-running the command measures only what is missing (a larger ``--configs`` extends the same sample).
+re-running the command measures only what is missing (a larger ``--configs`` extends the same sample; a larger
+``--passes`` measures every network again, a pass at a time, and a network's latency is the median of its
+passes: load that drifts over the hours of a table hits every network in every pass).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import csv
 import io
 import json
 import os
+import statistics
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -167,7 +171,7 @@ class Measured:
     path: Path
     lut: Path | None
     networks: int  # in the sample
-    networks_added: int
+    networks_added: int  # measurements added (a network once per pass)
     blocks: int  # distinct blocks of the space's grid (0 without the lookup table)
     blocks_added: int
 
@@ -180,28 +184,34 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 def measure_table(out: str | Path, space: FactorSpace, space_dict: dict, sample: Sequence[ArchConfig],
                   backend: str, batch: int, threads: int, runs: int, warmup: int, rounds: int,
                   min_macs: int, max_macs: int, sample_seed: int = 0, chunk: int = 8, lut: bool = True,
-                  progress: Callable[[str, int], Any] | None = None) -> Measured:
-    """Time the networks of ``sample`` not yet in ``out`` and (``lut``) every block of the space's grid not yet
-    in the lookup table, appending rows chunk by chunk. ``progress(label, total)`` makes a progress bar."""
+                  passes: int = 1, progress: Callable[[str, int], Any] | None = None) -> Measured:
+    """Time each network of ``sample`` until ``out`` holds ``passes`` rows of it, a whole pass over the sample
+    at a time (so a second pass, minutes or hours later, meets other load), and (``lut``) every block of the
+    space's grid not yet in the lookup table, appending rows chunk by chunk. ``progress(label, total)`` makes
+    a progress bar."""
     out = Path(out)
     open_table(out, table_meta(space, space_dict, backend, batch, threads, min_macs, max_macs, sample_seed))
-    done = {row_config(r).network_key() for r in read_rows(out)}
-    todo = [c for c in sample if c.network_key() not in done]
-    bar = progress("networks", len(sample)) if progress else None
+    done = Counter(row_config(r).network_key() for r in read_rows(out))
+    total = len(sample) * passes
+    bar = progress("networks", total) if progress else None
     if bar is not None:
-        bar.update(len(sample) - len(todo))
-    for part in chunks(todo, chunk):
-        records = measure_configs(part, backend, batch, threads, runs, warmup, rounds)
-        append_rows(out, [network_row(c, r) for c, r in zip(part, records)], NETWORK_COLUMNS)
-        if bar is not None:
-            bar.update(len(part))
+        bar.update(sum(min(done[c.network_key()], passes) for c in sample))
+    added = 0
+    for p in range(passes):
+        for part in chunks([c for c in sample if done[c.network_key()] <= p], chunk):
+            records = measure_configs(part, backend, batch, threads, runs, warmup, rounds)
+            append_rows(out, [network_row(c, r) for c, r in zip(part, records)], NETWORK_COLUMNS)
+            done.update(c.network_key() for c in part)
+            added += len(part)
+            if bar is not None:
+                bar.update(len(part))
     if bar is not None:
         bar.close()
-    blocks = added = 0
+    blocks = blocks_added = 0
     if lut:
-        blocks, added = measure_lut(lut_path(out), space, backend, batch, threads, runs, warmup, rounds, 4 * chunk,
-                                    progress)
-    return Measured(out, lut_path(out) if lut else None, len(sample), len(todo), blocks, added)
+        blocks, blocks_added = measure_lut(lut_path(out), space, backend, batch, threads, runs, warmup, rounds,
+                                           4 * chunk, progress)
+    return Measured(out, lut_path(out) if lut else None, len(sample), added, blocks, blocks_added)
 
 
 def measure_lut(path: Path, space: FactorSpace, backend: str, batch: int, threads: int, runs: int, warmup: int,
@@ -228,9 +238,10 @@ def measure_lut(path: Path, space: FactorSpace, backend: str, batch: int, thread
 # ---- reading -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LatencyTable:
-    """A measured table: the networks (first row of each), their latency by ``statistic`` (the median wall
-    time, or the median thread CPU time: ``LatencyRecord.latency_ms``), the wall-time quartiles, the lookup
-    table by the same statistic (block key -> ms; empty without one) and the settings it was measured with."""
+    """A measured table: the networks, their latency by ``statistic`` (the median wall time, or the median
+    thread CPU time: ``LatencyRecord.latency_ms``; the median over the passes of a network measured more than
+    once), the wall-time quartiles, every pass's latency (``passes_ms``), the lookup table by the same
+    statistic (block key -> ms; empty without one) and the settings it was measured with."""
 
     path: Path
     space: FactorSpace
@@ -242,10 +253,20 @@ class LatencyTable:
     p25_ms: tuple[float, ...]
     p75_ms: tuple[float, ...]
     lut: dict[str, float]
+    passes_ms: tuple[tuple[float, ...], ...] = ()
 
     @property
     def backend(self) -> str:
         return self.meta["backend"]
+
+    def repeatability(self) -> dict[str, Any] | None:
+        """How far the first two passes over a network differ (absolute percentage of the first): the noise
+        under any predictor's error on this machine. None without networks measured twice."""
+        diffs = sorted(100 * abs(p[1] - p[0]) / p[0] for p in self.passes_ms if len(p) > 1)
+        if not diffs:
+            return None
+        return {"networks": len(diffs), "median_ape": statistics.median(diffs),
+                "p90_ape": diffs[min(len(diffs) - 1, round(0.9 * (len(diffs) - 1)))], "max_ape": diffs[-1]}
 
 
 def _value(row: dict[str, str], statistic: str, path: Path) -> float:
@@ -273,15 +294,14 @@ def load_latency_table(path: str | Path, statistic: str = "wall", option: str = 
     rows = read_rows(path)
     if not rows:
         raise LatencyError(f"{option}: {path} has no rows yet")
-    seen: set = set()
-    kept = []
+    networks: dict[tuple, tuple[ArchConfig, list[dict[str, str]]]] = {}
     for row in rows:
         config = row_config(row)
-        if config.network_key() not in seen:
-            seen.add(config.network_key())
-            kept.append((config, row))
+        networks.setdefault(config.network_key(), (config, []))[1].append(row)
+    kept = list(networks.values())
     lut = {r["block"]: _value(r, statistic, path) for r in read_rows(lut_path(path))}
+    passes = tuple(tuple(_value(r, statistic, path) for r in rs) for _, rs in kept)
     return LatencyTable(path, space, meta, statistic, tuple(c for c, _ in kept),
-                        tuple(closed_form_cost(c).macs for c, _ in kept),
-                        tuple(_value(r, statistic, path) for _, r in kept),
-                        tuple(float(r["p25_ms"]) for _, r in kept), tuple(float(r["p75_ms"]) for _, r in kept), lut)
+                        tuple(closed_form_cost(c).macs for c, _ in kept), tuple(statistics.median(p) for p in passes),
+                        tuple(statistics.median(float(r["p25_ms"]) for r in rs) for _, rs in kept),
+                        tuple(statistics.median(float(r["p75_ms"]) for r in rs) for _, rs in kept), lut, passes)
