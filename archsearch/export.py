@@ -8,7 +8,9 @@ module, a timm ByobNet file, and an ONNX graph checked and timed with onnxruntim
   with its rung, fidelity, seed, trained resolution and the network's scores over every seed at that rung,
   how it was found (study, strategy, rungs, data, archsearch version), where the study decided, and the
   winner's margin over each of the three baselines with its 95 % interval and its words (``decision``). An
-  ONNX export adds an ``onnx`` section (file, opset, max abs diff, latency).
+  ONNX export adds an ``onnx`` section (file, opset, max abs diff, latency). ``latency``
+  carries the measured latency (``latency_ms``) with the backend, batch, threads and device it was measured on:
+  the trial's own, where the study measured one, else the ONNX export's.
 * ``cvnets`` -- ``export_cvnets``: ImageNet training YAML with the reference recipe, a model module that
   registers the exact architecture in ml-cvnets' model registry, and a README (see ``export_cvnets``).
 * ``timm`` -- ``export_timm``: a Python file that builds the architecture as a timm ``ByobNet``.
@@ -25,8 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import statistics
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -174,6 +174,9 @@ def record(source: ExportSource) -> dict[str, Any]:
         "decided_at": {"rung": d.rung, "fidelity": d.fidelity, "reached_top": d.reached_top,
                        "noise": d.noise.to_dict()},
         "baselines": [m.to_dict() for m in d.margins],  # the winner's margins, whichever trial is exported
+        # the latency measured for the trial on the study's backend, where the study recorded one; else the
+        # ONNX export's (``export`` fills it in), else None
+        "latency": t.get("latency") if isinstance(t.get("latency"), dict) else None,
     }
 
 
@@ -219,13 +222,15 @@ def export_onnx(config: ArchConfig, path: Path, opset: int = ONNX_OPSET, runs: i
     """Write ``config`` as ONNX (batch 1, its resolution), check it against PyTorch, time it on CPU.
 
     The batch axis is dynamic; the spatial size is fixed at the searched resolution. ``threads`` sets
-    onnxruntime's intra-op threads (default: every core of this machine).
+    onnxruntime's intra-op threads (default: every core of this machine). The timing is
+    ``latency.measure``'s, the harness of ``archsearch latency``; its summary is the section's ``latency``.
     """
     import numpy as np
     import onnx
     import onnxruntime as ort
     import torch
 
+    from .latency.measure import measure_onnx
     from .model import build_model
 
     if runs < 1 or warmup < 0:
@@ -242,22 +247,11 @@ def export_onnx(config: ArchConfig, path: Path, opset: int = ONNX_OPSET, runs: i
         torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     onnx.checker.check_model(onnx.load(str(path)))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {"input": x.numpy()}
+    timing, session = measure_onnx(str(path), x, threads, runs, warmup, name=config.id)
     with torch.no_grad():
         reference = model(x).numpy()
-    output = session.run(None, feed)[0]
+    output = session.run(None, {"input": x.numpy()})[0]
     max_abs_diff = float(np.abs(output - reference).max())
-    for _ in range(warmup):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1e3)
     return {
         "file": path.name,
         "opset": opset,
@@ -266,14 +260,15 @@ def export_onnx(config: ArchConfig, path: Path, opset: int = ONNX_OPSET, runs: i
         "weights": f"freshly initialised (torch.manual_seed({seed})): for deployment checks, not predictions",
         "max_abs_diff": max_abs_diff,
         "reference_max_abs": float(np.abs(reference).max()),
-        "latency_ms_median": round(statistics.median(times), 4),
-        "latency_ms_min": round(min(times), 4),
+        "latency_ms_median": round(timing.median_ms, 4),
+        "latency_ms_min": round(timing.min_ms, 4),
         "runs": runs,
         "warmup": warmup,
         "batch": 1,
         "onnxruntime": ort.__version__,
         "providers": session.get_providers(),
-        "threads": threads,
+        "threads": timing.threads,
+        "latency": timing.summary(),
     }
 
 
@@ -317,6 +312,8 @@ def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path
     elif doc is not None:
         doc["onnx"] = _previous_onnx(json_path, out, config)
     if doc is not None:
+        if doc["latency"] is None and isinstance(doc["onnx"], dict):
+            doc["latency"] = doc["onnx"].get("latency")
         written["json"] = [write_json(doc, json_path)]
     if "cvnets" in wanted:
         cost = doc["cost"] if doc else None

@@ -427,6 +427,19 @@ def test_json_record_carries_the_onnx_check(demo, exported_all):
     assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-4
 
 
+def test_json_record_carries_the_latency_and_where_it_was_measured(demo, exported_all):
+    """The record's ``latency``: the ONNX export's measurement (the demo study measured none itself), with the
+    backend, batch and threads it was taken with, from the same harness as ``archsearch latency``."""
+    import onnxruntime as ort
+
+    doc = json.loads((exported_all / f"{STUDY}_trial{winner_number(demo)}.json").read_text())
+    latency, section = doc["latency"], doc["onnx"]
+    assert latency == section["latency"]
+    assert latency["backend"] == "ort-cpu" and latency["batch"] == 1 and latency["threads"] == section["threads"]
+    assert latency["latency_ms"] == section["latency_ms_median"] > 0 and latency["runs"] == section["runs"]
+    assert latency["runtime"] == f"onnxruntime {ort.__version__}" and latency["precision"] == "fp32"
+
+
 # ---- cli ---------------------------------------------------------------------------------------------
 def test_trial_option_exports_a_non_winner(demo, capsys, isolated_studies):
     winner = winner_number(demo)

@@ -15,7 +15,7 @@ from .common import CLIError, OneLineErrorParser
 
 # Subcommand modules of this package, in the order ``--help`` lists them.
 COMMANDS = ("count", "presets", "train", "run", "formula", "dashboard", "export", "worker", "status", "bench_table",
-            "replay")
+            "replay", "latency", "latency_table")
 
 
 def build_parser() -> argparse.ArgumentParser:
