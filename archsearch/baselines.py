@@ -20,18 +20,26 @@ A baseline is a hand rule, not a point of the search grid: its width (and the co
 fall between grid steps or outside the space's ranges; resolutions are multiples of 32 as everywhere. Where a
 budget makes a rule impossible, ``Baselines.impossible`` says why, in one line. Compound factors are rounded
 to 3 decimals.
+
+Under a latency budget as well (``run --latency-budget``), "fits" means within both budgets, the latency one
+by the study's latency model, and "uses the budget" means at least ``MIN_FILL`` of the binding one: the MAC
+budget or the predicted latency budget, whichever the config comes closer to.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import MAX_MULTIPLIER, MAX_RESOLUTION, MIN_RESOLUTION, ArchConfig
 from .cost import closed_form_cost
 from .space import FactorSpace
+
+if TYPE_CHECKING:
+    from .latency.budget import LatencyLimit
 
 KINDS = ("width", "width_resolution", "compound")
 MIN_FILL = 0.9
@@ -49,14 +57,36 @@ class Baseline:
     macs: int
     rule: str  # how it was derived, in words
     budget: int = 0
+    latency_fill: float | None = None  # of the latency budget, predicted; None without one
 
     @property
     def fill(self) -> float:
-        return self.macs / self.budget if self.budget else math.nan
+        """The fraction of the binding budget it uses (MACs, or predicted latency where that is closer)."""
+        macs = self.macs / self.budget if self.budget else math.nan
+        return macs if self.latency_fill is None else max(macs, self.latency_fill)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "config": self.config.to_dict(), "config_id": self.config.id,
-                "macs": self.macs, "budget_fill": round(self.fill, 4), "rule": self.rule}
+                "macs": self.macs, "budget_fill": round(self.fill, 4), "rule": self.rule,
+                "latency_budget_fill": None if self.latency_fill is None else round(self.latency_fill, 4)}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a baseline must fit: the MAC budget and, optionally, a latency budget (by prediction)."""
+
+    macs: int
+    latency: LatencyLimit | None = None
+
+    def fits(self, config: ArchConfig) -> bool:
+        return closed_form_cost(config).macs <= self.macs and (self.latency is None or self.latency.fits(config))
+
+    def baseline(self, kind: str, config: ArchConfig, rule: str) -> Baseline:
+        latency_fill = None if self.latency is None else self.latency.fill(config)
+        return Baseline(kind, config, closed_form_cost(config).macs, rule, self.macs, latency_fill)
+
+    def budget_words(self) -> str:
+        return "the budget" if self.latency is None else "the MAC or latency budget"
 
 
 @dataclass(frozen=True)
@@ -98,15 +128,15 @@ def _last_true(lo: int, hi: int, test) -> int | None:
     return lo
 
 
-def widest_fitting(space: FactorSpace, budget: int, resolution: int, depth: float = 1.0,
+def widest_fitting(space: FactorSpace, limits: Limits, resolution: int, depth: float = 1.0,
                    min_width: float | None = None) -> tuple[ArchConfig, int] | None:
-    """The widest width (steps of ``WIDTH_STEP``, at least ``min_width``) whose config fits the budget; of the
-    widths that build that same network, the smallest. None if none fits."""
+    """The widest width (steps of ``WIDTH_STEP``, at least ``min_width``) whose config fits the limits; of
+    the widths that build that same network, the smallest. None if none fits."""
     def config(i: int) -> ArchConfig:
         return _config(space, resolution, i * WIDTH_STEP, depth)
 
     low = math.ceil((WIDTH_STEP if min_width is None else min_width) / WIDTH_STEP - 1e-9)
-    top = _last_true(low, round(MAX_MULTIPLIER / WIDTH_STEP), lambda i: closed_form_cost(config(i)).macs <= budget)
+    top = _last_true(low, round(MAX_MULTIPLIER / WIDTH_STEP), lambda i: limits.fits(config(i)))
     if top is None:
         return None
     network = config(top).network_key()
@@ -114,27 +144,29 @@ def widest_fitting(space: FactorSpace, budget: int, resolution: int, depth: floa
     return config(first), closed_form_cost(config(first)).macs
 
 
-def width_baseline(space: FactorSpace, budget: int) -> tuple[Baseline | None, str | None]:
+def width_baseline(space: FactorSpace, limits: Limits) -> tuple[Baseline | None, str | None]:
     resolution = min(space.range("resolution").values(), key=lambda r: abs(r - BASE_RESOLUTION))
-    found = widest_fitting(space, budget, resolution)
-    rule = f"{resolution} px, depths 1.0, widest width that fits"
+    found = widest_fitting(space, limits, resolution)
     if found is None:
-        return None, f"width: even a width of {WIDTH_STEP:g} at {resolution} px is over budget"
-    config, macs = found
-    if macs < MIN_FILL * budget:
-        return None, (f"width: the widest width ({config.width:g}) at {resolution} px uses only "
-                      f"{100 * macs / budget:.0f} % of the budget")
-    return Baseline("width", config, macs, rule, budget), None
+        return None, f"width: even a width of {WIDTH_STEP:g} at {resolution} px is over {limits.budget_words()}"
+    baseline = limits.baseline("width", found[0], f"{resolution} px, depths 1.0, widest width that fits")
+    if baseline.fill < MIN_FILL:
+        return None, (f"width: the widest width ({baseline.config.width:g}) at {resolution} px uses only "
+                      f"{100 * baseline.fill:.0f} % of {limits.budget_words()}")
+    return baseline, None
 
 
-def width_resolution_candidates(space: FactorSpace, budget: int) -> tuple[tuple[Baseline, ...], str | None]:
+def width_resolution_candidates(space: FactorSpace, limits: Limits) -> tuple[tuple[Baseline, ...], str | None]:
     out = []
     for resolution in space.range("resolution").values():
-        found = widest_fitting(space, budget, resolution)
-        if found and found[1] >= MIN_FILL * budget:
-            out.append(Baseline("width_resolution", found[0], found[1],
-                                f"{resolution} px, depths 1.0, widest width that fits", budget))
-    why = None if out else "width_resolution: no grid resolution has a width that uses 90 % of the budget"
+        found = widest_fitting(space, limits, resolution)
+        if found:
+            baseline = limits.baseline("width_resolution", found[0],
+                                       f"{resolution} px, depths 1.0, widest width that fits")
+            if baseline.fill >= MIN_FILL:
+                out.append(baseline)
+    why = None if out else (f"width_resolution: no grid resolution has a width that uses 90 % of "
+                            f"{limits.budget_words()}")
     return tuple(out), why
 
 
@@ -149,35 +181,38 @@ def compound_config(space: FactorSpace, phi: float) -> ArchConfig | None:
     return _config(space, resolution, width, depth)
 
 
-def compound_baseline(space: FactorSpace, budget: int) -> tuple[Baseline | None, str | None]:
+def compound_baseline(space: FactorSpace, limits: Limits) -> tuple[Baseline | None, str | None]:
     """The largest phi whose compound-scaled v2-1.0 fits (see the module docstring)."""
     def fits(i: int) -> bool:
         config = compound_config(space, i * PHI_STEP)
-        return config is not None and closed_form_cost(config).macs <= budget
+        return config is not None and limits.fits(config)
 
     lowest = next((i for i in range(round(PHI_MIN / PHI_STEP), 1) if compound_config(space, i * PHI_STEP)), 0)
     index = _last_true(lowest, round(PHI_MAX / PHI_STEP), fits)
     if index is None:
-        return None, "compound: even the smallest compound-scaled config is over budget"
+        return None, f"compound: even the smallest compound-scaled config is over {limits.budget_words()}"
     phi = index * PHI_STEP
     config = compound_config(space, phi)
-    macs = closed_form_cost(config).macs
     rule = (f"phi {phi:.3f}: depth {ALPHA}^phi = {ALPHA**phi:.3f}, width {BETA}^phi = {BETA**phi:.3f}, "
             f"resolution 256*{GAMMA}^phi = {BASE_RESOLUTION * GAMMA**phi:.0f} -> {config.resolution} px")
-    if macs < MIN_FILL * budget:
-        topped = widest_fitting(space, budget, config.resolution, config.mv2_depth, min_width=config.width)
-        if topped is None or topped[1] < MIN_FILL * budget:
-            return None, (f"compound: at phi {phi:.3f} the resolution's rounding leaves {100 * macs / budget:.0f} % "
-                          "of the budget, and no width makes it up")
-        config, macs = topped
-        rule += f"; width raised to {config.width:g} to use the budget"
-    return Baseline("compound", config, macs, rule, budget), None
+    baseline = limits.baseline("compound", config, rule)
+    if baseline.fill < MIN_FILL:
+        topped = widest_fitting(space, limits, config.resolution, config.mv2_depth, min_width=config.width)
+        raised = None if topped is None else limits.baseline(
+            "compound", topped[0], rule + f"; width raised to {topped[0].width:g} to use {limits.budget_words()}")
+        if raised is None or raised.fill < MIN_FILL:
+            return None, (f"compound: at phi {phi:.3f} the resolution's rounding leaves {100 * baseline.fill:.0f} % "
+                          f"of {limits.budget_words()}, and no width makes it up")
+        baseline = raised
+    return baseline, None
 
 
-def baselines_for(space: FactorSpace, budget: int) -> Baselines:
-    """All three rules at ``budget`` (v1 spaces: the first variant is the base)."""
-    width, why_w = width_baseline(space, budget)
-    candidates, why_wr = width_resolution_candidates(space, budget)
-    compound, why_c = compound_baseline(space, budget)
+def baselines_for(space: FactorSpace, budget: int, latency: LatencyLimit | None = None) -> Baselines:
+    """All three rules at ``budget`` (and within ``latency`` where given; v1 spaces: the first variant is
+    the base)."""
+    limits = Limits(budget, latency)
+    width, why_w = width_baseline(space, limits)
+    candidates, why_wr = width_resolution_candidates(space, limits)
+    compound, why_c = compound_baseline(space, limits)
     impossible = {k: v for k, v in (("width", why_w), ("width_resolution", why_wr), ("compound", why_c)) if v}
     return Baselines(budget, width, candidates, compound, impossible)

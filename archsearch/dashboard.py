@@ -27,6 +27,7 @@ from .config import ArchConfig
 from .decision import Margin
 from .figures import KIND_LABELS, StudyView, TrialPoint, cube_figure, history_figure, pareto_figure
 from .figures_gp import gp_maps_figure, marginals_figure
+from .figures_latency import latency_macs, pareto_latency
 from .figures_rungs import rungs_figure
 from .search.jobs import Entry
 from .space import FACTORS
@@ -54,6 +55,15 @@ SECTIONS = {
                "The networks trained at the deciding rung, each at its mean over seeds; the black line is the "
                "Pareto front (no network is both cheaper and more accurate), the dashed line the budget. Star: "
                "winner; diamond, square, triangle: the width, width × resolution and compound baselines."),
+    "pareto-latency": ("Accuracy vs measured latency",
+                       "The same networks against MACs (left) and against their measured latency on the study's "
+                       "backend (right, batch 1), each with its Pareto front and budget: the front a latency-aware "
+                       "search aims at is not the MAC one. Red crosses: measured over the latency budget (never "
+                       "the winner)."),
+    "latency-macs": ("Latency vs MACs",
+                     "Measured networks of the study (solid) and every grid point as the latency model predicts it "
+                     "(faint), per family where a model of it is at hand: networks of equal MACs spread "
+                     "vertically as far as MACs mislead about time. Dashed: the budgets."),
     "rungs": ("Rungs",
               "Each network's top-1 (mean over seeds) at every rung it reached. Rungs train on other images for "
               "other epochs, so compare networks within a rung, and a line's slope with the others'. Orange: "
@@ -64,7 +74,8 @@ SECTIONS = {
                 "rungs train only the promoted networks and the baselines: see Rungs)."),
 }
 BUILDERS = {"cube": cube_figure, "gp-maps": gp_maps_figure, "marginals": marginals_figure, "pareto": pareto_figure,
-            "rungs": rungs_figure, "history": history_figure}
+            "pareto-latency": pareto_latency, "latency-macs": latency_macs, "rungs": rungs_figure,
+            "history": history_figure}
 
 
 def default_path(name: str) -> Path:
@@ -78,7 +89,7 @@ def _point(entry: Entry, trial: FrozenTrial, facts: StudyFacts) -> TrialPoint:
         config=job.config, config_id=job.config.id, macs=entry.macs, params=int(attrs["params"]),
         accuracy=float(entry.accuracy), fidelity=facts.plan.ladder.rungs[job.rung].name, rung=job.rung,
         seed=job.seed, trained_resolution=entry.record.get("resolution", attrs.get("trained_resolution")),
-        cached=bool(attrs.get("cached", False)))
+        cached=bool(attrs.get("cached", False)), latency=entry.latency)
 
 
 def collect(study: optuna.Study, storage_url: str, facts: StudyFacts | None = None,

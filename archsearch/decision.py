@@ -14,6 +14,9 @@ Everything a study reports about who won is computed here, once, and read by ``r
   top-1 hits on the same images, averaged over the seeds both ran: a paired test). A margin whose interval
   holds 0 is said, in words, not to be significant. The margin at every other rung both were trained at
   is shown beside it, so a lead that shrinks or flips with fidelity is visible.
+* **Latency.** Under a latency budget, a network whose *measured* latency broke it is flagged
+  (``Decision.over_latency``) and is never the winner, whatever its score; a baseline measured over it is
+  still compared, and its margin says so.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 from .baselines import KINDS
 from .config import ArchConfig
 from .fidelity import Noise
+from .latency.trial import over_budget
 from .search.jobs import SEARCH, Entry, Ledger, Plan
 from .surrogate import GPSurrogate
 from .training import decode_hits
@@ -49,6 +53,11 @@ class Scored:
     hits: dict[int, np.ndarray] = field(default_factory=dict, compare=False)  # seed -> per-image top-1 hits
     posterior_mean: float | None = None
     posterior_std: float | None = None
+    latency: dict | None = None  # the measured latency of one of its trials (``latency.trial``), or None
+
+    @property
+    def over_latency(self) -> bool:
+        return over_budget(self.latency)
 
     @property
     def mean(self) -> float:
@@ -58,7 +67,10 @@ class Scored:
         return {"config": self.config.to_dict(), "config_id": self.config.id, "macs": self.macs, "rung": self.rung,
                 "fidelity": self.fidelity, "trained_resolution": self.trained_resolution, "seeds": list(self.seeds),
                 "scores": list(self.scores), "accuracy": self.mean, "trials": list(self.trials),
-                "posterior_mean": self.posterior_mean, "posterior_std": self.posterior_std}
+                "posterior_mean": self.posterior_mean, "posterior_std": self.posterior_std,
+                "latency_ms": self.latency.get("latency_ms") if self.latency else None,
+                "latency_backend": self.latency.get("backend") if self.latency else None,
+                "over_latency_budget": self.over_latency}
 
 
 @dataclass(frozen=True)
@@ -93,12 +105,14 @@ class Decision:
     margins: tuple[Margin, ...]
     noise: Noise
     ranked: tuple[Scored, ...]  # the strategy's networks at the deciding rung, best first
+    over_latency: tuple[Scored, ...] = ()  # measured over the latency budget: flagged, never the winner
 
     def to_dict(self) -> dict[str, Any]:
         return {"rung": self.rung, "fidelity": self.fidelity, "reached_top": self.reached_top,
                 "winner": self.winner.to_dict() if self.winner else None,
                 "baselines": [m.to_dict() for m in self.margins], "noise": self.noise.to_dict(),
-                "ranked": [s.to_dict() for s in self.ranked]}
+                "ranked": [s.to_dict() for s in self.ranked],
+                "over_latency_budget": [s.to_dict() for s in self.over_latency]}
 
 
 def scored(ledger: Ledger, config: ArchConfig, rung: int, fidelity: str) -> Scored | None:
@@ -115,9 +129,11 @@ def scored(ledger: Ledger, config: ArchConfig, rung: int, fidelity: str) -> Scor
         if text and n:
             hits[seed] = decode_hits(text, int(n))
     first = next(iter(by_seed.values()))
+    latency = next((e.latency for e in ledger.entries if e.latency and "latency_ms" in e.latency
+                    and e.job.config.network_key() == key), None)  # any rung: untrained weights time alike
     return Scored(first.job.config, first.macs, rung, fidelity, first.record.get("resolution"),
                   tuple(by_seed), tuple(e.accuracy for e in by_seed.values()),
-                  tuple(e.number for e in by_seed.values()), hits)
+                  tuple(e.number for e in by_seed.values()), hits, latency=latency)
 
 
 def margin(winner: Scored, baseline: Scored, noise_std: float) -> tuple[float, tuple[float, float], float]:
@@ -153,6 +169,8 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
     keys = dict.fromkeys(e.job.config.network_key() for e in sorted(ledger.at(rung, role=SEARCH), key=lambda e: e.number))
     configs = [next(e.job.config for e in ledger.at(rung) if e.job.config.network_key() == k) for k in keys]
     candidates = [s for c in configs if (s := scored(ledger, c, rung, name)) is not None and s.macs <= budget]
+    over_latency = tuple(s for s in candidates if s.over_latency)
+    candidates = [s for s in candidates if not s.over_latency]
     if surrogate is not None and candidates:
         mean, std = surrogate.predict([s.config for s in candidates], rung=rung)
         candidates = [Scored(**{**s.__dict__, "posterior_mean": float(m), "posterior_std": float(d)})
@@ -162,7 +180,7 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
                                                s.macs, order[id(s)]))
     winner = ranked[0] if ranked else None
     margins = tuple(_margin(kind, winner, ledger, plan, rung, name, noise) for kind in KINDS)
-    return Decision(rung, name, rung == plan.ladder.top, winner, margins, noise[rung], tuple(ranked))
+    return Decision(rung, name, rung == plan.ladder.top, winner, margins, noise[rung], tuple(ranked), over_latency)
 
 
 def _baseline_config(kind: str, ledger: Ledger, plan: Plan) -> ArchConfig | None:
@@ -198,10 +216,13 @@ def _margin(kind: str, winner: Scored | None, ledger: Ledger, plan: Plan, rung: 
     if winner is None:
         return Margin(kind, base, None, None, None, "no winner to compare", rule=rule)
     diff, interval, _ = margin(winner, base, noise[rung].std)
+    said = words(kind, diff, interval)
+    if base.over_latency:
+        said += f" (the {kind} baseline was measured over the latency budget: {base.latency['latency_ms']:.2f} ms)"
     by_rung = {}
     for r in range(plan.ladder.top + 1):
         w, b = scored(ledger, winner.config, r, ""), scored(ledger, base.config, r, "")
         if r != rung and w and b:
             by_rung[r] = w.mean - b.mean
-    return Margin(kind, base, diff, interval, interval[0] > 0 or interval[1] < 0, words(kind, diff, interval),
+    return Margin(kind, base, diff, interval, interval[0] > 0 or interval[1] < 0, said,
                   by_rung, rule)

@@ -3,8 +3,8 @@
 A search trains many configs at a cheap rung, promotes the best fraction to the next, and decides the winner
 and the baselines at the top rung (successive halving with a closed-form cost: only configs that fit the
 budget are ever trained). Each rung is a ``training.Profile``; promotion retrains from scratch at the next
-rung (rungs differ in images and epochs, so a checkpoint of one is not a prefix of the next; see
-benchmarks/RESULTS.md for the measurement behind that choice).
+rung: rungs differ in their images and in the length their learning-rate schedule decays over, so a
+checkpoint of one is not a prefix of the next. (Continuing instead was not measured; RESULTS.md says so.)
 
 Noise. A score is one training run: another seed gives another score. The seed-to-seed standard deviation
 of each profile was measured on Imagenette (``NOISE_STD``, accuracy units, with its source in RESULTS.md)
@@ -25,7 +25,7 @@ from .training import PROFILES, Profile, get_profile
 
 # Seed-to-seed std of top-1 at each profile (one config, several seeds), measured on Imagenette on the CPU;
 # benchmarks/RESULTS.md, "Noise of a score". Profiles not listed get DEFAULT_NOISE_STD until a study repeats.
-NOISE_STD: dict[str, float] = {"smoke": 0.026}
+NOISE_STD: dict[str, float] = {"quick": 0.026, "smoke": 0.026}
 DEFAULT_NOISE_STD = 0.02
 PRIOR_DF = 4.0  # the prior noise counts as this many degrees of freedom
 
@@ -77,7 +77,7 @@ class Ladder:
 
 
 # Defaults, chosen from the measurements in benchmarks/RESULTS.md ("Rungs").
-DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {"cpu": ("smoke", "short"), "gpu": ("proxy-r0", "proxy-r1", "proxy")}
+DEFAULT_LADDERS: dict[str, tuple[str, ...]] = {"cpu": ("quick", "smoke"), "gpu": ("proxy-r0", "proxy-r1", "proxy")}
 DEFAULT_TOP_SEEDS = {"cpu": 1, "gpu": 2}
 DEFAULT_PROMOTE = {"cpu": 1 / 4, "gpu": 1 / 3}
 

@@ -60,6 +60,7 @@ class TrialPoint:
     seed: int
     trained_resolution: int | None  # the side it was trained and scored at (the rung scales the config's)
     cached: bool = False
+    latency: dict | None = None  # its measured latency (``latency.trial``), or None
 
     def hover(self, score: str | None = None, trials: str | None = None) -> str:
         """Full config, cost, score, rung, seed and trained resolution, as HTML lines for a hover label

@@ -50,6 +50,7 @@ class StudySettings:
     strategy: str
     seed: int
     trials: int  # distinct networks the strategy proposes at the first rung
+    latency: dict | None = None  # latency.LatencyLimit.to_settings(), or None: no latency budget
 
     def factor_space(self) -> FactorSpace:
         return FactorSpace.from_dict(self.space)
@@ -58,6 +59,13 @@ class StudySettings:
         from .fidelity import Ladder
 
         return Ladder.from_dict(self.ladder)
+
+    def latency_limit(self):  # -> latency.LatencyLimit | None (imported late: the model needs numpy/sklearn)
+        if self.latency is None or self.latency.get("budget_s") is None:
+            return None
+        from .latency.budget import LatencyLimit
+
+        return LatencyLimit.from_settings(self.latency)
 
     @property
     def profile(self) -> str:
@@ -77,7 +85,7 @@ class StudySettings:
 
     def mismatches(self, other: StudySettings) -> list[str]:
         """Settings that differ (the trial count may change on resume: it is how far to go)."""
-        return [k for k in ("space", "mac_budget", "ladder", "data", "strategy", "seed")
+        return [k for k in ("space", "mac_budget", "ladder", "data", "strategy", "seed", "latency")
                 if json.dumps(getattr(self, k), sort_keys=True) != json.dumps(getattr(other, k), sort_keys=True)]
 
 
@@ -117,10 +125,12 @@ def data_tag(data: str | Path) -> str:
 
 
 def default_study_name(family: str, mac_budget: int, strategy: str, profile: str, seed: int,
-                       data: str | Path) -> str:
+                       data: str | Path, latency: str | None = None) -> str:
     """The study ``archsearch run`` opens without ``--study``: one per search problem, the dataset included
-    (a study refuses to resume with other settings, so a name without it would block a run on other data)."""
-    return check_name(f"{family}-{mac_budget / 1e6:g}M-{strategy}-{profile}-s{seed}-{data_tag(data)}")
+    (a study refuses to resume with other settings, so a name without it would block a run on other data);
+    a latency budget adds e.g. ``-4ms-ort-cpu`` after the MAC budget."""
+    lat = f"-{latency}" if latency else ""
+    return check_name(f"{family}-{mac_budget / 1e6:g}M{lat}-{strategy}-{profile}-s{seed}-{data_tag(data)}")
 
 
 def check_name(name: str) -> str:

@@ -31,9 +31,9 @@ TOP = 10
 
 
 def plan_for(settings: StudySettings) -> Plan:
-    """The plan a study's settings define (its baselines are a pure function of the space and budget)."""
-    space = settings.factor_space()
-    return Plan(settings.fidelity_ladder(), settings.trials, baselines_for(space, settings.mac_budget), settings.seed)
+    """The plan a study's settings define (its baselines are a pure function of the space and budgets)."""
+    baselines = baselines_for(settings.factor_space(), settings.mac_budget, settings.latency_limit())
+    return Plan(settings.fidelity_ladder(), settings.trials, baselines, settings.seed)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def trial_record(entry: Entry) -> dict[str, Any]:
             "rung": entry.job.rung, "seed": entry.job.seed, "config": entry.job.config.to_dict(),
             "config_id": entry.job.config.id, "macs": entry.macs, "accuracy": entry.accuracy, "top5": r.get("top5"),
             "fidelity": r.get("fidelity", {}).get("name"), "trained_resolution": r.get("resolution"),
-            "wall_s": r.get("wall_s"), "data": r.get("dataset")}
+            "wall_s": r.get("wall_s"), "data": r.get("dataset"), "latency": entry.latency}
 
 
 def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | None = None) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
         "archsearch_version": __version__,
         "settings": {"mac_budget": settings.mac_budget, "ladder": plan.ladder.name, "promote": plan.ladder.promote,
                      "top_seeds": plan.ladder.top_seeds, "data": settings.data, "strategy": settings.strategy,
-                     "seed": settings.seed, "trials": settings.trials},
+                     "seed": settings.seed, "trials": settings.trials, "latency": latency_setting(settings)},
         "space": settings.space,
         "ladder": settings.ladder,
         "counts": {
@@ -115,11 +115,22 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
         "winner": _winner(decision, ledger) if winner else None,
         "baselines": [m.to_dict() for m in decision.margins],
         "top": [s.to_dict() for s in decision.ranked[:TOP]],
+        "over_latency_budget": [s.to_dict() for s in decision.over_latency],
         "rungs": [[trial_record(e) for e in sorted(ledger.at(r), key=lambda e: e.number)]
                   for r in range(plan.ladder.top + 1)],
         "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
         "formula": formula,
     }
+
+
+def latency_setting(settings: StudySettings) -> dict[str, Any]:
+    """The study's latency budget and backend as the summary shows them (the model only by its kind)."""
+    lat = settings.latency or {"budget_s": None, "backend": "ort-cpu", "batch": 1, "threads": 1, "model": None}
+    model = lat.get("model")
+    return {"budget_ms": None if lat["budget_s"] is None else round(lat["budget_s"] * 1e3, 6),
+            "backend": lat["backend"], "batch": lat["batch"], "threads": lat["threads"],
+            "model": None if model is None else {"kind": model["kind"], "settings": model["settings"],
+                                                 "held_out": model.get("evaluation", {}).get("held_out")}}
 
 
 def _macs(ledger: Ledger, key: tuple) -> int:
@@ -155,29 +166,39 @@ def write_summary(summary: dict[str, Any]) -> tuple[Path, Path | None]:
     return path, winner_path
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
 def render(summary: dict[str, Any]) -> str:
     s, c, d = summary["settings"], summary["counts"], summary["decided_at"]
     by_rung = ", ".join(f"{n} at {name}" for name, n in c["by_rung"].items())
+    lat = s.get("latency") or {}
+    latency_budget = f" and {lat['budget_ms']:g} ms on {lat['backend']}" if lat.get("budget_ms") else ""
     lines = [
-        f"study {summary['study']}: {s['strategy']} search, budget {s['mac_budget'] / 1e6:.0f}M MACs, "
+        f"study {summary['study']}: {s['strategy']} search, budget {s['mac_budget'] / 1e6:.0f}M MACs{latency_budget}, "
         f"rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)), seed {s['seed']}",
         f"jobs: {c['trained']} trained ({by_rung}); {c['cached']} of them from the result cache; "
         f"{c['infeasible_skipped']} over budget (skipped, not trained), {c['failed']} failed",
         "",
         f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
                                                             " -- NOT the top rung: the study did not get there"),
-        f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} {'GP mean':>8}",
+        f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} {'GP mean':>8} {'latency':>9}",
     ]
     for r in summary["top"]:
         scores = ", ".join(f"{100 * x:.1f}" for x in r["scores"])
         gp = f"{100 * r['posterior_mean']:.2f}%" if r["posterior_mean"] is not None else "-"
         lines.append(f"{r['config_id']:<34} {r['macs'] / 1e6:>7.1f}M {r['trained_resolution'] or '-':>8} px "
-                     f"{100 * r['accuracy']:>6.2f}% ({scores}) {gp:>8}")
+                     f"{100 * r['accuracy']:>6.2f}% ({scores}) {gp:>8} {_ms(r.get('latency_ms')):>9}")
+    for r in summary.get("over_latency_budget", []):
+        lines.append(f"{r['config_id']:<34} measured {_ms(r['latency_ms'])}: OVER the latency budget, never the winner "
+                     f"(top-1 {100 * r['accuracy']:.2f}%)")
     w = summary["winner"]
     lines.append("")
     if w:
         lines.append(f"winner:   {w['config_id']}  {w['macs'] / 1e6:.1f}M MACs, trained at {w['trained_resolution']} px, "
-                     f"top-1 {100 * w['accuracy']:.2f}% over {len(w['seeds'])} seed(s)")
+                     f"top-1 {100 * w['accuracy']:.2f}% over {len(w['seeds'])} seed(s)"
+                     + (f", {_ms(w['latency_ms'])} on {w['latency_backend']}" if w.get("latency_ms") else ""))
     noise = summary["noise"][d["rung"]]
     lines.append(f"noise of one score at {d['fidelity']}: {100 * noise['std']:.2f} points ({noise['source']})")
     for b in summary["baselines"]:

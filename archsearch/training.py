@@ -88,6 +88,10 @@ PROFILES: dict[str, Profile] = {
     # Mild crops and a lower peak LR: measured best of the variants tried for so short a run (benchmarks/RESULTS.md).
     "smoke": Profile("smoke", epochs=4, train_per_class=150, val_per_class=100, resolution_scale=0.5,
                      batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
+    # The first rung of the CPU ladder: the smoke recipe on 2,400 images seen (0.4x smoke), about 25 s for a
+    # 300M-MAC v2 on a 2-core CPU, so that a 15-minute search can screen 14 networks and decide at smoke.
+    "quick": Profile("quick", epochs=3, train_per_class=80, val_per_class=50, resolution_scale=0.5,
+                     batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
     # The GPU ladder's cheaper rungs (fidelity.DEFAULT_LADDERS["gpu"]); not yet measured on a GPU.
     "proxy-r0": Profile("proxy-r0", epochs=5, train_per_class=300, val_per_class=100, resolution_scale=1.0,
                         batch_size=128, lr=3e-3, weight_decay=0.02, crop_scale=(0.35, 1.0)),

@@ -44,6 +44,9 @@ class SyntheticEvaluator:
     def trained_resolution(self, job) -> int:
         return job.config.resolution
 
+    def latency(self, job) -> dict | None:
+        return None
+
     def score(self, job) -> float:
         top = len(self.ladder.rungs) - 1
         value = surface(job.config)
@@ -77,6 +80,7 @@ def isolated_studies(tmp_path, monkeypatch):
     monkeypatch.setattr(dashboard, "DASHBOARDS_DIR", tmp_path / "dashboards")
     monkeypatch.setenv("ARCHSEARCH_STUDIES", str(folder))
     monkeypatch.setenv("ARCHSEARCH_DASHBOARDS", str(tmp_path / "dashboards"))
+    monkeypatch.setenv("ARCHSEARCH_TRIAL_LATENCY", "0")  # runs skip timing each network; test_latency_search times
     return folder
 
 

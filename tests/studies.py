@@ -16,17 +16,18 @@ TWO_RUNGS = ("smoke", "short")
 THREE_RUNGS = ("smoke", "short", "reference")
 
 
-def settings_for(strategy="gp", trials=8, budget=BUDGET, seed=0, rungs=TWO_RUNGS, promote=1 / 3, top_seeds=1):
+def settings_for(strategy="gp", trials=8, budget=BUDGET, seed=0, rungs=TWO_RUNGS, promote=1 / 3, top_seeds=1,
+                 latency=None):
     space = tomllib.loads(DEFAULT_SPACES["v2"].read_text())
     return StudySettings(space=space, mac_budget=budget, ladder=make_ladder(rungs, promote, top_seeds).to_dict(),
-                         data="synthetic", strategy=strategy, seed=seed, trials=trials)
+                         data="synthetic", strategy=strategy, seed=seed, trials=trials, latency=latency)
 
 
 def open_synthetic(tmp_path, settings, name="s", storage=None):
     """The study (created or resumed), its URL and its plan."""
     url = f"sqlite:///{tmp_path}/studies.db"
     space = settings.factor_space()
-    feasible = feasible_grid(space, settings.mac_budget)
+    feasible = feasible_grid(space, settings.mac_budget, settings.latency_limit())
     sampler = make_sampler(settings.strategy, space, feasible.configs, feasible.macs, settings.mac_budget,
                            settings.fidelity_ladder(), settings.seed)
     study = open_study(name, storage or make_storage(url), settings, sampler)

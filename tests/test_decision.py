@@ -135,6 +135,7 @@ def test_ties_go_to_the_cheaper_network(tmp_path, synthetic_evaluator):
         ladder = settings.fidelity_ladder()
         context = staticmethod(lambda: {"data": "flat"})
         trained_resolution = staticmethod(lambda job: job.config.resolution)
+        latency = staticmethod(lambda job: None)
 
         def __call__(self, job):
             return {"status": "ok", "reason": None, "top1": 0.5, "resolution": job.config.resolution}

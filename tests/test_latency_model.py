@@ -15,7 +15,7 @@ from archsearch.latency import (
     LatencyBudgetError,
     LatencyRecord,
     check_latency,
-    feasible_by_latency,
+    LatencyLimit,
     load_model,
     parse_latency,
 )
@@ -32,6 +32,7 @@ from archsearch.latency.figures import (
 )
 from archsearch.latency.predict import KINDS, error_summary, feature_matrix, fit_model, save_model
 from archsearch.latency.table import LatencyTable
+from archsearch.search import BudgetError, feasible_grid
 from archsearch.space import FactorSpace
 
 SPACE_DICT = {"family": "v2", "num_classes": 1000,
@@ -203,31 +204,33 @@ def test_mac_and_latency_budgets_together(linear_model):
     predicted = linear_model.predict_seconds(CONFIGS)
     mac_budget = int(np.median(MACS))
     latency_budget = float(np.quantile(predicted, 0.5))
-    feasible = feasible_by_latency(SPACE, linear_model, latency_budget, mac_budget)
+    feasible = feasible_grid(SPACE, mac_budget, LatencyLimit(latency_budget, linear_model))
     chosen = {c.network_key() for c in feasible.configs}
     assert chosen
     for config, macs, seconds in zip(CONFIGS, MACS, predicted):
         fits = macs <= mac_budget and seconds <= latency_budget
         assert (config.network_key() in chosen) == fits
-    assert all(m <= mac_budget for m in feasible.macs) and max(feasible.predicted_s) <= latency_budget
+    assert all(m <= mac_budget for m in feasible.macs)
+    assert max(linear_model.predict_seconds(feasible.configs)) <= latency_budget
     # each budget alone admits more than both together
-    assert len(feasible_by_latency(SPACE, linear_model, latency_budget).configs) > len(feasible.configs)
-    assert len(feasible_by_latency(SPACE, linear_model, None, mac_budget).configs) > len(feasible.configs)
+    everything = max(MACS)
+    assert len(feasible_grid(SPACE, everything, LatencyLimit(latency_budget, linear_model)).configs) > len(chosen)
+    assert len(feasible_grid(SPACE, mac_budget).configs) > len(chosen)
 
 
 def test_budgets_below_every_config_are_one_line(linear_model):
     predicted = linear_model.predict_seconds(CONFIGS)
     fastest = CONFIGS[int(predicted.argmin())]
     with pytest.raises(LatencyBudgetError) as info:
-        feasible_by_latency(SPACE, linear_model, 0.5 * float(predicted.min()))
+        feasible_grid(SPACE, max(MACS), LatencyLimit(0.5 * float(predicted.min()), linear_model))
     assert str(info.value).startswith("--latency-budget: ") and fastest.id in str(info.value)
-    with pytest.raises(LatencyBudgetError, match="^--mac-budget: "):
-        feasible_by_latency(SPACE, linear_model, 1.0, min(MACS) - 1)
+    with pytest.raises(BudgetError, match="^--mac-budget: "):
+        feasible_grid(SPACE, min(MACS) - 1, LatencyLimit(1.0, linear_model))
     # both: within the MAC budget, the fastest is named
     mac_budget = int(np.quantile(MACS, 0.5))
     within = [(c, p) for c, m, p in zip(CONFIGS, MACS, predicted) if m <= mac_budget]
-    with pytest.raises(LatencyBudgetError, match="within --mac-budget") as info:
-        feasible_by_latency(SPACE, linear_model, 0.5 * min(p for _, p in within), mac_budget)
+    with pytest.raises(LatencyBudgetError, match="within the MAC budget") as info:
+        feasible_grid(SPACE, mac_budget, LatencyLimit(0.5 * min(p for _, p in within), linear_model))
     assert min(within, key=lambda cp: cp[1])[0].id in str(info.value)
 
 

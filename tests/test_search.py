@@ -185,7 +185,7 @@ class Interrupting:
 
     def __init__(self, inner, rung):
         self.inner, self.rung, self.ladder = inner, rung, inner.ladder
-        self.context, self.trained_resolution = inner.context, inner.trained_resolution
+        self.context, self.trained_resolution, self.latency = inner.context, inner.trained_resolution, inner.latency
 
     def __call__(self, job):
         if job.rung == self.rung:
@@ -267,7 +267,8 @@ def test_a_result_that_arrives_after_a_takeover_is_kept_in_the_cache_not_a_crash
     job = Job(plan.baselines.width.config, 1, 0, "baseline", ("width",))
 
     class TakenOver:
-        ladder, context, trained_resolution = inner.ladder, inner.context, inner.trained_resolution
+        ladder, context, trained_resolution, latency = inner.ladder, inner.context, inner.trained_resolution, \
+            inner.latency
 
         def __call__(self, job):
             (mine,) = study.get_trials(states=(TrialState.RUNNING,))
@@ -303,7 +304,8 @@ def test_failed_training_is_recorded_not_fatal(tmp_path, synthetic_evaluator, st
     inner = synthetic_evaluator(settings.fidelity_ladder())
 
     class Diverging:
-        ladder, context, trained_resolution = inner.ladder, inner.context, inner.trained_resolution
+        ladder, context, trained_resolution, latency = inner.ladder, inner.context, inner.trained_resolution, \
+            inner.latency
 
         def __call__(self, job):
             return {"status": "failed", "reason": "diverged: loss is nan", "top1": None}

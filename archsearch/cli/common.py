@@ -85,6 +85,14 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
                         "before every trial; $OMP_NUM_THREADS, when set, counts as N")
 
 
+def add_trial_latency_option(parser) -> None:
+    parser.add_argument("--no-trial-latency", dest="trial_latency", action="store_false",
+                        default=os.environ.get("ARCHSEARCH_TRIAL_LATENCY", "1") != "0",
+                        help="do not time each trained config on the study's latency backend (default: timed, "
+                        "30 runs after 10 warm-up runs, once per network, after its training; "
+                        "$ARCHSEARCH_TRIAL_LATENCY=0 sets this too). Ignored under a latency budget, which checks every timing")
+
+
 def join_threads(args: argparse.Namespace) -> ThreadChoice:
     """Register this training process on the host and set its torch threads (``--threads``); the caller
     prints the choice's one-line ``note()`` where its output has room for it."""

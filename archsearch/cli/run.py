@@ -9,11 +9,12 @@ from ..search import BudgetError, TrainingEvaluator, check_ladder, feasible_grid
 from ..space import DEFAULT_SPACES, FactorSpace, read_space_toml
 from ..study import STRATEGIES, ResultCache, StudySettings, default_storage, default_study_name, exclusive_run, \
     is_sqlite, make_storage, open_study, redact
-from .common import CLIError, add_threads_option, join_threads, quiet_optuna, sigterm_as_interrupt
+from .common import CLIError, add_threads_option, add_trial_latency_option, join_threads, quiet_optuna, \
+    sigterm_as_interrupt
 
 # Rung-0 proposals that fit each default on the machine at hand (about 15 minutes on a 2-core CPU).
 DEFAULT_TRIALS = {"cpu": 8, "gpu": 40}
-SINGLE_TRIALS = {"tiny": 4, "smoke": 8, "short": 6, "reference": 4, "proxy-r0": 20, "proxy-r1": 16, "proxy": 40,
+SINGLE_TRIALS = {"tiny": 4, "quick": 12, "smoke": 8, "short": 6, "reference": 4, "proxy-r0": 20, "proxy-r1": 16, "proxy": 40,
                  "full": 10}
 
 
@@ -33,17 +34,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package, "
                         "archsearch/spaces/mobilevit_v2.toml)")
     parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed and "
-                        "dataset, e.g. v2-300M-gp-smoke-short-s0-imagenette2-224-1a2b3c)")
+                        "dataset, e.g. v2-300M-gp-quick-smoke-s0-imagenette2-224-1a2b3c)")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()}); "
                                           "postgresql://USER:PASS@HOST/DB for many machines")
-    fid = parser.add_argument_group("fidelity (default: smoke,short on a CPU; proxy-r0,proxy-r1,proxy on a GPU)")
-    fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. smoke,short")
-    fid.add_argument("--profile", help="one profile only: a single-fidelity search (tiny, smoke, short, proxy, ...)")
+    fid = parser.add_argument_group("fidelity (default: quick,smoke on a CPU; proxy-r0,proxy-r1,proxy on a GPU)")
+    fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. quick,smoke")
+    fid.add_argument("--profile", help="one profile only: a single-fidelity search (tiny, quick, smoke, short, proxy, ...)")
     fid.add_argument("--promote", type=float,
                      help="fraction of a rung's configs promoted to the next (default: 1/4 on a CPU, 1/3 on a GPU)")
     fid.add_argument("--top-seeds", type=int,
                      help="seeds of every top-rung job, for the winner's and the baselines' noise (default: 1 on a "
                      "CPU, 2 on a GPU)")
+    lat = parser.add_argument_group("latency")
+    lat.add_argument("--latency-budget", metavar="TIME",
+                     help="inference latency (batch 1, one thread) the winner must meet, with its unit: 4ms, 250us, "
+                     "0.004s. Alone or with --mac-budget: candidates and baselines are the configs the latency model "
+                     "predicts within it; every trained config's latency is measured, and one measured over the "
+                     "budget is flagged and never the winner")
+    lat.add_argument("--latency-backend", metavar="BACKEND",
+                     help="where latency is measured and budgeted: ort-cpu (default; ONNX Runtime), torch-cpu, or "
+                     "torch-cuda (bf16, needs a GPU)")
+    lat.add_argument("--latency-model", metavar="FILE",
+                     help="latency model of 'archsearch latency-table' (default: "
+                     "benchmarks/latency_FAMILY_BACKEND_b1_t1_model.json under the current directory)")
+    add_trial_latency_option(lat)
     parser.add_argument("--trials", type=int, help="distinct architectures the strategy proposes at the first rung "
                         f"(default: {DEFAULT_TRIALS['cpu']} on a CPU, {DEFAULT_TRIALS['gpu']} on a GPU; with "
                         "--profile: " + ", ".join(f"{k} {v}" for k, v in SINGLE_TRIALS.items()) + ")")
@@ -107,10 +121,14 @@ def run(args: argparse.Namespace) -> int:
     if budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
+    latency = latency_settings(args, space)
+    limit = latency_limit(latency)
+    if limit is not None:
+        feasible = feasible_grid(space, budget, limit)
     settings = StudySettings(space=space_toml, mac_budget=budget, ladder=lad.to_dict(),
-                             data=data, strategy=args.strategy, seed=args.seed, trials=trials)
+                             data=data, strategy=args.strategy, seed=args.seed, trials=trials, latency=latency)
     name = args.study or default_study_name(space.family, budget, args.strategy, lad.name.replace(">", "-"),
-                                            args.seed, data)
+                                            args.seed, data, latency_tag(latency))
     storage_url = args.storage or default_storage()
     from ..summary import plan_for
 
@@ -119,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"rungs {lad.name} ({why}), {trials} proposals at {lad.rungs[0].name}, promote {lad.promote:.2g}, "
           f"{lad.top_seeds} seed(s) at the top; strategy {args.strategy}; {len(feasible.configs)} distinct feasible "
           f"networks of {len(space)} grid points")
+    if limit is not None:
+        print(f"latency budget {limit.describe()}: {len(feasible.configs)} networks predicted within both budgets")
     for line in baseline_lines(plan):
         print(line)
     with sigterm_as_interrupt(), exclusive_run(name, storage_url):
@@ -131,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             study.set_user_attr("settings", {**study.user_attrs["settings"], "trials": trials})
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")
-        evaluator = TrainingEvaluator(lad, data, progress=not args.quiet)
+        evaluator = TrainingEvaluator(lad, data, progress=not args.quiet, latency=latency,
+                                      measure_latency=args.trial_latency or limit is not None)
         interrupted = False
         try:
             result = run_trials(study, settings, plan, evaluator, ResultCache(), progress=not args.quiet)
@@ -154,6 +175,45 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nsummary:   {summary_path}" + (f"\nwinner:    {winner_path}" if winner_path else "")
           + (f"\ndashboard: {dashboard_path}" if dashboard_path else ""))
     return 130 if interrupted else 0
+
+
+def latency_settings(args: argparse.Namespace, space: FactorSpace) -> dict | None:
+    """``StudySettings.latency`` from the options: None (trials timed on ort-cpu, no budget), a backend
+    without a budget, or a budget with the latency model that predicts it."""
+    if args.latency_budget is None and args.latency_backend is None and args.latency_model is None:
+        return None
+    from ..latency import DEFAULT_BACKEND, LatencyLimit, check_backend, find_model, load_model, parse_latency
+
+    backend = args.latency_backend or DEFAULT_BACKEND
+    check_backend(backend, "--latency-backend")
+    if args.latency_budget is None:
+        if args.latency_model:
+            raise CLIError("--latency-model: it predicts a latency budget; give --latency-budget too")
+        return {"budget_s": None, "backend": backend, "batch": 1, "threads": 1, "model": None}
+    budget_s = parse_latency(args.latency_budget)
+    model = load_model(args.latency_model) if args.latency_model else find_model(space.family, backend)
+    if args.latency_backend and model.backend != args.latency_backend:
+        raise CLIError(f"--latency-model: {args.latency_model} was measured on {model.backend}, not "
+                       f"{args.latency_backend}")
+    if model.batch != 1:
+        raise CLIError(f"--latency-model: a budget is per image at batch 1; this model is of batch {model.batch}")
+    return LatencyLimit(budget_s, model).to_settings()
+
+
+def latency_limit(latency: dict | None):
+    if latency is None or latency.get("budget_s") is None:
+        return None
+    from ..latency import LatencyLimit
+
+    return LatencyLimit.from_settings(latency)
+
+
+def latency_tag(latency: dict | None) -> str | None:
+    """The default study name's latency part: ``4ms-ort-cpu`` (a budget), ``torch-cpu`` (a backend only)."""
+    if latency is None:
+        return None
+    backend = latency["backend"]
+    return backend if latency["budget_s"] is None else f"{latency['budget_s'] * 1e3:g}ms-{backend}"
 
 
 def baseline_lines(plan) -> list[str]:

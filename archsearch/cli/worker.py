@@ -20,7 +20,7 @@ from ..study import (
     open_study,
     redact,
 )
-from .common import CLIError, add_threads_option, join_threads, quiet_optuna, sigterm_as_interrupt
+from .common import CLIError, add_threads_option, add_trial_latency_option, join_threads, quiet_optuna, sigterm_as_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="stop after training this many trials (default: until the study has all it asked for)")
     parser.add_argument("--data", help="dataset root on this machine, if not where the study says")
     add_threads_option(parser)
+    add_trial_latency_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     settings = StudySettings.from_study(open_study(args.study, storage, None))
     space = settings.factor_space()
     ladder = settings.fidelity_ladder()
-    feasible = feasible_grid(space, settings.mac_budget)
+    feasible = feasible_grid(space, settings.mac_budget, settings.latency_limit())
     sampler = make_sampler(settings.strategy, space, feasible.configs, feasible.macs, settings.mac_budget, ladder,
                            worker_seed(settings.seed, WORKER_ID))
     study = open_study(args.study, storage, None, sampler)
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     with sigterm_as_interrupt(), exclusive_run(args.study, storage_url):
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")
-        evaluator = TrainingEvaluator(ladder, data, progress=not args.quiet)
+        evaluator = TrainingEvaluator(ladder, data, progress=not args.quiet, latency=settings.latency,
+                                      measure_latency=args.trial_latency or settings.latency_limit() is not None)
         try:
             progress = run_trials(study, settings, plan_for(settings), evaluator, ResultCache(),
                                   progress=not args.quiet, max_trials=args.trials)

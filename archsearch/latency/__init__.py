@@ -17,9 +17,8 @@ MAC than dense convs), so a search that promises milliseconds must measure and m
 from .budget import (
     LatencyBudgetError,
     LatencyCheck,
-    LatencyFeasible,
+    LatencyLimit,
     check_latency,
-    feasible_by_latency,
     format_seconds,
     parse_latency,
 )
@@ -28,7 +27,7 @@ from .measure import LatencyRecord, measure_configs, measure_latency
 from .predict import LatencyModel, find_model, load_model
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "LatencyBudgetError", "LatencyCheck", "LatencyError", "LatencyFeasible",
-    "LatencyModel", "LatencyRecord", "check_backend", "check_latency", "feasible_by_latency", "find_model",
+    "BACKENDS", "DEFAULT_BACKEND", "LatencyBudgetError", "LatencyCheck", "LatencyError", "LatencyLimit",
+    "LatencyModel", "LatencyRecord", "check_backend", "check_latency", "find_model",
     "format_seconds", "load_model", "measure_configs", "measure_latency", "parse_latency",
 ]

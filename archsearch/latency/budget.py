@@ -1,8 +1,8 @@
 """Latency budgets: reading one, the configs a latency model predicts within it, and checking a measurement.
 
-A search under ``--latency-budget`` proposes only configs whose *predicted* latency fits (and whose MACs fit
-``--mac-budget`` when both are given); a trained config's *measured* latency is then checked with
-``check_latency``: one over the budget is flagged and must not be reported as the feasible winner.
+A search under ``--latency-budget`` proposes only configs whose *predicted* latency fits as well as their MACs
+(``LatencyLimit``, read by ``search.feasible_grid`` and the baselines); a trained config's *measured* latency
+is then checked with ``check_latency``: one over the budget is flagged and is never the winner (``decision``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 
 from ..config import ArchConfig
-from ..cost import distinct_networks
-from ..space import FactorSpace
 from .backends import LatencyError
 from .measure import LatencyRecord
 from .predict import LatencyModel
@@ -47,44 +45,6 @@ def format_seconds(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
-class LatencyFeasible:
-    """The distinct networks of the space within the budgets, with MACs and predicted latency (seconds)."""
-
-    configs: list[ArchConfig]
-    macs: list[int]
-    predicted_s: list[float]
-    fastest: tuple[ArchConfig, float]  # the fastest network within the MAC budget (or of the space)
-
-
-def feasible_by_latency(space: FactorSpace, model: LatencyModel, latency_budget_s: float | None = None,
-                        mac_budget: int | None = None) -> LatencyFeasible:
-    """Every distinct network of ``space`` (the first grid point of each, as ``search.feasible_grid``) whose
-    MACs fit ``mac_budget`` and whose latency ``model`` predicts within ``latency_budget_s`` (either budget
-    may be None). A one-line ``LatencyBudgetError`` naming the budget that leaves nothing."""
-    if space.family != model.space.family:
-        raise LatencyBudgetError(f"--latency-budget: the latency model is of {model.space.family}, the space of "
-                                 f"{space.family}")
-    networks = list(distinct_networks(space))
-    within_macs = [(c, m) for c, m in networks if mac_budget is None or m <= mac_budget]
-    if not within_macs:
-        cheapest = min(networks, key=lambda cm: cm[1])
-        raise LatencyBudgetError(f"--mac-budget: {mac_budget / 1e6:.1f}M is below the cheapest config of the space, "
-                                 f"{cheapest[0].id} at {cheapest[1] / 1e6:.1f}M MACs")
-    predicted = model.predict_seconds([c for c, _ in within_macs])
-    best = int(predicted.argmin())
-    fastest = (within_macs[best][0], float(predicted[best]))
-    chosen = [(c, m, float(p)) for (c, m), p in zip(within_macs, predicted)
-              if latency_budget_s is None or p <= latency_budget_s]
-    if not chosen:
-        scope = f"config within --mac-budget {mac_budget / 1e6:g}M" if mac_budget is not None else "config of the space"
-        raise LatencyBudgetError(
-            f"--latency-budget: {format_seconds(latency_budget_s)} is below the fastest {scope}, {fastest[0].id} "
-            f"predicted at {format_seconds(fastest[1])} on {model.backend} (batch {model.batch}, "
-            f"{model.threads} thread{'s' if model.threads != 1 else ''})")
-    return LatencyFeasible([c for c, _, _ in chosen], [m for _, m, _ in chosen], [p for _, _, p in chosen], fastest)
-
-
-@dataclass(frozen=True)
 class LatencyCheck:
     """A trained config's measured latency against the budget."""
 
@@ -106,3 +66,38 @@ def check_latency(measured: LatencyRecord | float, budget_s: float) -> LatencyCh
     exceed the budget, so a config the model placed just inside but that runs slower is flagged."""
     seconds = measured.median_s if isinstance(measured, LatencyRecord) else float(measured)
     return LatencyCheck(seconds, budget_s, seconds <= budget_s)
+
+
+@dataclass(frozen=True)
+class LatencyLimit:
+    """A latency budget with the model that predicts it: what a search's candidates and baselines must fit
+    (by prediction), and what every trained config's measured latency is checked against."""
+
+    budget_s: float
+    model: LatencyModel
+
+    @property
+    def backend(self) -> str:
+        return self.model.backend
+
+    def predicted_s(self, configs: list[ArchConfig]) -> list[float]:
+        return [float(p) for p in self.model.predict_seconds(configs)]
+
+    def fits(self, config: ArchConfig) -> bool:
+        return self.predicted_s([config])[0] <= self.budget_s
+
+    def fill(self, config: ArchConfig) -> float:
+        """The fraction of the latency budget the config is predicted to use."""
+        return self.predicted_s([config])[0] / self.budget_s
+
+    def to_settings(self) -> dict:
+        """As stored in a study's settings (the whole model, so remote workers predict alike)."""
+        return {"budget_s": self.budget_s, "backend": self.model.backend, "batch": self.model.batch,
+                "threads": self.model.threads, "model": self.model.to_dict()}
+
+    @classmethod
+    def from_settings(cls, stored: dict) -> LatencyLimit:
+        return cls(float(stored["budget_s"]), LatencyModel.from_dict(stored["model"]))
+
+    def describe(self) -> str:
+        return f"{format_seconds(self.budget_s)} on {self.model.describe()}"

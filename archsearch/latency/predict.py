@@ -277,7 +277,8 @@ def load_model(path: str | Path) -> LatencyModel:
 
 
 def find_model(family: str, backend: str, batch: int = 1, threads: int = 1) -> LatencyModel:
-    """The committed model of ``benchmarks/`` for these settings; one-line error naming the command if none."""
+    """The model ``archsearch latency-table`` keeps for these settings under ``benchmarks/`` of the current
+    directory (the repository's committed ones from its root); one-line error naming the command if none."""
     from .table import default_table_path, model_path
 
     path = model_path(default_table_path(family, backend, batch, threads))

@@ -39,7 +39,6 @@ from .blocks import build_block, distinct_blocks
 from .backends import LatencyError, backend_info
 from .measure import STATISTICS, LatencyRecord, measure_configs, measure_modules
 
-BENCHMARKS_DIR = Path(__file__).resolve().parent.parent.parent / "benchmarks"
 NETWORK_COLUMNS = ("config_id", "family", "variant", "resolution", "width", "mv2_depth", "vit_depth", "num_classes",
                    "macs", "params", "backend", "batch", "threads", "runs", "warmup", "rounds", "median_ms", "p25_ms",
                    "p75_ms", "min_ms", "max_ms", "cpu_median_ms", "discarded", "preempted", "device", "runtime",
@@ -52,7 +51,9 @@ CHECKED = ("family", "space", "num_classes", "backend", "batch", "threads", "dev
 
 
 def default_table_path(family: str, backend: str, batch: int, threads: int) -> Path:
-    return BENCHMARKS_DIR / f"latency_{family}_{backend}_b{batch}_t{threads}.csv"
+    """``benchmarks/latency_FAMILY_BACKEND_bBATCH_tTHREADS.csv`` under the current directory (the repository's
+    own tables when run from its root; an installed package has no source tree to write into)."""
+    return Path.cwd() / "benchmarks" / f"latency_{family}_{backend}_b{batch}_t{threads}.csv"
 
 
 def meta_path(table: str | Path) -> Path:

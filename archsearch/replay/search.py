@@ -109,6 +109,9 @@ class TableEvaluator:
     def trained_resolution(self, job: Job) -> int:
         return train_resolution(job.config, self.ladder.rungs[job.rung].resolution_scale)
 
+    def latency(self, job: Job) -> None:
+        return None  # a replay scores from tables: nothing to time
+
     def draw(self, job: Job) -> tuple[float, int | None]:
         """(score, table seed it came from; None: the mean over seeds, noise off)."""
         rung = self.problem.rungs[self.rungs[job.rung]]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import ArchConfig, ConfigError
 from ..cost import distinct_networks
 from ..space import FactorSpace
+
+if TYPE_CHECKING:
+    from ..latency.budget import LatencyLimit
 
 
 class BudgetError(ConfigError):
@@ -39,9 +43,10 @@ class Feasible:
     dearest: tuple[ArchConfig, int]
 
 
-def feasible_grid(space: FactorSpace, budget: int) -> Feasible:
-    """Every grid point costed in closed form, one per distinct network (the first in grid order);
-    an error naming the cheapest config if none fits."""
+def feasible_grid(space: FactorSpace, budget: int, latency: LatencyLimit | None = None) -> Feasible:
+    """Every grid point costed in closed form, one per distinct network (the first in grid order), within
+    ``budget`` and, where given, predicted within ``latency``; an error naming the cheapest (or the fastest)
+    config if none fits."""
     configs, macs = [], []
     cheapest = dearest = None
     for config, cost in distinct_networks(space):
@@ -57,4 +62,16 @@ def feasible_grid(space: FactorSpace, budget: int) -> Feasible:
             f"--mac-budget: {budget / 1e6:.1f}M is below the cheapest config of the space, "
             f"{cheapest[0].id} at {cheapest[1] / 1e6:.1f}M MACs"
         )
+    if latency is not None:
+        predicted = latency.predicted_s(configs)
+        kept = [i for i, p in enumerate(predicted) if p <= latency.budget_s]
+        if not kept:
+            from ..latency.budget import LatencyBudgetError, format_seconds
+
+            fastest = min(range(len(configs)), key=predicted.__getitem__)
+            raise LatencyBudgetError(
+                f"--latency-budget: {format_seconds(latency.budget_s)} is below the fastest config within the MAC "
+                f"budget, {configs[fastest].id}, predicted at {format_seconds(predicted[fastest])} on "
+                f"{latency.backend}")
+        configs, macs = [configs[i] for i in kept], [macs[i] for i in kept]
     return Feasible(configs, macs, cheapest, dearest)

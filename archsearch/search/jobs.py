@@ -86,6 +86,7 @@ class Entry:
     accuracy: float | None
     macs: int
     record: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] | None = None  # measured after training (``latency.trial``), or None
 
 
 def _state(trial: FrozenTrial) -> str | None:
@@ -112,7 +113,7 @@ class Ledger:
                 continue
             self.entries.append(Entry(job, t.number, state, t.user_attrs.get("accuracy"),
                                       t.user_attrs.get("macs") or closed_form_cost(job.config).macs,
-                                      t.user_attrs.get("record", {})))
+                                      t.user_attrs.get("record", {}), t.user_attrs.get("latency")))
 
     def taken(self) -> set[tuple]:
         return {e.job.key for e in self.entries}

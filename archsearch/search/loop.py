@@ -50,6 +50,10 @@ class Evaluator(Protocol):
         """A record with at least ``status`` ("ok" | "failed"), ``top1`` and ``reason``."""
         ...
 
+    def latency(self, job: Job) -> dict | None:
+        """The measured latency of the job's config (``latency.trial.measure_trial``), or None."""
+        ...
+
 
 @dataclass
 class SearchProgress:
@@ -169,7 +173,7 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, 
         trial.set_user_attr(key, value)
     if not from_queue:
         if isinstance(step, Proposal):
-            if cost.macs > settings.mac_budget:
+            if cost.macs > settings.mac_budget or not _fits_latency(settings, job):
                 trial.set_user_attr("infeasible", True)
                 study.tell(trial, state=TrialState.PRUNED)
                 return "infeasible"
@@ -188,7 +192,14 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, 
     if on_job is not None:
         on_job(job)
     record, was_cached = _evaluate_cached(job, evaluator, cache)
+    if record["status"] == "ok" and (latency := evaluator.latency(job)) is not None:
+        trial.set_user_attr("latency", latency)  # after training: never inside its timer
     return _finish(study, trial, job, record, cost.macs, settings.strategy, was_cached)
+
+
+def _fits_latency(settings: StudySettings, job: Job) -> bool:
+    limit = settings.latency_limit()
+    return limit is None or limit.fits(job.config)
 
 
 def _held_elsewhere(study: optuna.Study, number: int, job: Job) -> bool:
@@ -267,7 +278,8 @@ def recover_interrupted(study: optuna.Study) -> int:
 class TrainingEvaluator:
     """Proxy training of a job at its rung's profile (``training.evaluate``); beats the heartbeat per epoch."""
 
-    def __init__(self, ladder: Ladder, data: str | None, progress: bool = True, device: str | None = None):
+    def __init__(self, ladder: Ladder, data: str | None, progress: bool = True, device: str | None = None,
+                 latency: dict | None = None, measure_latency: bool = True):
         import torch
 
         from ..data import fingerprint
@@ -278,6 +290,8 @@ class TrainingEvaluator:
         self.progress = progress
         self.device = torch.device(device) if device else default_device()
         self._context = result_context(self.device, fingerprint(data))
+        self.latency_settings, self.measure_latency = latency, measure_latency
+        self._measured: dict[tuple, dict] = {}
 
     def context(self) -> dict:
         return self._context
@@ -295,6 +309,13 @@ class TrainingEvaluator:
         record = evaluate(job.config, self.ladder.rungs[job.rung], self.data, job.seed, progress=self.progress,
                           device=self.device, on_epoch=lambda _stats: threads.rebalance())
         return record.to_dict()
+
+    def latency(self, job: Job) -> dict | None:
+        if not self.measure_latency:
+            return None
+        from ..latency.trial import measure_trial
+
+        return measure_trial(job.config, self.latency_settings, self._measured)
 
 
 def check_ladder(space: FactorSpace, ladder: Ladder) -> None:
