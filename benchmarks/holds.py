@@ -8,7 +8,7 @@ resumes). Then, per study, the winner's margin over each baseline at that fideli
 of ``decision.margin`` (training noise from the seeds of every retrained network, pooled, plus the paired
 validation error), beside the margin the study itself reported.
 
-    python benchmarks/holds.py --study v2-300M-gp-smoke-short-s0 --study ... --out benchmarks/holds_300M.csv
+    python benchmarks/holds.py --study v2-300M-gp-quick-smoke-s0 --study ... --out benchmarks/holds_300M.csv
 """
 
 from __future__ import annotations
@@ -70,13 +70,15 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per network (default 2)")
     parser.add_argument("--data", help="ImageFolder root (default: Imagenette beside the project)")
     parser.add_argument("--out", required=True, help="CSV of every retrained (network, seed), appended")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: the margins from the rows --out already has (seeds missing are left out)")
     args = parser.parse_args()
     out, seeds, profile = Path(args.out), list(range(args.seeds)), get_profile(args.profile)
     summaries = {name: json.loads((study_dir(name) / "summary.json").read_text()) for name in args.study}
     todo = {c.id: c for s in summaries.values() for _, c in networks(s)}
     rows = read(out)
-    for config in todo.values():
-        for seed in seeds:
+    for seed in [] if args.report else seeds:  # every network at one seed before any at the next
+        for config in todo.values():
             if (config.id, seed) in rows:
                 continue
             print(f"training {config.id} seed {seed} at {profile.name}", file=sys.stderr, flush=True)
@@ -86,15 +88,21 @@ def main() -> int:
                          "val_correct": record.val_correct, "trained_resolution": record.resolution,
                          "wall_s": record.wall_s})
             rows = read(out)
-    noise = rung_noise(profile, [[float(rows[(c, s)]["top1"]) for s in seeds] for c in todo])
+    noise = rung_noise(profile, [[float(rows[(c, s)]["top1"]) for s in seeds if (c, s) in rows] for c in todo])
     print(f"noise of one {profile.name} score: {100 * noise.std:.2f} points ({noise.source})")
     for name, summary in summaries.items():
         found = networks(summary)
+        if not any((found[0][1].id, s) in rows for s in seeds):
+            print(f"\n{name}: its winner {found[0][1].id} is not retrained yet")
+            continue
         winner = scored(found[0][1], rows, seeds, profile.name)
         print(f"\n{name}: winner {winner.config.id} ({winner.macs / 1e6:.1f}M) at {profile.name}: "
               f"{100 * winner.mean:.2f} % ({', '.join(f'{100 * x:.1f}' for x in winner.scores)})")
         reported = {b["kind"]: b for b in summary["baselines"]}
         for kind, config in found[1:]:
+            if not any((config.id, s) in rows for s in seeds):
+                print(f"  {kind:<17} {config.id:<34} not retrained yet")
+                continue
             base = scored(config, rows, seeds, profile.name)
             diff, interval, _ = margin(winner, base, noise.std)
             then = reported[kind]

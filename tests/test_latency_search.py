@@ -14,6 +14,7 @@ import pytest
 from studies import BUDGET, run_synthetic, settings_for
 
 from archsearch.baselines import MIN_FILL
+from archsearch.cli import main
 from archsearch.cost import closed_form_cost, distinct_networks
 from archsearch.dashboard import build_figures, collect
 from archsearch.latency import LatencyLimit, check_latency
@@ -119,11 +120,13 @@ def _run(tmp_path, *args, env=None):
     (["--latency-model", "MODEL"], "--latency-model: it predicts a latency budget"),
     (["--latency-budget", "4ms", "--latency-model", "nowhere.json"], "latency model: no such file"),
 ])
-def test_bad_latency_options_are_one_line_and_exit_2(tmp_path, imagenette, model, args, message):
+def test_bad_latency_options_are_one_line_and_exit_2(tmp_path, imagenette, model, args, message, capsys):
     path = save_model(model, tmp_path / "model.json")
-    done = _run(tmp_path, *[str(path) if a == "MODEL" else a for a in args])
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr
+    code = main(["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet", "--no-dashboard",
+                 *[str(path) if a == "MODEL" else a for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip().count("\n") == 0 and message in err, err
 
 
 @pytest.mark.slow
