@@ -72,13 +72,16 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="CSV of every retrained (network, seed), appended")
     parser.add_argument("--report", action="store_true",
                         help="train nothing: the margins from the rows --out already has (seeds missing are left out)")
+    parser.add_argument("--only-seed", type=int, help="train only this seed (a second process on another core)")
+    parser.add_argument("--reverse", action="store_true", help="train the networks in the reverse order")
     args = parser.parse_args()
     out, seeds, profile = Path(args.out), list(range(args.seeds)), get_profile(args.profile)
     summaries = {name: json.loads((study_dir(name) / "summary.json").read_text()) for name in args.study}
     todo = {c.id: c for s in summaries.values() for _, c in networks(s)}
     rows = read(out)
-    for seed in [] if args.report else seeds:  # every network at one seed before any at the next
-        for config in todo.values():
+    train_seeds = [] if args.report else [args.only_seed] if args.only_seed is not None else seeds
+    for seed in train_seeds:  # every network at one seed before any at the next
+        for config in (reversed if args.reverse else iter)(list(todo.values())):
             if (config.id, seed) in rows:
                 continue
             print(f"training {config.id} seed {seed} at {profile.name}", file=sys.stderr, flush=True)

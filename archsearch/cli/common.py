@@ -28,8 +28,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """Options that pick one architecture: a preset, optionally overridden, or explicit factors."""
+def add_config_options(parser: argparse.ArgumentParser, space_option: bool = False) -> None:
+    """Options that pick one architecture: a preset, optionally overridden, or explicit factors (and, with
+    ``space_option``, the factor space they must lie in: ``checked_config``)."""
     group = parser.add_argument_group("architecture (a preset, or --family with factors)")
     group.add_argument("--preset", help=f"official architecture: {', '.join(PRESETS)}")
     group.add_argument("--family", choices=FAMILIES, help="v1 (multi-head attention) or v2 (separable attention)")
@@ -39,6 +40,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mv2-depth", type=float, help="multiplier of MV2 blocks per stage (default 1.0)")
     group.add_argument("--vit-depth", type=float, help="multiplier of attention layers per block (default 1.0)")
     group.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
+    if space_option:
+        group.add_argument("--space", help="factor-space TOML file the factors must lie in (default: the family's "
+                           "space shipped in the package, archsearch/spaces/mobilevit_<family>.toml)")
 
 
 FACTOR_OPTIONS = ("resolution", "width", "mv2_depth", "vit_depth", "num_classes")
@@ -61,6 +65,19 @@ def config_from_args(args: argparse.Namespace) -> ArchConfig:
         return base.replace(**overrides)
     except ConfigError as err:
         raise as_option_error(err) from None
+
+
+def checked_config(args: argparse.Namespace) -> ArchConfig:
+    """``config_from_args``, checked against ``--space`` (or the family's default space)."""
+    from ..space import FactorSpace
+
+    config = config_from_args(args)
+    space = FactorSpace.load(args.space) if args.space else FactorSpace.default(config.family)
+    try:
+        space.check(config)
+    except ValueError as err:
+        raise as_option_error(err) from None
+    return config
 
 
 def as_option_error(err: ValueError) -> CLIError:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cost import Cost, count
-from ..space import FactorSpace
-from .common import add_config_options, as_option_error, config_from_args, format_count, print_json
+from .common import add_config_options, checked_config, format_count, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,23 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "included) and with the closed-form cost model, and show the per-stage plan. Example: "
         "archsearch count --family v2 --width 0.5 --mv2-depth 1.0 --vit-depth 0.5 --resolution 192",
     )
-    add_config_options(parser)
-    parser.add_argument(
-        "--space",
-        help="factor-space TOML file the factors must lie in (default: the family's space shipped in the "
-        "package, archsearch/spaces/mobilevit_<family>.toml)",
-    )
+    add_config_options(parser, space_option=True)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    space = FactorSpace.load(args.space) if args.space else FactorSpace.default(config.family)
-    try:
-        space.check(config)
-    except ValueError as err:
-        raise as_option_error(err) from None
+    config = checked_config(args)
     traced = count(config, method="fvcore")
     closed = count(config, method="closed_form")
     if args.json:

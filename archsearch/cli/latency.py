@@ -6,8 +6,7 @@ import argparse
 
 from ..latency.backends import BACKENDS, DEFAULT_BACKEND, check_backend, parse_cores, pin_cores
 from ..latency.measure import DEFAULT_WARMUP, MIN_CLI_RUNS, format_record, measure_latency
-from ..space import FactorSpace
-from .common import CLIError, add_config_options, as_option_error, config_from_args, print_json
+from .common import CLIError, add_config_options, checked_config, print_json
 
 
 def add_timing_options(parser: argparse.ArgumentParser, runs_default: int) -> None:
@@ -49,21 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "batch, threads, CPU cores, device and runtime version that produced them. Example: archsearch latency "
         "--family v2 --width 0.5 --resolution 256 --backend ort-cpu --threads 1 --cores 0",
     )
-    add_config_options(parser)
-    parser.add_argument("--space", help="factor-space TOML the factors must lie in "
-                        "(default: search_spaces/mobilevit_<family>.toml)")
+    add_config_options(parser, space_option=True)
     add_timing_options(parser, runs_default=MIN_CLI_RUNS)
     parser.add_argument("--json", action="store_true", help="print the record (every timed run included) as JSON")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    space = FactorSpace.load(args.space) if args.space else FactorSpace.default(config.family)
-    try:
-        space.check(config)
-    except ValueError as err:
-        raise as_option_error(err) from None
+    config = checked_config(args)
     check_timing_options(args)
     record = measure_latency(config, args.backend, args.batch, args.threads, args.runs, args.warmup)
     if args.json:
