@@ -74,6 +74,7 @@ def main() -> int:
                         help="train nothing: the margins from the rows --out already has (seeds missing are left out)")
     parser.add_argument("--only-seed", type=int, help="train only this seed (a second process on another core)")
     parser.add_argument("--reverse", action="store_true", help="train the networks in the reverse order")
+    parser.add_argument("--only", action="append", help="train only this config id (repeatable)")
     args = parser.parse_args()
     out, seeds, profile = Path(args.out), list(range(args.seeds)), get_profile(args.profile)
     summaries = {name: json.loads((study_dir(name) / "summary.json").read_text()) for name in args.study}
@@ -82,7 +83,7 @@ def main() -> int:
     train_seeds = [] if args.report else [args.only_seed] if args.only_seed is not None else seeds
     for seed in train_seeds:  # every network at one seed before any at the next
         for config in (reversed if args.reverse else iter)(list(todo.values())):
-            if (config.id, seed) in rows:
+            if (config.id, seed) in rows or (args.only and config.id not in args.only):
                 continue
             print(f"training {config.id} seed {seed} at {profile.name}", file=sys.stderr, flush=True)
             record = evaluate(config, profile, args.data, seed, progress=False)

@@ -119,11 +119,14 @@ def _run(tmp_path, *args, env=None):
     (["--latency-budget", "1us", "--latency-model", "MODEL"], "--latency-budget: 1 us is below the fastest"),
     (["--latency-model", "MODEL"], "--latency-model: it predicts a latency budget"),
     (["--latency-budget", "4ms", "--latency-model", "nowhere.json"], "latency model: no such file"),
+    (["--no-mac", "--latency-budget", "1us", "--latency-model", "MODEL"], "--latency-budget: 1 us is below the fastest"),
+    (["--no-mac"], "--mac-budget: give a MAC budget, a --latency-budget, or both"),
 ])
 def test_bad_latency_options_are_one_line_and_exit_2(tmp_path, imagenette, model, args, message, capsys):
     path = save_model(model, tmp_path / "model.json")
-    code = main(["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet", "--no-dashboard",
-                 *[str(path) if a == "MODEL" else a for a in args]])
+    budget = [] if "--no-mac" in args else ["--mac-budget", "300M"]  # a latency budget may stand alone
+    code = main(["run", *budget, "--profile", "tiny", "--quiet", "--no-dashboard",
+                 *[str(path) if a == "MODEL" else a for a in args if a != "--no-mac"]])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.strip().count("\n") == 0 and message in err, err

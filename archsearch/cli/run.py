@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the budget) decided at the top rung, with the winner's margin over each and a 95 % interval. "
         "Re-running the same command resumes; Ctrl-C stops cleanly and keeps every finished job.",
     )
-    parser.add_argument("--mac-budget", required=True,
-                        help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000")
+    parser.add_argument("--mac-budget",
+                        help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000 (required unless "
+                        "--latency-budget is given; without it, every config of the space fits by MACs)")
     parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package, "
                         "archsearch/spaces/mobilevit_v2.toml)")
     parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed and "
@@ -102,7 +103,9 @@ def choose_ladder(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     quiet_optuna()
-    budget = parse_macs(args.mac_budget)
+    if args.mac_budget is None and args.latency_budget is None:
+        raise CLIError("--mac-budget: give a MAC budget, a --latency-budget, or both")
+    budget = parse_macs(args.mac_budget) if args.mac_budget is not None else None
     space_path = args.space or DEFAULT_SPACES["v2"]
     space_toml = read_space_toml(space_path)
     space = FactorSpace.from_dict(space_toml, source=str(space_path))
@@ -117,8 +120,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data import resolve_data_root
 
     data = str(resolve_data_root(args.data))
-    feasible = feasible_grid(space, budget)
-    if budget >= feasible.dearest[1]:
+    feasible = feasible_grid(space, budget if budget is not None else sys.maxsize)
+    if budget is None:
+        budget = feasible.dearest[1]  # a latency budget alone: every config fits by MACs
+    elif budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
     latency = latency_settings(args, space)
