@@ -14,6 +14,7 @@ from synthetic_tables import BUDGET, CHEAP, SAMPLE, SPACE, STAR, bowl, jitter, w
 from archsearch.cli import main
 from archsearch.config import ConfigError
 from archsearch.cost import closed_form_cost
+from archsearch.fidelity import NOISE_STD
 from archsearch.fidelity import ladder as make_ladder
 from archsearch.replay import (
     Problem,
@@ -77,7 +78,7 @@ def test_problem_points_truth_costs_and_noise(problem, paths):
     pairs = [(jitter(0)(c), jitter(1)(c)) for c, _ in SAMPLE]
     ss = sum((a - b) ** 2 / 2 for a, b in pairs)
     top = problem.rungs[1].noise
-    assert top.repeats_df == 60 and top.std == pytest.approx(math.sqrt((4 * 0.026**2 + ss) / 64))
+    assert top.repeats_df == 60 and top.std == pytest.approx(math.sqrt((4 * NOISE_STD['smoke']**2 + ss) / 64))
     assert problem.rungs[0].noise.std == 0.02 and problem.rungs[0].noise.repeats_df == 0  # assumed: no repeats
     assert Problem.build(problem.rungs, BUDGET, "wall").weights == (1.0, 1.0)  # every row took 10 s
     with pytest.raises(BudgetError, match="no config of the tables fits 50.0M"):
