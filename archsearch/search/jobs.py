@@ -53,8 +53,8 @@ class Job:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> Job | None:
-        if "config" not in attrs or "rung" not in attrs:
-            return None
+        if not {"config", "rung", "seed"} <= attrs.keys():
+            return None  # no job, or another worker is still writing its attributes one by one
         return cls(ArchConfig.from_dict(attrs["config"]), int(attrs["rung"]), int(attrs["seed"]),
                    attrs.get("role", SEARCH), tuple(attrs.get("baseline_kinds", ())))
 
