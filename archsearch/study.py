@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,11 @@ class StudySettings:
         return Ladder.from_dict(self.ladder)
 
     def latency_limit(self):  # -> latency.LatencyLimit | None (imported late: the model needs numpy/sklearn)
+        return self._latency_limit
+
+    @cached_property
+    def _latency_limit(self):
+        """Read once per settings object: the loop checks every proposal against it."""
         if self.latency is None or self.latency.get("budget_s") is None:
             return None
         from .latency.budget import LatencyLimit
