@@ -38,12 +38,13 @@ def _models(view: StudyView) -> list:
 
 
 def latency_macs(view: StudyView) -> go.Figure | None:
-    measured = [LatencyPoint(c.id, c.family, m, lat["latency_ms"], True) for c, m, lat in _measured(view).values()]
+    timed = list(_measured(view).values())
+    measured = [LatencyPoint(c.id, c.family, m, lat["latency_ms"], True) for c, m, lat in timed]
     predicted = [p for model in _models(view) for p in grid_points(model, model.space)]
     if not measured and not predicted:
         return None
     limit = view.settings.latency_limit()
-    backend = measured and next(iter(_measured(view).values()))[2].get("backend") or ""
+    backend = timed[0][2].get("backend", "") if timed else ""
     return latency_macs_figure(predicted + measured, limit.budget_s * 1e3 if limit else None, view.budget,
                                backend)
 
