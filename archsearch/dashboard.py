@@ -174,10 +174,17 @@ def winner_html(view: StudyView) -> str:
     gp = (f"; GP posterior mean {100 * w.posterior_mean:.2f} % ± {100 * w.posterior_std:.2f}"
           if w.posterior_mean is not None else "")
     trials = ", ".join(f"#{n}" for n in w.trials)
+    notes = []
+    if view.decision.tied:
+        notes.append(f"level with {view.decision.tied} other network(s) by the GP's mean (their scores differ by no "
+                     f"more than the noise): the cheapest of them")
+    kinds = [m.kind for m in view.decision.margins if m.baseline and m.baseline.config.network_key() == w.config.network_key()]
+    if kinds:
+        notes.append(f"it is the {' and '.join(kinds)} baseline: the search found no better network")
     return (f"<code>{html.escape(w.config.id)}</code> ({_factors(w.config)}); {w.macs / 1e6:.1f}M MACs, "
             f"{params / 1e6:.2f}M params, trained at <b>{w.trained_resolution} px</b>; top-1 "
             f"<b>{100 * w.mean:.2f} %</b> {_seeds(w.seeds, w.scores)}{gp} (trial{'s' if len(w.trials) > 1 else ''} "
-            f"{trials})")
+            f"{trials})" + "".join(f"<br>{html.escape(n)}" for n in notes))
 
 
 def margin_html(view: StudyView, m: Margin) -> str:

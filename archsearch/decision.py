@@ -5,9 +5,11 @@ Everything a study reports about who won is computed here, once, and read by ``r
 
 * **Where.** At the top rung of the fidelity ladder (or the highest rung the study reached, and then it
   says so): cheap rungs screen, they do not decide.
-* **Winner.** Among the strategy's networks trained there, the best by the GP's posterior mean at that rung
+* **Winner.** Among every network trained there -- the strategy's and the baselines' alike, so the answer is
+  the best network the study found, whoever proposed it -- the best by the GP's posterior mean at that rung
   (it pools every rung and seed with each rung's measured noise), or by the mean over seeds without a GP;
-  ties go to the cheaper network. Never simply the highest single score.
+  ties go to the cheaper network. Never simply the highest single score. A winner that is a baseline is
+  said to be one, and its margin over itself is zero.
 * **Margins.** Winner minus baseline, each the mean over its seeds at the deciding rung. The 95 % interval
   adds two independent errors: training noise (each mean's seed-to-seed variance ``noise^2 / seeds``, with
   the rung's measured noise) and the validation sample (the per-image difference of the two networks'
@@ -104,11 +106,16 @@ class Decision:
     winner: Scored | None
     margins: tuple[Margin, ...]
     noise: Noise
-    ranked: tuple[Scored, ...]  # the strategy's networks at the deciding rung, best first
+    ranked: tuple[Scored, ...]  # every network trained at the deciding rung, best first
     over_latency: tuple[Scored, ...] = ()  # measured over the latency budget: flagged, never the winner
 
+    @property
+    def tied(self) -> int:
+        """How many other networks rank level with the winner (the cheapest of them won)."""
+        return sum(1 for s in self.ranked[1:] if _rank_value(s) == _rank_value(self.ranked[0]))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"rung": self.rung, "fidelity": self.fidelity, "reached_top": self.reached_top,
+        return {"rung": self.rung, "fidelity": self.fidelity, "reached_top": self.reached_top, "tied": self.tied,
                 "winner": self.winner.to_dict() if self.winner else None,
                 "baselines": [m.to_dict() for m in self.margins], "noise": self.noise.to_dict(),
                 "ranked": [s.to_dict() for s in self.ranked],
@@ -166,7 +173,7 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
     reached = [r for r in range(plan.ladder.top + 1) if ledger.at(r, role=SEARCH)]
     rung = max(reached) if reached else plan.ladder.top
     name = plan.ladder.rungs[rung].name
-    keys = dict.fromkeys(e.job.config.network_key() for e in sorted(ledger.at(rung, role=SEARCH), key=lambda e: e.number))
+    keys = dict.fromkeys(e.job.config.network_key() for e in sorted(ledger.at(rung), key=lambda e: e.number))
     configs = [next(e.job.config for e in ledger.at(rung) if e.job.config.network_key() == k) for k in keys]
     candidates = [s for c in configs if (s := scored(ledger, c, rung, name)) is not None and s.macs <= budget]
     over_latency = tuple(s for s in candidates if s.over_latency)
@@ -176,11 +183,15 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
         candidates = [Scored(**{**s.__dict__, "posterior_mean": float(m), "posterior_std": float(d)})
                       for s, m, d in zip(candidates, mean, std)]
     order = {id(s): i for i, s in enumerate(candidates)}
-    ranked = sorted(candidates, key=lambda s: (-round(s.posterior_mean if s.posterior_mean is not None else s.mean, 6),
-                                               s.macs, order[id(s)]))
+    ranked = sorted(candidates, key=lambda s: (-_rank_value(s), s.macs, order[id(s)]))
     winner = ranked[0] if ranked else None
     margins = tuple(_margin(kind, winner, ledger, plan, rung, name, noise) for kind in KINDS)
     return Decision(rung, name, rung == plan.ladder.top, winner, margins, noise[rung], tuple(ranked), over_latency)
+
+
+def _rank_value(s: Scored) -> float:
+    """What ranks networks: the GP's posterior mean (else the mean over seeds), to 1e-6, so equal is equal."""
+    return round(s.posterior_mean if s.posterior_mean is not None else s.mean, 6)
 
 
 def _baseline_config(kind: str, ledger: Ledger, plan: Plan) -> ArchConfig | None:
@@ -215,6 +226,8 @@ def _margin(kind: str, winner: Scored | None, ledger: Ledger, plan: Plan, rung: 
                       rule=rule)
     if winner is None:
         return Margin(kind, base, None, None, None, "no winner to compare", rule=rule)
+    if winner.config.network_key() == base.config.network_key():
+        return Margin(kind, base, 0.0, (0.0, 0.0), False, f"the winner is the {kind} baseline itself", rule=rule)
     diff, interval, _ = margin(winner, base, noise[rung].std)
     said = words(kind, diff, interval)
     if base.over_latency:

@@ -18,11 +18,13 @@ OTHER_COLOR = "#9e9e9e"
 
 
 def role_label(view: StudyView, key: tuple) -> str | None:
-    """'winner', or the baselines a network is at the deciding rung ('width baseline'), or None."""
-    if view.winner is not None and view.winner.config.network_key() == key:
-        return "winner"
+    """'winner', or the baselines a network is at the deciding rung ('width baseline'), or both
+    ('winner, the width baseline'), or None."""
     kinds = view.baseline_kinds.get(key)
-    return " and ".join(KIND_LABELS[k] for k in kinds) + " baseline" if kinds else None
+    baseline = " and ".join(KIND_LABELS[k] for k in kinds) + " baseline" if kinds else None
+    if view.winner is not None and view.winner.config.network_key() == key:
+        return f"winner, the {baseline}" if baseline else "winner"
+    return baseline
 
 
 def rungs_figure(view: StudyView) -> go.Figure | None:
@@ -69,7 +71,7 @@ def rungs_figure(view: StudyView) -> go.Figure | None:
 def _network_line(view: StudyView, key: tuple, reached: Sequence[tuple[int, NetworkMean]],
                   names: Sequence[str]) -> go.Scatter:
     label = role_label(view, key)
-    if label == "winner":
+    if label is not None and label.startswith("winner"):
         color, width, dash = WINNER_COLOR, 4, "solid"
     elif label is not None:
         color, width, dash = KIND_COLORS[view.baseline_kinds[key][0]], 3, "dash"

@@ -110,7 +110,8 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
             "failed": sum(e.state == "failed" for e in ledger.entries),
             "running": sum(e.state == "running" for e in ledger.entries),
         },
-        "decided_at": {"rung": decision.rung, "fidelity": decision.fidelity, "reached_top": decision.reached_top},
+        "decided_at": {"rung": decision.rung, "fidelity": decision.fidelity, "reached_top": decision.reached_top,
+                       "tied_with_winner": decision.tied},
         "noise": [n.to_dict() for n in f.noise],
         "winner": _winner(decision, ledger) if winner else None,
         "baselines": [m.to_dict() for m in decision.margins],
@@ -140,8 +141,9 @@ def _macs(ledger: Ledger, key: tuple) -> int:
 def _winner(decision: Decision, ledger: Ledger) -> dict[str, Any]:
     w = decision.winner
     first = next(e for e in ledger.entries if e.number == w.trials[0])
+    same = [m.kind for m in decision.margins if m.baseline and m.baseline.config.network_key() == w.config.network_key()]
     return {**w.to_dict(), **{k: v for k, v in trial_record(first).items() if k not in ("accuracy", "seed")},
-            "trial": w.trials[0]}
+            "trial": w.trials[0], "baseline_of": same}
 
 
 def winner_document(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -199,6 +201,13 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"winner:   {w['config_id']}  {w['macs'] / 1e6:.1f}M MACs, trained at {w['trained_resolution']} px, "
                      f"top-1 {100 * w['accuracy']:.2f}% over {len(w['seeds'])} seed(s)"
                      + (f", {_ms(w['latency_ms'])} on {w['latency_backend']}" if w.get("latency_ms") else ""))
+        tied = d.get("tied_with_winner", 0)
+        if tied:
+            lines.append(f"          level with {tied} other network(s) by the GP's mean (the study's scores differ "
+                         f"by no more than their noise): the cheapest of them")
+        if w.get("baseline_of"):
+            lines.append(f"          it is the {' and '.join(w['baseline_of'])} baseline: the search found no better "
+                         f"network at {d['fidelity']}")
     noise = summary["noise"][d["rung"]]
     lines.append(f"noise of one score at {d['fidelity']}: {100 * noise['std']:.2f} points ({noise['source']})")
     for b in summary["baselines"]:

@@ -3,12 +3,16 @@
 # the distinct v2 networks in 150M..300M MACs) scored at both rungs of the CPU ladder (quick, smoke), with two
 # seeds at the first, and at the reference fidelity (every training image, 6.3x smoke's; 4 epochs, scored on
 # every val image). Two queues, one per core, one torch thread each.
-# Usage: benchmarks/fidelity_study.sh A|B   (run both, in two shells; resumable: re-running skips done rows)
+# Queues C and D answer two questions of per-CPU-second ranking on the same sample: C scores every epoch of the
+# smoke schedule (the scores a promotion that continues from a checkpoint would screen with), D keeps the full
+# resolution and cuts the images instead (2 epochs x 75 a class at 1.0x: the MACs of smoke's 4 x 150 at 0.5x).
+# Usage: [CORE=n] benchmarks/fidelity_study.sh A|B|C|D   (A and B, or C and D, in two shells; resumable: re-running
+# skips done rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=benchmarks
 S=(--configs 12 --min-macs 150M --max-macs 300M --quiet)
-table() { PYTHONPATH="${SNAPSHOT:-$PWD}" OMP_NUM_THREADS=1 taskset -c "$core" python3 -m archsearch bench-table "${S[@]}" "$@"; }
+table() { PYTHONPATH="${SNAPSHOT:-$PWD}" OMP_NUM_THREADS=1 taskset -c "${CORE:-$core}" python3 -m archsearch bench-table "${S[@]}" "$@"; }
 case "${1:-}" in
   A) core=0
      table --profile quick --seed 0 --out $B/table_v2_rung_quick_s0.csv
@@ -17,5 +21,10 @@ case "${1:-}" in
   B) core=1
      table --profile quick --seed 1 --out $B/table_v2_rung_quick_s1.csv
      table --profile reference --out $B/table_v2_reference.csv ;;
-  *) echo "usage: $0 A|B" >&2; exit 2 ;;
+  C) core=0
+     table --profile smoke --seed 0 --curve --out $B/table_v2_rung_smoke_curve_s0.csv ;;
+  D) core=1
+     table --profile '{"base": "smoke", "name": "smoke-fullres", "resolution_scale": 1.0, "epochs": 2, "train_per_class": 75}' \
+           --seed 0 --curve --out $B/table_v2_smoke_fullres_s0.csv ;;
+  *) echo "usage: $0 A|B|C|D" >&2; exit 2 ;;
 esac

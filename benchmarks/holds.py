@@ -107,9 +107,12 @@ def main() -> int:
             if not any((config.id, s) in rows for s in seeds):
                 print(f"  {kind:<17} {config.id:<34} not retrained yet")
                 continue
+            then = reported[kind]
+            if config.id == winner.config.id:
+                print(f"  {kind:<17} {config.id:<34} the winner itself (the study's answer was this baseline)")
+                continue
             base = scored(config, rows, seeds, profile.name)
             diff, interval, _ = margin(winner, base, noise.std)
-            then = reported[kind]
             then_text = (f"{100 * then['margin']:+.2f} [{100 * then['margin_interval'][0]:+.2f}, "
                          f"{100 * then['margin_interval'][1]:+.2f}]" if then.get("margin") is not None else "-")
             print(f"  {kind:<17} {config.id:<34} {100 * base.mean:6.2f} %  margin {words(kind, diff, interval)}"

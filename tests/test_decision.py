@@ -14,11 +14,12 @@ from archsearch import fidelity
 from archsearch.baselines import KINDS, MIN_FILL, baselines_for
 from archsearch.config import ArchConfig
 from archsearch.cost import closed_form_cost
+from archsearch.dashboard import collect, winner_html
 from archsearch.decision import Scored, decide, margin, words
 from archsearch.samplers import study_noise
 from archsearch.search import Job, Ledger, feasible_grid
 from archsearch.space import FactorSpace
-from archsearch.summary import fit_surrogate, plan_for, study_facts, summarize
+from archsearch.summary import fit_surrogate, plan_for, study_facts, summarize, render
 
 SPACE = FactorSpace.default("v2")
 
@@ -142,8 +143,39 @@ def test_ties_go_to_the_cheaper_network(tmp_path, synthetic_evaluator):
 
     study, url, *_ = run_synthetic(tmp_path, settings, Flat())
     decision = study_facts(study, url).decision
-    cheapest = min(e.macs for e in Ledger(study.get_trials()).at(0, role="search"))
+    cheapest = min(e.macs for e in Ledger(study.get_trials()).at(0))
     assert decision.winner.macs == cheapest
+    assert decision.tied == len(decision.ranked) - 1 > 0
+    assert "level with" in render(summarize(study, url))
+    assert "level with" in winner_html(collect(study, url))
+
+
+def test_a_baseline_that_scores_best_is_the_winner_and_says_so(tmp_path):
+    """The answer is the best network the study trained, whoever proposed it: here the compound baseline is
+    far ahead of everything the strategy proposed, so it wins, its margin over itself is zero, and the
+    summary says the search found nothing better."""
+    settings = settings_for("random", trials=6, rungs=("smoke",), promote=1.0)
+    compound = plan_for(settings).baselines.compound.config.network_key()
+
+    class CompoundBest:
+        ladder = settings.fidelity_ladder()
+        context = staticmethod(lambda: {"data": "compound-best"})
+        trained_resolution = staticmethod(lambda job: job.config.resolution)
+        latency = staticmethod(lambda job: None)
+
+        def __call__(self, job):
+            top1 = 0.9 if job.config.network_key() == compound else 0.3 + job.config.width / 10
+            return {"status": "ok", "reason": None, "top1": top1, "resolution": job.config.resolution}
+
+    study, url, *_ = run_synthetic(tmp_path, settings, CompoundBest())
+    summary = summarize(study, url)
+    assert summary["winner"]["config"] == plan_for(settings).baselines.compound.config.to_dict()
+    assert summary["winner"]["baseline_of"] == ["compound"]
+    by_kind = {b["kind"]: b for b in summary["baselines"]}
+    assert by_kind["compound"]["margin"] == 0.0 and "itself" in by_kind["compound"]["words"]
+    assert by_kind["width"]["margin"] > 0.3  # the others are compared with it as usual
+    assert "it is the compound baseline" in render(summary)
+    assert "it is the compound baseline" in winner_html(collect(study, url, summary=summary))
 
 
 def test_summary_records_the_winner_and_every_baseline_with_its_margin(tmp_path, synthetic_evaluator):
@@ -151,10 +183,14 @@ def test_summary_records_the_winner_and_every_baseline_with_its_margin(tmp_path,
     evaluator = synthetic_evaluator(settings.fidelity_ladder(), noise=0.01)
     study, url, *_ = run_synthetic(tmp_path, settings, evaluator)
     summary = summarize(study, url)
-    assert summary["decided_at"] == {"rung": 1, "fidelity": "short", "reached_top": True}
+    assert {k: summary["decided_at"][k] for k in ("rung", "fidelity", "reached_top")} == {
+        "rung": 1, "fidelity": "short", "reached_top": True}
     assert [b["kind"] for b in summary["baselines"]] == list(KINDS)
     for b in summary["baselines"]:
         assert b["config_id"] and b["macs"] <= settings.mac_budget and len(b["seeds"]) == 2
+        if b["config_id"] == summary["winner"]["config_id"]:  # a baseline may win: then it is compared with itself
+            assert b["margin"] == 0.0 and b["kind"] in summary["winner"]["baseline_of"]
+            continue
         lo, hi = b["margin_interval"]
         assert lo < b["margin"] < hi
         assert b["margin"] == pytest.approx(summary["winner"]["accuracy"] - b["accuracy"])

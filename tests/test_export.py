@@ -134,8 +134,12 @@ def test_json_record_says_how_the_winner_was_found(demo, exported_all):
     assert doc["baselines"] == json.loads(json.dumps(demo.summary["baselines"]))  # the decision's margins
     assert [b["kind"] for b in doc["baselines"]] == ["width", "width_resolution", "compound"]
     for b in doc["baselines"]:
+        assert b["words"] and b["trained_resolution"] == b["config"]["resolution"] // 2
         lo, hi = b["margin_interval"]
-        assert lo < b["margin"] < hi and b["words"] and b["trained_resolution"] == b["config"]["resolution"] // 2
+        if b["config_id"] == demo.summary["winner"]["config_id"]:  # the winner is this baseline
+            assert b["margin"] == lo == hi == 0.0 and "itself" in b["words"]
+        else:
+            assert lo < b["margin"] < hi
 
 
 def test_the_exported_winner_is_the_decisions(demo, monkeypatch, tmp_path):

@@ -151,5 +151,5 @@ def test_a_run_times_every_trained_network_and_checks_the_budget(tmp_path, image
     if summary["winner"] is not None:
         assert summary["winner"]["latency_ms"] <= 20 and not summary["winner"]["over_latency_budget"]
     flagged = {r["config_id"] for r in summary["over_latency_budget"]}
-    assert flagged == {t.user_attrs["config_id"] for t in trained
-                       if not t.user_attrs["latency"]["within_budget"] and t.user_attrs["role"] == "search"}
+    assert flagged == {t.user_attrs["config_id"] for t in trained  # baselines too: any network may win
+                       if not t.user_attrs["latency"]["within_budget"]}
