@@ -204,7 +204,7 @@ def render(summary: dict[str, Any]) -> str:
         tied = d.get("tied_with_winner", 0)
         if tied:
             lines.append(f"          level with {tied} other network(s) by the GP's mean (the study's scores differ "
-                         f"by no more than their noise): the cheapest of them")
+                         f"by no more than their noise): ranked among them by its own score, then by cost")
         if w.get("baseline_of"):
             lines.append(f"          it is the {' and '.join(w['baseline_of'])} baseline: the search found no better "
                          f"network at {d['fidelity']}")

@@ -150,6 +150,28 @@ def test_ties_go_to_the_cheaper_network(tmp_path, synthetic_evaluator):
     assert "level with" in winner_html(collect(study, url))
 
 
+def test_networks_the_gp_puts_level_are_ranked_by_their_own_scores_before_their_cost():
+    """A GP that finds no signal predicts one mean everywhere: then the networks' own scores rank them (the
+    cheapest of a flat GP's ties lost to every baseline at the reference), and only equal scores go to the
+    cheaper network."""
+    settings = settings_for("gp", trials=3, rungs=("smoke",))
+    plan = plan_for(settings)
+    by_cost = sorted(feasible_grid(SPACE, settings.mac_budget).configs, key=lambda c: closed_form_cost(c).macs)
+    cheap, middle, dear = by_cost[0], by_cost[len(by_cost) // 2], by_cost[-1]
+
+    class FlatGP:
+        def predict(self, configs, rung=None):
+            return np.full(len(configs), 0.33), np.zeros(len(configs))
+
+    def winner(scores):
+        ledger = _ledger(scores)
+        decision = decide(ledger, plan, settings.mac_budget, study_noise(ledger, plan.ladder), FlatGP())
+        return decision.winner.config, decision.tied
+
+    assert winner({cheap: {0: 0.30}, middle: {0: 0.31}, dear: {0: 0.39}}) == (dear, 2)
+    assert winner({cheap: {0: 0.30}, middle: {0: 0.30}, dear: {0: 0.29}}) == (cheap, 2)
+
+
 def test_a_baseline_that_scores_best_is_the_winner_and_says_so(tmp_path):
     """The answer is the best network the study trained, whoever proposed it: here the compound baseline is
     far ahead of everything the strategy proposed, so it wins, its margin over itself is zero, and the
