@@ -147,7 +147,13 @@ def test_run_errors_are_one_line(tmp_path, args, needle):
 
 
 def test_budget_above_the_space_warns_and_runs(tmp_path, imagenette):
-    proc = archsearch(tmp_path, "run", "--mac-budget", "100G", "--profile", "tiny", "--trials", "1", "--quiet",
-                      "--study", "big")
+    # a small space (its dearest config is far below 2G), so that no 100G-scale baseline is trained
+    space = tmp_path / "small.toml"
+    space.write_text('family = "v2"\nnum_classes = 1000\n[resolution]\nmin = 128\nmax = 160\nstep = 32\n'
+                     '[width]\nmin = 0.25\nmax = 0.5\nstep = 0.125\n[mv2_depth]\nmin = 0.5\nmax = 1.0\nstep = 0.5\n'
+                     '[vit_depth]\nmin = 0.5\nmax = 1.0\nstep = 0.5\n')
+    proc = archsearch(tmp_path, "run", "--mac-budget", "2G", "--space", str(space), "--profile", "tiny", "--trials",
+                      "1", "--quiet", "--no-dashboard", "--study", "big")
     assert proc.returncode == 0, proc.stderr
     assert "warning: the budget is above the most expensive config of the space" in proc.stderr
+    assert "winner:" in proc.stdout
