@@ -178,7 +178,7 @@ def winner_html(view: StudyView) -> str:
     if view.decision.tied:
         notes.append(f"level with {view.decision.tied} other network(s) by the GP's mean (their scores differ by no "
                      f"more than the noise): ranked among them by its own score, then by cost")
-    kinds = [m.kind for m in view.decision.margins if m.baseline and m.baseline.config.network_key() == w.config.network_key()]
+    kinds = view.decision.winner_is_baseline
     if kinds:
         notes.append(f"it is the {' and '.join(kinds)} baseline: the search found no better network")
     return (f"<code>{html.escape(w.config.id)}</code> ({_factors(w.config)}); {w.macs / 1e6:.1f}M MACs, "

@@ -114,6 +114,14 @@ class Decision:
     over_latency: tuple[Scored, ...] = ()  # measured over the latency budget: flagged, never the winner
 
     @property
+    def winner_is_baseline(self) -> tuple[str, ...]:
+        """The baseline kinds the winner is (a baseline may win), else ()."""
+        if self.winner is None:
+            return ()
+        key = self.winner.config.network_key()
+        return tuple(m.kind for m in self.margins if m.baseline and m.baseline.config.network_key() == key)
+
+    @property
     def tied(self) -> int:
         """How many other networks the GP's mean puts level with the winner (their own scores then ranked them)."""
         return sum(1 for s in self.ranked[1:] if _rank_value(s) == _rank_value(self.ranked[0]))

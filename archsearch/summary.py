@@ -141,9 +141,8 @@ def _macs(ledger: Ledger, key: tuple) -> int:
 def _winner(decision: Decision, ledger: Ledger) -> dict[str, Any]:
     w = decision.winner
     first = next(e for e in ledger.entries if e.number == w.trials[0])
-    same = [m.kind for m in decision.margins if m.baseline and m.baseline.config.network_key() == w.config.network_key()]
     return {**w.to_dict(), **{k: v for k, v in trial_record(first).items() if k not in ("accuracy", "seed")},
-            "trial": w.trials[0], "baseline_of": same}
+            "trial": w.trials[0], "baseline_of": list(decision.winner_is_baseline)}
 
 
 def winner_document(summary: dict[str, Any]) -> dict[str, Any] | None:

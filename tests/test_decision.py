@@ -129,19 +129,29 @@ def test_noise_aware_winner_is_the_true_best_more_often_than_the_highest_score(m
     assert regret["decision"] < regret["highest score"], regret
 
 
+class _Scoring:
+    """An evaluator that scores each network by ``top1(config)``, exactly, at its own resolution."""
+
+    def __init__(self, settings, data: str, top1) -> None:
+        self.ladder, self.data, self.top1 = settings.fidelity_ladder(), data, top1
+
+    def context(self) -> dict:
+        return {"data": self.data}
+
+    def trained_resolution(self, job) -> int:
+        return job.config.resolution
+
+    def latency(self, job) -> None:
+        return None
+
+    def __call__(self, job) -> dict:
+        return {"status": "ok", "reason": None, "top1": self.top1(job.config), "resolution": job.config.resolution}
+
+
 def test_ties_go_to_the_cheaper_network(tmp_path, synthetic_evaluator):
     settings = settings_for("random", trials=6, rungs=("smoke",), promote=1.0)
 
-    class Flat:
-        ladder = settings.fidelity_ladder()
-        context = staticmethod(lambda: {"data": "flat"})
-        trained_resolution = staticmethod(lambda job: job.config.resolution)
-        latency = staticmethod(lambda job: None)
-
-        def __call__(self, job):
-            return {"status": "ok", "reason": None, "top1": 0.5, "resolution": job.config.resolution}
-
-    study, url, *_ = run_synthetic(tmp_path, settings, Flat())
+    study, url, *_ = run_synthetic(tmp_path, settings, _Scoring(settings, "flat", lambda config: 0.5))
     decision = study_facts(study, url).decision
     cheapest = min(e.macs for e in Ledger(study.get_trials()).at(0))
     assert decision.winner.macs == cheapest
@@ -179,17 +189,10 @@ def test_a_baseline_that_scores_best_is_the_winner_and_says_so(tmp_path):
     settings = settings_for("random", trials=6, rungs=("smoke",), promote=1.0)
     compound = plan_for(settings).baselines.compound.config.network_key()
 
-    class CompoundBest:
-        ladder = settings.fidelity_ladder()
-        context = staticmethod(lambda: {"data": "compound-best"})
-        trained_resolution = staticmethod(lambda job: job.config.resolution)
-        latency = staticmethod(lambda job: None)
+    def top1(config):
+        return 0.9 if config.network_key() == compound else 0.3 + config.width / 10
 
-        def __call__(self, job):
-            top1 = 0.9 if job.config.network_key() == compound else 0.3 + job.config.width / 10
-            return {"status": "ok", "reason": None, "top1": top1, "resolution": job.config.resolution}
-
-    study, url, *_ = run_synthetic(tmp_path, settings, CompoundBest())
+    study, url, *_ = run_synthetic(tmp_path, settings, _Scoring(settings, "compound-best", top1))
     summary = summarize(study, url)
     assert summary["winner"]["config"] == plan_for(settings).baselines.compound.config.to_dict()
     assert summary["winner"]["baseline_of"] == ["compound"]
