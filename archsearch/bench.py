@@ -132,16 +132,16 @@ def select_configs(space: FactorSpace, n: int, min_macs: int, max_macs: int, see
 # ---- profiles ---------------------------------------------------------------------------------------------
 def resolve_profile(spec: str):
     """A ``training.Profile`` from a name or JSON overrides on one (inline or a file)."""
-    from .training import PROFILES, get_profile
+    from .training import PROFILES, get_profile, is_profile_name
 
-    if spec in PROFILES:
+    if is_profile_name(spec):
         return get_profile(spec)
     text = spec
     if not spec.lstrip().startswith("{"):
         path = Path(spec)
         if path.suffix != ".json":
             raise ConfigError(f"--profile: unknown {spec!r}; choose from {', '.join(PROFILES)}, "
-                              "or give JSON overrides")
+                              "NAME-eK (NAME stopped after epoch K), or give JSON overrides")
         try:
             text = path.read_text()
         except OSError:

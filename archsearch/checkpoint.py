@@ -1,6 +1,7 @@
 """Checkpoints of one training run, written atomically after every epoch, so that an interrupted
-``archsearch train --out DIR`` resumes where it stopped and ends exactly where an uninterrupted run would
-(model, optimiser, LR schedule, the data-order generator and the global RNG are all restored)."""
+``archsearch train --out DIR`` -- or a search job, or a promoted network continuing its rung's schedule --
+resumes where it stopped and ends exactly where an uninterrupted run would (model, optimiser, LR schedule,
+the data-order generator and the global RNG are all restored)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ def save(folder: Path, identity: dict, epoch: int, model: torch.nn.Module, optim
     torch.save(state, tmp)
     tmp.replace(folder / LAST)
     return folder / LAST
+
+
+def epoch_of(folder: Path) -> int:
+    """The epoch of the checkpoint in ``folder`` (0: none)."""
+    path = folder / LAST
+    if not path.exists():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
 
 
 def restore(folder: Path, identity: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -106,6 +106,7 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
             "trained": len(done),
             "by_rung": {p.name: len(ledger.at(r)) for r, p in enumerate(plan.ladder.rungs)},
             "cached": sum(1 for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("cached")),
+            "continued": sum(1 for e in done if (e.record.get("resumed_from_epoch") or 0) > 0),
             "infeasible_skipped": sum(1 for t in trials if t.user_attrs.get("infeasible")),
             "failed": sum(e.state == "failed" for e in ledger.entries),
             "running": sum(e.state == "running" for e in ledger.entries),
@@ -179,7 +180,8 @@ def render(summary: dict[str, Any]) -> str:
     lines = [
         f"study {summary['study']}: {s['strategy']} search, budget {s['mac_budget'] / 1e6:.0f}M MACs{latency_budget}, "
         f"rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)), seed {s['seed']}",
-        f"jobs: {c['trained']} trained ({by_rung}); {c['cached']} of them from the result cache; "
+        f"jobs: {c['trained']} trained ({by_rung}); {c['cached']} of them from the result cache, "
+        f"{c.get('continued', 0)} continued from a checkpoint; "
         f"{c['infeasible_skipped']} over budget (skipped, not trained), {c['failed']} failed",
         "",
         f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else

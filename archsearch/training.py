@@ -23,6 +23,7 @@ import ctypes.util
 import dataclasses
 import hashlib
 import math
+import re
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -61,6 +62,7 @@ class Profile:
     crop_scale: tuple[float, float] = (0.25, 1.0)  # random-resized-crop area fraction
     compile: bool = False  # torch.compile the model (CUDA only: compiling costs more than it saves on a CPU)
     optimizer: str = "adamw"
+    stop_epoch: int | None = None  # stop after this epoch of the schedule (a rung that a later rung continues)
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -72,6 +74,19 @@ class Profile:
             raise ConfigError(f"optimizer: only 'adamw' is implemented, got {self.optimizer!r}")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"warmup_fraction: {self.warmup_fraction!r} is not in [0, 1)")
+        if self.stop_epoch is not None and not 1 <= self.stop_epoch <= self.epochs:
+            raise ConfigError(f"stop_epoch: {self.stop_epoch!r} is not an epoch of the {self.epochs} of {self.name!r}")
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch this profile's run ends at."""
+        return self.stop_epoch or self.epochs
+
+    def schedule(self) -> dict[str, Any]:
+        """What fixes the training trajectory epoch by epoch: every field but the name and where it stops.
+        Two profiles with one schedule train the same network up to the earlier one's last epoch, so the
+        later continues from the earlier's checkpoint (``fidelity.Ladder.continues``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "stop_epoch")}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,12 +129,28 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+_STOPPED = re.compile(r"^(?P<base>.+)-e(?P<epoch>[0-9]+)$")
+
+
+def is_profile_name(name: str) -> bool:
+    """A profile of ``PROFILES``, or one of them stopped early: ``smoke-e1`` is smoke's schedule stopped
+    after its first epoch."""
+    match = _STOPPED.match(name)
+    return name in PROFILES or (match is not None and match["base"] in PROFILES)
+
+
 def get_profile(profile: str | Profile, **overrides: Any) -> Profile:
-    """A profile by name (or as given) with fields replaced by ``overrides``."""
+    """A profile by name (or as given; ``NAME-eK`` stops ``NAME`` after epoch K) with fields replaced by
+    ``overrides``."""
     if isinstance(profile, str):
-        if profile not in PROFILES:
-            raise ConfigError(f"profile: unknown {profile!r}; choose from {', '.join(PROFILES)}")
-        profile = PROFILES[profile]
+        match = _STOPPED.match(profile)
+        if profile in PROFILES:
+            profile = PROFILES[profile]
+        elif match is not None and match["base"] in PROFILES:
+            profile = dataclasses.replace(PROFILES[match["base"]], name=profile, stop_epoch=int(match["epoch"]))
+        else:
+            raise ConfigError(f"profile: unknown {profile!r}; choose from {', '.join(PROFILES)} "
+                              "(NAME-eK: NAME stopped after epoch K)")
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Profile)})
     if unknown:
         raise ConfigError(f"profile: unknown field(s) {', '.join(unknown)}")
@@ -182,8 +213,9 @@ class EvalRecord:
     train_images: int
     val_images: int
     skipped_images: int  # unreadable files left out of either split
-    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # per epoch, when checkpointing
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # per epoch, with ``curve``
     val_correct: str | None = None  # which validation images were right (top-1): ``encode_hits``, for paired tests
+    resumed_from_epoch: int = 0  # epochs read from a checkpoint, not trained by this call
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -298,8 +330,10 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
     """Train ``config`` from scratch with ``profile`` (fields replaced by ``overrides``) and score it.
 
     ``data``/``classes`` go to ``load_dataset``; the config's ``num_classes`` is set to the dataset's.
-    ``curve`` (or ``checkpoint_dir``) also scores every epoch: the record's ``history`` is the training curve,
-    the scores a schedule of this length would give if promotion continued from a checkpoint.
+    ``checkpoint_dir`` resumes from the checkpoint there (of the same network, schedule and seed, at most at
+    the profile's last epoch) and checkpoints after every epoch: a profile stopped early (``stop_epoch``)
+    leaves the checkpoint a longer profile of the same schedule continues from, ending exactly where an
+    uninterrupted run of it would. ``curve`` also scores every epoch: the record's ``history``.
     ``on_epoch`` is called after every epoch; an exception it raises (e.g. ``optuna.TrialPruned``) ends
     the run and propagates. Divergence (NaN/inf loss) and CUDA out-of-memory give a "failed" record.
     """
@@ -333,6 +367,7 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
         fidelity=prof.to_dict(), seed=seed, resolution=resolution, dataset=str(ds.root),
         train_images=len(ds.train), val_images=len(ds.val), skipped_images=len(ds.train.skipped) + len(ds.val.skipped),
         history=outcome.get("history", []), val_correct=outcome.get("val_correct"),
+        resumed_from_epoch=outcome.get("resumed_from_epoch", 0),
     )
 
 
@@ -340,30 +375,33 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
            on_epoch: Callable[[EpochStats], None] | None, outcome: dict[str, Any],
            checkpoint_dir: Path | None = None, curve: bool = False) -> None:
     """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done.
-    With ``checkpoint_dir`` it resumes from the last checkpoint there, and after every epoch measures
-    validation accuracy (the training curve) and checkpoints."""
+    With ``checkpoint_dir`` it resumes from the checkpoint there and checkpoints after every epoch; with
+    ``curve`` it measures validation accuracy after every epoch (the training curve)."""
+    if checkpoint_dir is not None and checkpoint.epoch_of(checkpoint_dir) > prof.last_epoch:
+        checkpoint_dir = None  # a longer run of this schedule is under way there: neither use nor overwrite it
     model = build_model(config).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, prof.weight_decay), lr=prof.lr)
     steps_per_epoch = max(1, len(ds.train) // prof.batch_size)
-    total = steps_per_epoch * prof.epochs
+    total = steps_per_epoch * prof.epochs  # the schedule spans every epoch, wherever this run stops
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(step, total, round(prof.warmup_fraction * total), prof.min_lr_ratio)
     )
     runner = torch.compile(model) if prof.compile and dev.type == "cuda" else model
     autocast = torch.autocast("cuda", torch.bfloat16) if dev.type == "cuda" else nullcontext()
     generator = torch.Generator().manual_seed(seed)
-    identity = {"config": config.to_dict(), "profile": prof.to_dict(), "seed": seed}
+    identity = {"config": config.to_dict(), "schedule": prof.schedule(), "seed": seed}
     first_epoch, history = 1, []
     if checkpoint_dir is not None:
         first_epoch, history = checkpoint.restore(checkpoint_dir, identity, model, optimizer, schedule, generator,
                                                   outcome)
         outcome["history"] = history  # the record's training curve
-    bar = tqdm(total=total, initial=(first_epoch - 1) * steps_per_epoch, disable=not progress, unit="step",
-               leave=False)
+        outcome["resumed_from_epoch"] = first_epoch - 1
+    bar = tqdm(total=steps_per_epoch * prof.last_epoch, initial=(first_epoch - 1) * steps_per_epoch,
+               disable=not progress, unit="step", leave=False)
     train_start = time.perf_counter() - outcome["train_s"]  # resumed: wall time keeps counting
     try:
-        for epoch in range(first_epoch, prof.epochs + 1):
-            bar.set_description(f"epoch {epoch}/{prof.epochs}")
+        for epoch in range(first_epoch, prof.last_epoch + 1):
+            bar.set_description(f"epoch {epoch}/{prof.last_epoch}")
             runner.train()
             loss_sum, batches = torch.zeros((), device=dev), 0
             for images, labels in iterate_batches(ds.train, prof.batch_size, shuffle=True, generator=generator,
@@ -389,9 +427,9 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
                 bar.update(1)
             outcome.update(epochs=epoch, train_loss=mean_loss, train_s=time.perf_counter() - train_start)
             if on_epoch is not None:
-                on_epoch(EpochStats(epoch, prof.epochs, mean_loss, outcome["images_seen"], outcome["train_s"],
+                on_epoch(EpochStats(epoch, prof.last_epoch, mean_loss, outcome["images_seen"], outcome["train_s"],
                                     outcome["images_seen"] / outcome["train_s"]))
-            if checkpoint_dir is not None or curve:
+            if curve:
                 top1, _ = accuracy(runner, ds.val, 2 * prof.batch_size, dev)
                 history.append({"epoch": epoch, "train_loss": mean_loss, "val_top1": top1,
                                 "train_s": round(outcome["train_s"], 3)})

@@ -11,8 +11,9 @@ the same top-rung scores; they differ in what the screening score is worth and w
   a promoted one the remaining (4 - k)/4.
 
 Inputs: the 12-config sample scored at ``quick`` (two seeds), at ``smoke`` with ``--curve`` (its per-epoch
-validation scores) and at the reference (``benchmarks/fidelity_study.sh A B C``). Printed: Kendall's tau of
-each screening score against the reference (with a 95 % bootstrap interval over configs) and against the
+validation scores: seed 0 of each continued screen), at ``smoke-eK`` with other seeds (smoke stopped after
+epoch K), and at the reference (``benchmarks/fidelity_study.sh A B C E F G``). Printed: Kendall's tau of
+each screening score (every seed, and their mean) against the reference (with a 95 % bootstrap interval over configs) and against the
 top rung, its cost in smoke-equivalents a config, and the cost of the default run's ladder either way (14
 networks screened, 4 of them promoted, and the compound baseline trained at the top only).
 
@@ -75,17 +76,30 @@ def main() -> int:
     identical = sum(abs(final[c] - smoke[c]) < 1e-9 for c in same)
     print(f"the curve run's last epoch equals the smoke table's score for {identical} of {len(same)} configs "
           f"(same seed: a continued network ends where a retrained one does)")
-    screens = {f"quick (seed {s}), retrain": (scores(HERE / f"table_v2_rung_quick_s{s}.csv"), 0.4) for s in (0, 1)}
+    screens = {"quick, retrain": ([scores(HERE / f"table_v2_rung_quick_s{s}.csv") for s in (0, 1)], 0.4)}
     for k in range(1, epochs):
-        screens[f"smoke after epoch {k} of {epochs}, continue"] = ({c: v[k - 1] for c, v in curve.items()}, k / epochs)
-    print(f"\n{'screening score':<36} {'cost':>5} {'tau vs reference (95 % CI)':>30} {'tau vs smoke':>13} "
+        by_seed = [{c: v[k - 1] for c, v in curve.items()}]  # seed 0: the curve; other seeds: smoke-eK tables
+        by_seed += [scores(p) for p in sorted(HERE.glob(f"table_v2_rung_smoke-e{k}_s*.csv"))]
+        screens[f"smoke after epoch {k} of {epochs}, continue"] = (by_seed, k / epochs)
+    print(f"\n{'screening score':<36} {'seed':>4} {'cost':>5} {'tau vs reference (95 % CI)':>30} {'tau vs smoke':>13} "
           f"{'ladder cost':>12}")
-    for name, (screen, cost) in screens.items():
-        t, lo, hi, n = tau(screen, reference)
-        t_top = tau(screen, final)[0]
+    for name, (seeds, cost) in screens.items():
         promoted_cost = 1.0 if "retrain" in name else 1.0 - cost
         ladder = args.screened * cost + args.promoted * promoted_cost + args.top_only
-        print(f"{name:<36} {cost:>5.2f} {t:>8.3f} [{lo:+.2f}, {hi:+.2f}] (n={n}) {t_top:>13.3f} {ladder:>12.2f}")
+        taus = []
+        for seed, screen in enumerate(seeds):
+            t, lo, hi, n = tau(screen, reference)
+            taus.append(t)
+            print(f"{name:<36} {seed:>4} {cost:>5.2f} {t:>8.3f} [{lo:+.2f}, {hi:+.2f}] (n={n}) "
+                  f"{tau(screen, final)[0]:>13.3f} {ladder:>12.2f}")
+        if len(seeds) > 1:
+            common = sorted(set.intersection(*(set(s) for s in seeds)))
+            ss = sum(float(np.sum((np.array([s[c] for s in seeds]) - np.mean([s[c] for s in seeds])) ** 2))
+                     for c in common)
+            noise = (ss / (len(common) * (len(seeds) - 1))) ** 0.5
+            mean_top1 = 100 * np.mean([s[c] for s in seeds for c in common])
+            print(f"{'':<36} mean tau over {len(seeds)} seeds {np.mean(taus):.3f}; seed-to-seed std of a score "
+                  f"{100 * noise:.1f} points ({len(common)} configs); mean top-1 {mean_top1:.1f} %")
     t, lo, hi, n = tau(final, reference)
     print(f"{'smoke (the top rung itself)':<36} {1.0:>5.2f} {t:>8.3f} [{lo:+.2f}, {hi:+.2f}] (n={n})")
     print(f"\ncost: smoke-equivalents of training (images seen x MACs); ladder cost: {args.screened} screened, "

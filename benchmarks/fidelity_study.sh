@@ -6,7 +6,9 @@
 # Queues C and D answer two questions of per-CPU-second ranking on the same sample: C scores every epoch of the
 # smoke schedule (the scores a promotion that continues from a checkpoint would screen with), D keeps the full
 # resolution and cuts the images instead (2 epochs x 75 a class at 1.0x: the MACs of smoke's 4 x 150 at 0.5x).
-# Usage: [CORE=n] benchmarks/fidelity_study.sh A|B|C|D   (A and B, or C and D, in two shells; resumable: re-running
+# Queues E, F and G measure the seed-to-seed noise of smoke-e1 and smoke-e2 (smoke stopped after epoch 1 or 2: the
+# rung 0 of a ladder that continues smoke's schedule) and how they rank against the reference.
+# Usage: [CORE=n] benchmarks/fidelity_study.sh A|B|C|D|E|F|G   (A and B, or C and D, in two shells; resumable: re-running
 # skips done rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +28,12 @@ case "${1:-}" in
   D) core=1
      table --profile '{"base": "smoke", "name": "smoke-fullres", "resolution_scale": 1.0, "epochs": 2, "train_per_class": 75}' \
            --seed 0 --curve --out $B/table_v2_smoke_fullres_s0.csv ;;
-  *) echo "usage: $0 A|B|C|D" >&2; exit 2 ;;
+  E) core=1  # the noise of the continued ladder's rung 0 (smoke-e1): seeds 1 and 2 against C's epoch 1 (seed 0)
+     table --profile smoke-e1 --seed 1 --out $B/table_v2_rung_smoke-e1_s1.csv
+     table --profile smoke-e1 --seed 2 --out $B/table_v2_rung_smoke-e1_s2.csv ;;
+  F) core=0  # the same for smoke-e2 (the first two epochs of smoke's four), seed 1, against C's epoch 2
+     table --profile smoke-e2 --seed 1 --out $B/table_v2_rung_smoke-e2_s1.csv ;;
+  G) core=1
+     table --profile smoke-e2 --seed 2 --out $B/table_v2_rung_smoke-e2_s2.csv ;;
+  *) echo "usage: $0 A|B|C|D|E|F|G" >&2; exit 2 ;;
 esac

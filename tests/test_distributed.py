@@ -188,14 +188,15 @@ loop.TrainingEvaluator.__call__ = call
 
 
 def test_a_promotion_is_trained_once_even_when_its_worker_dies_mid_promotion(tmp_path, postgres_url, imagenette):
-    """Two workers on a two-rung study: every promotion (rung-1 job) is claimed by exactly one worker, and the
-    one a killed worker held is failed by the other and trained once, by the other."""
+    """Two workers on a two-rung study that continues rung 0's schedule: every promotion (rung-1 job) is claimed
+    by exactly one worker and continues from its rung-0 checkpoint; the one a killed worker held is failed by
+    the other and trained once, by the other, from the same checkpoint; no checkpoint is left at the end."""
     name = "promote"
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_PROMOTION)
     env = {"PYTHONPATH": f"{hooks}:{os.environ.get('PYTHONPATH', '')}"}
-    args = ["run", "--mac-budget", "300M", "--rungs", "tiny,tiny-top", "--promote", "0.5", "--trials", "6", "--quiet",
+    args = ["run", "--mac-budget", "300M", "--rungs", "tiny-top-e1,tiny-top", "--promote", "0.5", "--trials", "6", "--quiet",
             "--no-dashboard", "--study", name, "--storage", postgres_url]
     keeper = spawn(tmp_path, *args, heartbeat="1", extra_env=env)
     wait_for(lambda: load(postgres_url, name), what="the study")
@@ -215,6 +216,12 @@ def test_a_promotion_is_trained_once_even_when_its_worker_dies_mid_promotion(tmp
     assert redone.state == TrialState.COMPLETE and not mine(redone)
     promotions = [k for k in job_keys(study) if k[1] == 1 and k[0] in proposals(study)]
     assert len(promotions) == len(set(promotions)) == 3  # ceil(6 * 0.5), each trained once
+    promoted = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
+                if t.user_attrs["rung"] == 1 and t.user_attrs["role"] == "search"]
+    assert redone in promoted and [t.user_attrs["record"]["resumed_from_epoch"] for t in promoted] == [1, 1, 1]
+    assert not list((tmp_path / name / "checkpoints").iterdir())
+    continued = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs["record"]["resumed_from_epoch"]]
+    assert json.loads((tmp_path / name / "summary.json").read_text())["counts"]["continued"] == len(continued) >= 3
     keys = job_keys(study)
     assert len(keys) == len(set(keys))
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import optuna
 import pytest
 from optuna.trial import TrialState
-from conftest import surface
+from conftest import SyntheticEvaluator, surface
 from studies import BUDGET, THREE_RUNGS, TWO_RUNGS, open_synthetic, run_synthetic, settings_for
 
 from archsearch.config import ArchConfig
 from archsearch.cost import closed_form_cost
+from archsearch.fidelity import ladder as make_ladder
 from archsearch.formula import apply_formula, derive_formula
 from archsearch.search import SEARCH, BudgetError, Job, Ledger, feasible_grid, parse_macs, recover_interrupted, run_trials
 from archsearch.search.heartbeat import StaleWatcher, requeue
@@ -76,6 +77,53 @@ def test_rungs_promote_the_best_fraction_and_decide_at_the_top(tmp_path, synthet
     decision = study_facts(study).decision
     assert decision.rung == 2 and decision.reached_top
     assert decision.winner.config == ledger.at(2, role=SEARCH)[0].job.config
+
+
+@pytest.mark.parametrize("rungs, continues", [(("smoke-e1", "smoke"), [True]), (("quick", "smoke"), [False]),
+                                               (("smoke-e1", "smoke-e2", "smoke"), [True, True]),
+                                               (("smoke-e2", "smoke-e1"), [False]), (("smoke", "short"), [False]),
+                                               (("smoke-e1", "short"), [False])])
+def test_a_rung_continues_the_one_below_only_on_the_same_schedule_and_later(rungs, continues):
+    lad = make_ladder(rungs)
+    assert [lad.continues(r) for r in range(lad.top)] == continues and not lad.continues(lad.top)
+
+
+class CheckpointLog(SyntheticEvaluator):
+    """Records, in order, every job trained and every job whose checkpoint the loop discards."""
+
+    def __init__(self, ladder):
+        super().__init__(ladder)
+        self.events: list[tuple[str, tuple]] = []
+
+    def __call__(self, job):
+        self.events.append(("train", job.key))
+        return super().__call__(job)
+
+    def discard(self, jobs):
+        self.events += [("discard", j.key) for j in jobs if ("discard", j.key) not in self.events]
+
+
+def test_checkpoints_are_kept_for_the_promoted_and_discarded_once_no_job_continues_them(tmp_path):
+    settings = settings_for("gp", trials=8, rungs=("smoke-e1", "smoke"), promote=1 / 4)
+    evaluator = CheckpointLog(settings.fidelity_ladder())
+    study, _, plan, _ = run_synthetic(tmp_path, settings, evaluator)
+    ledger = Ledger(study.get_trials())
+    order = {event: i for i, event in enumerate(evaluator.events)}
+    trained = [key for kind, key in evaluator.events if kind == "train"]
+    assert {key for kind, key in evaluator.events if kind == "discard"} == set(trained)  # every one, in the end
+    first_promotion = min(order["train", e.job.key] for e in ledger.at(1, role=SEARCH))
+    continued = 0
+    for e in ledger.at(0):
+        successor = (e.job.config.network_key(), 1, e.job.seed)
+        if ("train", successor) in order:  # promoted (or a baseline taken to the top): kept until it continued
+            continued += 1
+            assert order["train", successor] < order["discard", e.job.key]
+        else:  # not promoted: discarded as soon as rung 0 is ranked, before any promotion trains
+            assert order["discard", e.job.key] < first_promotion
+    baselines = {plan.baselines.width.config.network_key(), plan.best_width_resolution(ledger).network_key()}
+    assert continued == 2 + len(baselines)  # ceil(8 / 4) proposals, the width and best width x resolution ones
+    for e in ledger.at(1):  # the top rung's own checkpoints go once the job is done
+        assert order["train", e.job.key] < order["discard", e.job.key]
 
 
 class ScriptedSampler(optuna.samplers.BaseSampler):

@@ -58,7 +58,7 @@ def test_killed_training_resumes_and_ends_as_an_uninterrupted_run(tmp_path, frui
     assert (out / "curve.html").stat().st_size > 100_000
 
     straight = evaluate(CONFIG, "tiny", fruit, 0, progress=False, epochs=EPOCHS,
-                        checkpoint_dir=tmp_path / "straight")
+                        checkpoint_dir=tmp_path / "straight", curve=True)
     assert straight.top1 == record["top1"] and straight.train_loss == record["train_loss"]
     assert [h["val_top1"] for h in straight.history] == [h["val_top1"] for h in record["history"]]
 

@@ -112,6 +112,32 @@ def test_same_seed_gives_the_same_record_and_leaves_the_global_rng_alone(fruit):
     assert first["train_loss"] != other["train_loss"]
 
 
+def test_a_stopped_profile_is_continued_from_its_checkpoint_to_the_uninterrupted_result(fruit, tmp_path):
+    """``tiny-top-e1`` (tiny-top stopped after epoch 1 of 2) leaves a checkpoint that ``tiny-top`` continues
+    from, ending bit for bit where one uninterrupted tiny-top run ends; a stopped profile never reads a
+    checkpoint that is past its last epoch."""
+    stopped = get_profile("tiny-top-e1")
+    assert stopped.stop_epoch == 1 and stopped.last_epoch == 1 and stopped.schedule() == PROFILES["tiny-top"].schedule()
+    straight = evaluate(V2_050, "tiny-top", fruit, seed=3, progress=False)
+    folder = tmp_path / "ckpt"
+    first = evaluate(V2_050, stopped, fruit, seed=3, progress=False, checkpoint_dir=folder)
+    assert first.epochs == 1 and first.images_seen == straight.images_seen // 2 and first.resumed_from_epoch == 0
+    continued = evaluate(V2_050, "tiny-top", fruit, seed=3, progress=False, checkpoint_dir=folder)
+    assert continued.resumed_from_epoch == 1 and continued.epochs == 2
+    for key in ("top1", "top5", "train_loss", "images_seen", "val_correct"):
+        assert getattr(continued, key) == getattr(straight, key), key
+    again = evaluate(V2_050, stopped, fruit, seed=3, progress=False, checkpoint_dir=folder)  # folder is at epoch 2
+    assert again.resumed_from_epoch == 0 and again.top1 == first.top1 and again.val_correct == first.val_correct
+    assert torch.load(folder / "last.pt", weights_only=False)["epoch"] == 2  # left as it was
+
+
+@pytest.mark.parametrize("name, message", [("tiny-top-e3", "stop_epoch: 3 is not an epoch"),
+                                           ("nope-e1", "unknown 'nope-e1'")])
+def test_a_stopped_profile_outside_its_schedule_is_refused(name, message):
+    with pytest.raises(ConfigError, match=message):
+        get_profile(name)
+
+
 def test_a_diverging_run_is_a_failed_record_not_an_exception(fruit):
     record = evaluate(V2_050, "tiny", fruit, progress=False, lr=1e30, epochs=3)
     assert record.status == "failed"

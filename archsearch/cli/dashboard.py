@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its settings, the winner and its margin over each baseline with a 95 % interval, the 4-D factor cube "
         "with the MAC-budget surface, GP maps of the joint factors, 1-D marginals, the accuracy-vs-MACs Pareto "
         "front at the deciding rung, every network's score across the rungs, and the search history. Example: "
-        "archsearch dashboard --study v2-300M-gp-quick-smoke-s0 --open",
+        "archsearch dashboard --study v2-300M-gp-smoke-e2-smoke-s0 --open",
     )
     parser.add_argument("--study", required=True, help="study name (as given to or printed by archsearch run)")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()})")

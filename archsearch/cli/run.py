@@ -8,7 +8,7 @@ import sys
 from ..search import BudgetError, TrainingEvaluator, check_ladder, feasible_grid, parse_macs, recover_interrupted, run_trials
 from ..space import DEFAULT_SPACES, FactorSpace, read_space_toml
 from ..study import STRATEGIES, ResultCache, StudySettings, default_storage, default_study_name, exclusive_run, \
-    is_sqlite, make_storage, open_study, redact
+    is_sqlite, make_storage, open_study, redact, study_dir
 from .common import CLIError, add_threads_option, add_trial_latency_option, join_threads, quiet_optuna, \
     sigterm_as_interrupt
 
@@ -35,11 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package, "
                         "archsearch/spaces/mobilevit_v2.toml)")
     parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed and "
-                        "dataset, e.g. v2-300M-gp-quick-smoke-s0-imagenette2-224-1a2b3c)")
+                        "dataset, e.g. v2-300M-gp-smoke-e2-smoke-s0-imagenette2-224-1a2b3c)")
     parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()}); "
                                           "postgresql://USER:PASS@HOST/DB for many machines")
-    fid = parser.add_argument_group("fidelity (default: quick,smoke on a CPU; proxy-r0,proxy-r1,proxy on a GPU)")
-    fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. quick,smoke")
+    fid = parser.add_argument_group("fidelity (default: smoke-e2,smoke on a CPU -- screen after 2 of smoke's 4 "
+                                    "epochs, continue the promoted networks from their checkpoints; "
+                                    "proxy-r0,proxy-r1,proxy on a GPU)")
+    fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. quick,smoke; NAME-eK "
+                     "stops NAME after epoch K, and a next rung of the same schedule continues from its checkpoint")
     fid.add_argument("--profile", help="one profile only: a single-fidelity search (tiny, quick, smoke, short, proxy, ...)")
     fid.add_argument("--promote", type=float,
                      help="fraction of a rung's configs promoted to the next (default: 1/4 on a CPU, 1/3 on a GPU)")
@@ -157,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")
         evaluator = TrainingEvaluator(lad, data, progress=not args.quiet, latency=latency,
-                                      measure_latency=args.trial_latency or limit is not None)
+                                      measure_latency=args.trial_latency or limit is not None,
+                                      checkpoints=study_dir(name) / "checkpoints")
         interrupted = False
         try:
             result = run_trials(study, settings, plan, evaluator, ResultCache(), progress=not args.quiet)

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with sigterm_as_interrupt():
             record = evaluate(config, args.profile, args.data, args.seed, progress=not args.quiet,
-                              classes=args.classes, checkpoint_dir=out, on_epoch=lambda _stats: rebalance(),
+                              classes=args.classes, checkpoint_dir=out, curve=out is not None, on_epoch=lambda _stats: rebalance(),
                               **extra)
     except KeyboardInterrupt:
         if out is None:

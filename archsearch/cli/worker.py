@@ -19,6 +19,7 @@ from ..study import (
     make_storage,
     open_study,
     redact,
+    study_dir,
 )
 from .common import CLIError, add_threads_option, add_trial_latency_option, join_threads, quiet_optuna, sigterm_as_interrupt
 
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")
         evaluator = TrainingEvaluator(ladder, data, progress=not args.quiet, latency=settings.latency,
-                                      measure_latency=args.trial_latency or settings.latency_limit() is not None)
+                                      measure_latency=args.trial_latency or settings.latency_limit() is not None,
+                                      checkpoints=study_dir(args.study) / "checkpoints")
         try:
             progress = run_trials(study, settings, plan_for(settings), evaluator, ResultCache(),
                                   progress=not args.quiet, max_trials=args.trials)

@@ -12,6 +12,8 @@ and the same ``Plan`` tells it what is due next:
 4. at the top rung: the three baselines (the width x resolution one: its best candidate at rung 0), and, with
    one rung, the best ``promote`` fraction of the search networks again at the other top seeds.
 
+Where the next rung continues a rung's schedule (``Ladder.continues``), a promoted job resumes from the
+checkpoint its lower-rung job left; ``Plan.disposable`` says which checkpoints no job will read again.
 A job already done, running, queued or failed (diverged) is never due again; two workers that pick the same
 due job at once both create it, and the later trial gives way (``loop``). Nothing here talks to Optuna
 beyond reading frozen trials.
@@ -231,6 +233,40 @@ class Plan:
         chosen = rank(scores, candidates)[: self.ladder.promoted(len(candidates))]
         seeds = self.top_seeds if rung + 1 == self.ladder.top else [self.seed]
         return [Job(scores[k][0], rung + 1, s, SEARCH) for k in chosen for s in seeds]
+
+    def ranked(self, ledger: Ledger, rung: int) -> bool:
+        """True once the jobs of ``rung`` can no longer change: every proposal is taken and no job of this or
+        a lower rung is running or queued, so the promotions out of ``rung`` are final."""
+        return len(ledger.search_networks(0)) >= self.trials and not any(e.job.rung <= rung for e in ledger.busy())
+
+    def disposable(self, ledger: Ledger) -> list[Job]:
+        """Finished jobs whose checkpoint no job will continue from: their rung does not continue, or the
+        job continuing them has finished, or their rung is ranked and they were not promoted."""
+        finished = {e.job.key for e in ledger.entries if e.state in ("done", "failed")}
+        out, promoted = [], {}
+        for e in ledger.entries:
+            if e.state not in ("done", "failed"):
+                continue
+            rung = e.job.rung
+            if e.state == "failed" or not self.ladder.continues(rung):
+                out.append(e.job)
+                continue
+            successor = (e.job.config.network_key(), rung + 1, e.job.seed)
+            if successor in finished:
+                out.append(e.job)
+            elif self.ranked(ledger, rung):
+                if rung not in promoted:
+                    promoted[rung] = {j.key for j in self._next_rung(ledger, rung)}
+                if successor not in promoted[rung]:
+                    out.append(e.job)
+        return out
+
+    def _next_rung(self, ledger: Ledger, rung: int) -> list[Job]:
+        """Every job the plan puts at ``rung + 1`` once ``rung`` is ranked."""
+        jobs = self._promotions(ledger, rung)
+        if rung + 1 == self.ladder.top:
+            jobs += self._fixed_top_baselines() + self._top_jobs(ledger)
+        return jobs
 
     def best_width_resolution(self, ledger: Ledger, rung: int = 0) -> ArchConfig | None:
         """The most accurate width x resolution candidate at ``rung`` (mean over seeds; ties: cheaper)."""

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -54,6 +56,8 @@ class Evaluator(Protocol):
         """The measured latency of the job's config (``latency.trial.measure_trial``), or None."""
         ...
 
+    # Optional: ``discard(jobs)`` deletes the checkpoints of finished jobs no job will continue from.
+
 
 @dataclass
 class SearchProgress:
@@ -76,6 +80,7 @@ def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluat
     interval = heartbeat_interval() if heartbeats else None
     watcher = StaleWatcher(GRACE_BEATS * (interval or 1))
     own = wasted_streak = cached = 0
+    discard = getattr(evaluator, "discard", None)
     bar = tqdm(total=plan.trials, desc="rung 0", unit="net", disable=not progress, dynamic_ncols=True)
     try:
         while max_trials is None or own < max_trials:
@@ -86,6 +91,8 @@ def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluat
                         print(f"trial {stale.number} stopped beating: failed, its job queued again", file=sys.stderr)
                 trials = study.get_trials(deepcopy=False)
             ledger = Ledger(trials)
+            if discard is not None:
+                discard(plan.disposable(ledger))
             _show(bar, ledger, plan)
             step = plan.next(ledger)
             queued = any(t.state == TrialState.WAITING for t in trials)
@@ -120,6 +127,8 @@ def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluat
     finally:
         bar.close()
     ledger = Ledger(study.get_trials(deepcopy=False))
+    if discard is not None:
+        discard(plan.disposable(ledger))
     top = [e.accuracy for e in ledger.at(plan.ladder.top) if e.macs <= settings.mac_budget]
     return SearchProgress(sum(e.state == "done" for e in ledger.entries), len(ledger.search_networks(0)),
                           plan.trials, cached, max(top) if top else None)
@@ -276,10 +285,16 @@ def recover_interrupted(study: optuna.Study) -> int:
 
 
 class TrainingEvaluator:
-    """Proxy training of a job at its rung's profile (``training.evaluate``); beats the heartbeat per epoch."""
+    """Proxy training of a job at its rung's profile (``training.evaluate``); beats the heartbeat per epoch.
+
+    With ``checkpoints`` (a folder of the study), every job checkpoints after each epoch into a folder keyed
+    by everything that fixes its trajectory (network, trained side, schedule, seed, context): an interrupted
+    job resumes, and a job whose rung continues the lower rung's schedule starts from the checkpoint its
+    lower-rung job left there. A worker that cannot see that folder (another machine) retrains from scratch,
+    to the same result on a CPU."""
 
     def __init__(self, ladder: Ladder, data: str | None, progress: bool = True, device: str | None = None,
-                 latency: dict | None = None, measure_latency: bool = True):
+                 latency: dict | None = None, measure_latency: bool = True, checkpoints: Path | None = None):
         import torch
 
         from ..data import fingerprint
@@ -292,6 +307,7 @@ class TrainingEvaluator:
         self._context = result_context(self.device, fingerprint(data))
         self.latency_settings, self.measure_latency = latency, measure_latency
         self._measured: dict[tuple, dict] = {}
+        self.checkpoints = checkpoints
 
     def context(self) -> dict:
         return self._context
@@ -307,8 +323,24 @@ class TrainingEvaluator:
 
         threads.rebalance()  # other workers may have started or ended on this host since the last job
         record = evaluate(job.config, self.ladder.rungs[job.rung], self.data, job.seed, progress=self.progress,
-                          device=self.device, on_epoch=lambda _stats: threads.rebalance())
+                          device=self.device, on_epoch=lambda _stats: threads.rebalance(),
+                          checkpoint_dir=self.checkpoint_dir(job))
         return record.to_dict()
+
+    def checkpoint_dir(self, job: Job) -> Path | None:
+        """Where ``job`` checkpoints (shared with every job of the same network, schedule and seed), or None."""
+        if self.checkpoints is None:
+            return None
+        schedule = self.ladder.rungs[job.rung].schedule()
+        return self.checkpoints / result_key(job.config, self.trained_resolution(job), schedule, job.seed,
+                                             self._context)
+
+    def discard(self, jobs: list[Job]) -> None:
+        """Delete the checkpoints of ``jobs`` (``jobs.Plan.disposable``) where this process can see them."""
+        for job in jobs:
+            folder = self.checkpoint_dir(job)
+            if folder is not None and folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
     def latency(self, job: Job) -> dict | None:
         if not self.measure_latency:
