@@ -216,6 +216,11 @@ def header_html(view: StudyView) -> str:
     rungs = (f"<code>{html.escape(ladder.name)}</code>: {s.trials} proposals at {html.escape(ladder.rungs[0].name)}, "
              f"promote {ladder.promote:.2g} of each rung to the next, {ladder.top_seeds} seed"
              f"{'s' if ladder.top_seeds > 1 else ''} per job at the top rung")
+    continued = [f"{ladder.rungs[r + 1].name} continues {ladder.rungs[r].name}" for r in range(ladder.top)
+                 if ladder.continues(r)]
+    if continued:
+        rungs += (f"; {html.escape(', '.join(continued))} from its checkpoint ({c.get('continued', 0)} job"
+                  f"{'s' if c.get('continued', 0) != 1 else ''} continued)")
     decided = _deciding(view) + (", the top rung" if d.reached_top else
                               ' <span class="warning">— NOT the top rung: the study did not get there</span>')
     noise = view.noise[view.rung]

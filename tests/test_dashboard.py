@@ -24,9 +24,14 @@ from archsearch.study import trained_trials
 from archsearch.summary import plan_for, study_facts, summarize
 from archsearch.surrogate import JOINT_PAIRS, GPSurrogate
 from archsearch.training import train_resolution
+from studies import open_synthetic, settings_for
+
+from archsearch.search import Ledger, run_trials
+from archsearch.study import ResultCache
 from dashboard_fixtures import (
     BUDGET,
     FlatEvaluator,
+    ScaledEvaluator,
     build_study,
     empty_study,
     mixed_strategy_study,
@@ -338,6 +343,26 @@ def test_header_says_not_significant_when_every_interval_holds_zero(tmp_path):
         row = _row(header, f"baseline-{m.kind}")
         assert "not significant" in row and 'class="not-significant"' in row
         assert f"[{100 * lo:+.2f}, {100 * hi:+.2f}]" in row and html.escape(m.words) in row
+
+
+class ContinuingEvaluator(ScaledEvaluator):
+    """Reports a job as continued from its checkpoint (as ``TrainingEvaluator`` does) where the same network
+    and seed were trained at the rung below."""
+
+    def __call__(self, job) -> dict:
+        below = job.rung > 0 and (job.config.id, job.rung - 1, job.seed) in self.calls
+        return {**super().__call__(job), "resumed_from_epoch": 2 if below else 0}
+
+
+def test_header_says_which_rung_continues_which_and_how_many_jobs_did(tmp_path):
+    settings = settings_for("design", trials=4, rungs=("smoke-e2", "smoke"), top_seeds=1)
+    study, _, plan = open_synthetic(tmp_path, settings, "continued", storage=optuna.storages.InMemoryStorage())
+    run_trials(study, settings, plan, ContinuingEvaluator(settings.fidelity_ladder(), noise=0.01),
+               ResultCache(tmp_path / "cache"), progress=False, poll_s=0.05, heartbeats=False)
+    continued = sum(1 for e in Ledger(study.get_trials()).entries if e.record.get("resumed_from_epoch"))
+    assert continued >= 2  # a promoted proposal and the width baseline (a width x resolution candidate)
+    row = _row(dashboard.header_html(dashboard.collect(study, ":memory:")), "rungs")
+    assert f"smoke continues smoke-e2 from its checkpoint ({continued} jobs continued)" in row
 
 
 # ---- one GP fit per study -----------------------------------------------------------------------

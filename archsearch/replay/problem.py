@@ -10,7 +10,9 @@ how noisy a score is, and the truth a search's pick is judged by.
 * **Cost** of a job, in top-rung-equivalent evaluations (``COST_MODELS``): ``images`` -- the images its
   training sees, epochs x training images a class x resolution scale^2 (pixels, where rungs differ in
   scale), over the top rung's; ``wall`` -- the rung's median training wall time over the points (all seeds),
-  over the top rung's (for profiles that train on every image, whose count the tables do not record).
+  over the top rung's (for profiles that train on every image, whose count the tables do not record). A
+  promoted job is charged its rung's full cost even where the ladder continues from the rung below (which
+  ``archsearch run`` does for ``NAME-eK,NAME``): an upper bound on what such a ladder spends.
 * **Noise** of a rung (``Rung.noise``): the profile's measured prior (``fidelity.prior_noise``), updated with
   the pooled seed-to-seed variance of the configs its tables scored at two or more seeds
   (``fidelity.rung_noise``).
@@ -77,7 +79,7 @@ class Rung:
     def images_seen(self) -> float | None:
         """Pixels seen in training, in units of one image a class at full scale (None: every image)."""
         p = self.profile
-        return None if p.train_per_class is None else p.epochs * p.train_per_class * p.resolution_scale**2
+        return None if p.train_per_class is None else p.last_epoch * p.train_per_class * p.resolution_scale**2
 
 
 @dataclass(frozen=True)
