@@ -31,21 +31,16 @@ def save(folder: Path, identity: dict, epoch: int, model: torch.nn.Module, optim
     return folder / LAST
 
 
-def epoch_of(folder: Path) -> int:
-    """The epoch of the checkpoint in ``folder`` (0: none)."""
-    path = folder / LAST
-    if not path.exists():
-        return 0
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-
-
 def restore(folder: Path, identity: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            schedule: Any, generator: torch.Generator, outcome: dict) -> tuple[int, list[dict]]:
-    """Load the last checkpoint into the given objects; returns (first epoch to run, history so far)."""
+            schedule: Any, generator: torch.Generator, outcome: dict, last_epoch: int) -> tuple[int, list[dict]] | None:
+    """Load the last checkpoint into the given objects; returns (first epoch to run, history so far), or None
+    with nothing loaded when the checkpoint is past ``last_epoch`` (a longer run of the schedule holds it)."""
     path = folder / LAST
     if not path.exists():
         return 1, []
     state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["epoch"] > last_epoch:
+        return None
     if state["identity"] != identity:
         raise ConfigError(f"--out: {folder} holds a checkpoint of another run "
                           f"({json.dumps(state['identity']['config'], sort_keys=True)}); choose another --out")

@@ -219,8 +219,9 @@ def header_html(view: StudyView) -> str:
     continued = [f"{ladder.rungs[r + 1].name} continues {ladder.rungs[r].name}" for r in range(ladder.top)
                  if ladder.continues(r)]
     if continued:
-        rungs += (f"; {html.escape(', '.join(continued))} from its checkpoint ({c.get('continued', 0)} job"
-                  f"{'s' if c.get('continued', 0) != 1 else ''} continued)")
+        jobs_continued = c.get("continued", 0)
+        rungs += (f"; {html.escape(', '.join(continued))} from its checkpoint ({jobs_continued} job"
+                  f"{'s' if jobs_continued != 1 else ''} continued)")
     decided = _deciding(view) + (", the top rung" if d.reached_top else
                               ' <span class="warning">— NOT the top rung: the study did not get there</span>')
     noise = view.noise[view.rung]

@@ -132,25 +132,32 @@ PROFILES: dict[str, Profile] = {
 _STOPPED = re.compile(r"^(?P<base>.+)-e(?P<epoch>[0-9]+)$")
 
 
-def is_profile_name(name: str) -> bool:
-    """A profile of ``PROFILES``, or one of them stopped early: ``smoke-e1`` is smoke's schedule stopped
-    after its first epoch."""
+def _parse_name(name: str) -> tuple[Profile, int | None] | None:
+    """The profile of ``PROFILES`` that ``name`` stands for and the epoch it stops after (``smoke-e1``: smoke's
+    schedule stopped after its first epoch; None for the whole schedule); None when it names neither."""
+    if name in PROFILES:
+        return PROFILES[name], None
     match = _STOPPED.match(name)
-    return name in PROFILES or (match is not None and match["base"] in PROFILES)
+    if match is None or match["base"] not in PROFILES:
+        return None
+    return PROFILES[match["base"]], int(match["epoch"])
+
+
+def is_profile_name(name: str) -> bool:
+    """True when ``name`` is a profile of ``PROFILES`` or one of them stopped early (``NAME-eK``)."""
+    return _parse_name(name) is not None
 
 
 def get_profile(profile: str | Profile, **overrides: Any) -> Profile:
     """A profile by name (or as given; ``NAME-eK`` stops ``NAME`` after epoch K) with fields replaced by
     ``overrides``."""
     if isinstance(profile, str):
-        match = _STOPPED.match(profile)
-        if profile in PROFILES:
-            profile = PROFILES[profile]
-        elif match is not None and match["base"] in PROFILES:
-            profile = dataclasses.replace(PROFILES[match["base"]], name=profile, stop_epoch=int(match["epoch"]))
-        else:
+        parsed = _parse_name(profile)
+        if parsed is None:
             raise ConfigError(f"profile: unknown {profile!r}; choose from {', '.join(PROFILES)} "
                               "(NAME-eK: NAME stopped after epoch K)")
+        base, stop_epoch = parsed
+        profile = base if stop_epoch is None else dataclasses.replace(base, name=profile, stop_epoch=stop_epoch)
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Profile)})
     if unknown:
         raise ConfigError(f"profile: unknown field(s) {', '.join(unknown)}")
@@ -377,8 +384,6 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done.
     With ``checkpoint_dir`` it resumes from the checkpoint there and checkpoints after every epoch; with
     ``curve`` it measures validation accuracy after every epoch (the training curve)."""
-    if checkpoint_dir is not None and checkpoint.epoch_of(checkpoint_dir) > prof.last_epoch:
-        checkpoint_dir = None  # a longer run of this schedule is under way there: neither use nor overwrite it
     model = build_model(config).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, prof.weight_decay), lr=prof.lr)
     steps_per_epoch = max(1, len(ds.train) // prof.batch_size)
@@ -392,10 +397,14 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     identity = {"config": config.to_dict(), "schedule": prof.schedule(), "seed": seed}
     first_epoch, history = 1, []
     if checkpoint_dir is not None:
-        first_epoch, history = checkpoint.restore(checkpoint_dir, identity, model, optimizer, schedule, generator,
-                                                  outcome)
-        outcome["history"] = history  # the record's training curve
-        outcome["resumed_from_epoch"] = first_epoch - 1
+        restored = checkpoint.restore(checkpoint_dir, identity, model, optimizer, schedule, generator, outcome,
+                                      prof.last_epoch)
+        if restored is None:
+            checkpoint_dir = None  # a longer run of this schedule is under way there: neither use nor overwrite it
+        else:
+            first_epoch, history = restored
+            outcome["history"] = history  # the record's training curve
+            outcome["resumed_from_epoch"] = first_epoch - 1
     bar = tqdm(total=steps_per_epoch * prof.last_epoch, initial=(first_epoch - 1) * steps_per_epoch,
                disable=not progress, unit="step", leave=False)
     train_start = time.perf_counter() - outcome["train_s"]  # resumed: wall time keeps counting

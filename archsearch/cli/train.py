@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with sigterm_as_interrupt():
             record = evaluate(config, args.profile, args.data, args.seed, progress=not args.quiet,
-                              classes=args.classes, checkpoint_dir=out, curve=out is not None, on_epoch=lambda _stats: rebalance(),
-                              **extra)
+                              classes=args.classes, checkpoint_dir=out, curve=out is not None,
+                              on_epoch=lambda _stats: rebalance(), **extra)
     except KeyboardInterrupt:
         if out is None:
             raise

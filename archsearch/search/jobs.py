@@ -243,7 +243,8 @@ class Plan:
         """Finished jobs whose checkpoint no job will continue from: their rung does not continue, or the
         job continuing them has finished, or their rung is ranked and they were not promoted."""
         finished = {e.job.key for e in ledger.entries if e.state in ("done", "failed")}
-        out, promoted = [], {}
+        next_rung: dict[int, set[tuple] | None] = {}  # per rung: the keys of its promotions; None: not ranked
+        out = []
         for e in ledger.entries:
             if e.state not in ("done", "failed"):
                 continue
@@ -251,14 +252,12 @@ class Plan:
             if e.state == "failed" or not self.ladder.continues(rung):
                 out.append(e.job)
                 continue
+            if rung not in next_rung:
+                next_rung[rung] = ({j.key for j in self._next_rung(ledger, rung)} if self.ranked(ledger, rung)
+                                   else None)
             successor = (e.job.config.network_key(), rung + 1, e.job.seed)
-            if successor in finished:
+            if successor in finished or (next_rung[rung] is not None and successor not in next_rung[rung]):
                 out.append(e.job)
-            elif self.ranked(ledger, rung):
-                if rung not in promoted:
-                    promoted[rung] = {j.key for j in self._next_rung(ledger, rung)}
-                if successor not in promoted[rung]:
-                    out.append(e.job)
         return out
 
     def _next_rung(self, ledger: Ledger, rung: int) -> list[Job]:

@@ -308,6 +308,7 @@ class TrainingEvaluator:
         self.latency_settings, self.measure_latency = latency, measure_latency
         self._measured: dict[tuple, dict] = {}
         self.checkpoints = checkpoints
+        self._discarded: set[tuple] = set()  # job keys whose checkpoint is gone: the loop offers them every pass
 
     def context(self) -> dict:
         return self._context
@@ -338,6 +339,9 @@ class TrainingEvaluator:
     def discard(self, jobs: list[Job]) -> None:
         """Delete the checkpoints of ``jobs`` (``jobs.Plan.disposable``) where this process can see them."""
         for job in jobs:
+            if job.key in self._discarded:
+                continue
+            self._discarded.add(job.key)
             folder = self.checkpoint_dir(job)
             if folder is not None and folder.exists():
                 shutil.rmtree(folder, ignore_errors=True)
