@@ -223,6 +223,9 @@ class EvalRecord:
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # per epoch, with ``curve``
     val_correct: str | None = None  # which validation images were right (top-1): ``encode_hits``, for paired tests
     resumed_from_epoch: int = 0  # epochs read from a checkpoint, not trained by this call
+    # torch's intra-op threads in each epoch: on a CPU they set the order of floating-point sums, so the same
+    # seed trained with another count is a different (equally valid) draw of the score
+    torch_threads: list[int] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -374,7 +377,7 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
         fidelity=prof.to_dict(), seed=seed, resolution=resolution, dataset=str(ds.root),
         train_images=len(ds.train), val_images=len(ds.val), skipped_images=len(ds.train.skipped) + len(ds.val.skipped),
         history=outcome.get("history", []), val_correct=outcome.get("val_correct"),
-        resumed_from_epoch=outcome.get("resumed_from_epoch", 0),
+        resumed_from_epoch=outcome.get("resumed_from_epoch", 0), torch_threads=outcome.get("torch_threads", []),
     )
 
 
@@ -411,6 +414,7 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     try:
         for epoch in range(first_epoch, prof.last_epoch + 1):
             bar.set_description(f"epoch {epoch}/{prof.last_epoch}")
+            outcome["torch_threads"] = [*outcome.get("torch_threads", []), torch.get_num_threads()]
             runner.train()
             loss_sum, batches = torch.zeros((), device=dev), 0
             for images, labels in iterate_batches(ds.train, prof.batch_size, shuffle=True, generator=generator,

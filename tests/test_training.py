@@ -93,10 +93,23 @@ def test_tiny_evaluation_returns_a_complete_record(fruit):
     assert 0 <= record.top1 <= record.top5 <= 1 and record.train_loss > 0
     assert record.wall_s > 0 and record.train_images_per_s > 0
     assert [s.epoch for s in seen] == [1, 2] and seen[-1].images_seen == 32
+    assert record.torch_threads == [torch.get_num_threads()] * 2
     assert seen[-1].train_loss == record.train_loss
     hits = decode_hits(record.val_correct, record.val_images)  # per-image top-1, for paired comparisons
     assert hits.dtype == bool and hits.mean() == pytest.approx(record.top1)
     json.dumps(record.to_dict(), allow_nan=False)
+
+
+def test_the_record_says_how_many_torch_threads_trained_each_epoch(fruit):
+    """The thread count sets the order of a CPU's floating-point sums, so it is part of what a score was."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        record = evaluate(V2_050, "tiny", fruit, seed=0, progress=False, epochs=2,
+                          on_epoch=lambda stats: torch.set_num_threads(2))  # as threads.rebalance may
+    finally:
+        torch.set_num_threads(before)
+    assert record.torch_threads == [1, 2]
 
 
 def test_same_seed_gives_the_same_record_and_leaves_the_global_rng_alone(fruit):
@@ -124,7 +137,7 @@ def test_a_stopped_profile_is_continued_from_its_checkpoint_to_the_uninterrupted
     assert first.epochs == 1 and first.images_seen == straight.images_seen // 2 and first.resumed_from_epoch == 0
     continued = evaluate(V2_050, "tiny-top", fruit, seed=3, progress=False, checkpoint_dir=folder)
     assert continued.resumed_from_epoch == 1 and continued.epochs == 2
-    for key in ("top1", "top5", "train_loss", "images_seen", "val_correct"):
+    for key in ("top1", "top5", "train_loss", "images_seen", "val_correct", "torch_threads"):
         assert getattr(continued, key) == getattr(straight, key), key
     again = evaluate(V2_050, stopped, fruit, seed=3, progress=False, checkpoint_dir=folder)  # folder is at epoch 2
     assert again.resumed_from_epoch == 0 and again.top1 == first.top1 and again.val_correct == first.val_correct
