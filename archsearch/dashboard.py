@@ -237,7 +237,10 @@ def header_html(view: StudyView) -> str:
         ("winner", "Winner", winner_html(view)),
         *[(f"baseline-{m.kind}", f"{KIND_LABELS[m.kind]} baseline", margin_html(view, m)) for m in d.margins],
         ("noise", "Noise of one score", f"{100 * noise.std:.2f} points top-1 (seed-to-seed std) at "
-                                        f"{html.escape(_deciding(view))}: {html.escape(noise.source)}"),
+                                        f"{html.escape(_deciding(view))}: {html.escape(noise.source)}"
+                                        + (f"; fidelity bias {100 * noise.bias:.2f} points a network (beyond seed "
+                                           "noise, against a run on 6.3x the images), counted in every margin"
+                                           if noise.bias else "")),
     ]
     lengthscales = view.importance.get("gp_lengthscales")
     if lengthscales:

@@ -155,10 +155,12 @@ def scored(ledger: Ledger, config: ArchConfig, rung: int, fidelity: str) -> Scor
                   tuple(e.number for e in by_seed.values()), hits, latency=latency)
 
 
-def margin(winner: Scored, baseline: Scored, noise_std: float) -> tuple[float, tuple[float, float], float]:
-    """(margin, 95 % interval, standard error): training noise of both means plus the paired validation error."""
+def margin(winner: Scored, baseline: Scored, noise_std: float,
+           bias_std: float = 0.0) -> tuple[float, tuple[float, float], float]:
+    """(margin, 95 % interval, standard error): training noise of both means, the fidelity bias of both
+    networks (``fidelity.FIDELITY_BIAS_STD``: seeds do not average it out) and the paired validation error."""
     diff = winner.mean - baseline.mean
-    var_train = noise_std**2 * (1 / len(winner.scores) + 1 / len(baseline.scores))
+    var_train = noise_std**2 * (1 / len(winner.scores) + 1 / len(baseline.scores)) + 2 * bias_std**2
     common = [s for s in winner.hits if s in baseline.hits and len(winner.hits[s]) == len(baseline.hits[s])]
     if common:
         per_seed = [np.var(winner.hits[s].astype(float) - baseline.hits[s].astype(float), ddof=1) / len(winner.hits[s])
@@ -240,7 +242,7 @@ def _margin(kind: str, winner: Scored | None, ledger: Ledger, plan: Plan, rung: 
         return Margin(kind, base, None, None, None, "no winner to compare", rule=rule)
     if winner.config.network_key() == base.config.network_key():
         return Margin(kind, base, 0.0, (0.0, 0.0), False, f"the winner is the {kind} baseline itself", rule=rule)
-    diff, interval, _ = margin(winner, base, noise[rung].std)
+    diff, interval, _ = margin(winner, base, noise[rung].std, noise[rung].bias)
     said = words(kind, diff, interval)
     if base.over_latency:
         said += f" (the {kind} baseline was measured over the latency budget: {base.latency['latency_ms']:.2f} ms)"

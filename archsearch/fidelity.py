@@ -14,6 +14,12 @@ of each profile was measured on Imagenette (``NOISE_STD``, accuracy units, with 
 and is the prior; where a study repeats configs with other seeds, the pooled within-config variance of its
 rung updates it (``rung_noise``): ``s^2 = (PRIOR_DF * prior^2 + SS) / (PRIOR_DF + df)``, so a handful of
 repeats moves the estimate and many repeats dominate it.
+
+Bias. A cheap rung also misjudges some networks in a way no seed averages out (it rewards what trains
+fastest): regressed on the same networks' scores at the reference (6.3x the images), a rung's scores scatter
+by more than their seed noise. That excess (``fidelity_bias``; ``FIDELITY_BIAS_STD``, measured on 11 networks)
+is a second error of every network's mean at the rung, and a margin's interval counts it for both networks:
+the margin then says what is expected to hold at the reference, not only what another seed would give here.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ from .training import PROFILES, Profile, get_profile, is_profile_name
 NOISE_STD: dict[str, float] = {"quick": 0.029, "smoke": 0.033, "smoke-e1": 0.013, "smoke-e2": 0.032}
 DEFAULT_NOISE_STD = 0.02
 PRIOR_DF = 4.0  # the prior noise counts as this many degrees of freedom
+# Std of a network's score at each profile that does not carry to the reference (beyond seed noise), measured on
+# Imagenette on the CPU from the rung tables against table_v2_reference (benchmarks/fidelity_bias.py; RESULTS.md,
+# "Does a margin at the top rung hold?"). Profiles not listed (the reference itself, GPU rungs) count none.
+FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036}
 
 
 @dataclass(frozen=True)
@@ -121,9 +131,11 @@ class Noise:
     prior: float
     repeats_df: int  # degrees of freedom from the study's own seed repeats at this rung
     source: str
+    bias: float = 0.0  # std of a network's error at this rung that no seed averages out (``FIDELITY_BIAS_STD``)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"std": self.std, "prior": self.prior, "repeats_df": self.repeats_df, "source": self.source}
+        return {"std": self.std, "prior": self.prior, "repeats_df": self.repeats_df, "source": self.source,
+                "bias": self.bias}
 
 
 def prior_noise(profile: Profile | str) -> tuple[float, str]:
@@ -143,7 +155,21 @@ def rung_noise(profile: Profile | str, scores_by_config: Iterable[Sequence[float
             mean = sum(scores) / len(scores)
             ss += sum((s - mean) ** 2 for s in scores)
             df += len(scores) - 1
+    bias = FIDELITY_BIAS_STD.get(profile if isinstance(profile, str) else profile.name, 0.0)
     if not df:
-        return Noise(prior, prior, 0, source)
+        return Noise(prior, prior, 0, source, bias)
     std = math.sqrt((PRIOR_DF * prior**2 + ss) / (PRIOR_DF + df))
-    return Noise(std, prior, df, f"{source}, updated with {df} degree(s) of freedom from this study's repeats")
+    return Noise(std, prior, df, f"{source}, updated with {df} degree(s) of freedom from this study's repeats", bias)
+
+
+def fidelity_bias(rung: Sequence[float], reference: Sequence[float], seed_noise: float) -> tuple[float, int]:
+    """(bias std, degrees of freedom): the scatter of ``rung`` scores about their least-squares line on the same
+    networks' ``reference`` scores, less the rung's ``seed_noise`` (0 where the scatter is no larger)."""
+    n = len(rung)
+    if n != len(reference) or n < 3:
+        raise ValueError(f"need the same networks at both fidelities, at least 3 (got {n} and {len(reference)})")
+    mean_x, mean_y = sum(reference) / n, sum(rung) / n
+    sxx = sum((x - mean_x) ** 2 for x in reference)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(reference, rung)) / sxx
+    residual = sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(reference, rung)) / (n - 2)
+    return math.sqrt(max(0.0, residual - seed_noise**2)), n - 2

@@ -211,6 +211,10 @@ def render(summary: dict[str, Any]) -> str:
                          f"network at {d['fidelity']}")
     noise = summary["noise"][d["rung"]]
     lines.append(f"noise of one score at {d['fidelity']}: {100 * noise['std']:.2f} points ({noise['source']})")
+    if noise.get("bias"):
+        lines.append(f"fidelity bias at {d['fidelity']}: {100 * noise['bias']:.2f} points a network (what its score there "
+                     "misjudges against a run on 6.3x the images, beyond seed noise; measured, benchmarks/RESULTS.md): "
+                     "every margin's interval counts it")
     for b in summary["baselines"]:
         if b["config_id"] is None:
             lines.append(f"  {b['kind']:<17} {b['words']}")

@@ -112,7 +112,7 @@ def main() -> int:
                 print(f"  {kind:<17} {config.id:<34} the winner itself (the study's answer was this baseline)")
                 continue
             base = scored(config, rows, seeds, profile.name)
-            diff, interval, _ = margin(winner, base, noise.std)
+            diff, interval, _ = margin(winner, base, noise.std, noise.bias)
             then_text = (f"{100 * then['margin']:+.2f} [{100 * then['margin_interval'][0]:+.2f}, "
                          f"{100 * then['margin_interval'][1]:+.2f}]" if then.get("margin") is not None else "-")
             print(f"  {kind:<17} {config.id:<34} {100 * base.mean:6.2f} %  margin {words(kind, diff, interval)}"

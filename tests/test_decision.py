@@ -223,3 +223,29 @@ def test_summary_records_the_winner_and_every_baseline_with_its_margin(tmp_path,
     assert summary["winner"]["trained_resolution"] and len(summary["winner"]["seeds"]) == 2
     noise = summary["noise"][1]
     assert noise["repeats_df"] > 0  # the study's own repeats at the top updated the measured prior
+
+
+def test_margin_interval_counts_the_fidelity_bias_of_both_networks():
+    a, b = _scored([0.66, 0.68]), _scored([0.60, 0.61])
+    _, _, se = margin(a, b, noise_std=0.02)
+    _, (lo, hi), se_biased = margin(a, b, noise_std=0.02, bias_std=0.03)
+    assert se_biased == pytest.approx(np.sqrt(se**2 + 2 * 0.03**2))  # seeds average noise out, not bias
+    assert lo < 0 < hi and margin(a, b, noise_std=0.02)[1][0] > 0  # significant without it, not with it
+
+
+def test_a_rung_with_a_measured_fidelity_bias_widens_every_margin_and_says_so(tmp_path, synthetic_evaluator,
+                                                                              monkeypatch):
+    settings = settings_for("gp", trials=6, rungs=TWO_RUNGS, top_seeds=2)
+    study, url, *_ = run_synthetic(tmp_path, settings, synthetic_evaluator(settings.fidelity_ladder(), noise=0.01))
+    plain = summarize(study, url)
+    top = plain["decided_at"]["fidelity"]
+    assert plain["noise"][1]["bias"] == 0.0 and "fidelity bias" not in render(plain)
+    monkeypatch.setitem(fidelity.FIDELITY_BIAS_STD, top, 0.04)
+    biased = summarize(study, url)
+    assert biased["noise"][1]["bias"] == 0.04 and f"fidelity bias at {top}: 4.00 points" in render(biased)
+    compared = [(p, b) for p, b in zip(plain["baselines"], biased["baselines"]) if p["margin"]]
+    assert compared
+    for p, b in compared:
+        assert b["margin"] == p["margin"]
+        half_plain, half_biased = (x["margin_interval"][1] - x["margin"] for x in (p, b))
+        assert half_biased**2 == pytest.approx(half_plain**2 + 1.959964**2 * 2 * 0.04**2, rel=1e-4)
