@@ -39,7 +39,7 @@ DEFAULT_NOISE_STD = 0.02
 PRIOR_DF = 4.0  # the prior noise counts as this many degrees of freedom
 # Std of a network's score at each profile that does not carry to the reference (beyond seed noise), measured on
 # Imagenette on the CPU from the rung tables against table_v2_reference (benchmarks/fidelity_bias.py; RESULTS.md,
-# "Does a margin at the top rung hold?"). Profiles not listed (the reference itself, GPU rungs) count none.
+# the default run's "What it turned out to be"). Profiles not listed (the reference, GPU rungs) count none.
 FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036}
 
 
