@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial
 from . import __version__
 from .config import ArchConfig
 from .decision import Margin
+from .fidelity import BIAS_MEANING
 from .figures import KIND_LABELS, StudyView, TrialPoint, cube_figure, history_figure, pareto_figure
 from .figures_gp import gp_maps_figure, marginals_figure
 from .figures_latency import latency_macs, pareto_latency
@@ -238,8 +239,8 @@ def header_html(view: StudyView) -> str:
         *[(f"baseline-{m.kind}", f"{KIND_LABELS[m.kind]} baseline", margin_html(view, m)) for m in d.margins],
         ("noise", "Noise of one score", f"{100 * noise.std:.2f} points top-1 (seed-to-seed std) at "
                                         f"{html.escape(_deciding(view))}: {html.escape(noise.source)}"
-                                        + (f"; fidelity bias {100 * noise.bias:.2f} points a network (beyond seed "
-                                           "noise, against a run on 6.3x the images), counted in every margin"
+                                        + (f"; fidelity bias {100 * noise.bias:.2f} points a network "
+                                           f"({html.escape(BIAS_MEANING)}), counted in every margin"
                                            if noise.bias else "")),
     ]
     lengthscales = view.importance.get("gp_lengthscales")

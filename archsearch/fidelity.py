@@ -41,6 +41,8 @@ PRIOR_DF = 4.0  # the prior noise counts as this many degrees of freedom
 # Imagenette on the CPU from the rung tables against table_v2_reference (benchmarks/fidelity_bias.py; RESULTS.md,
 # the default run's "What it turned out to be"). Profiles not listed (the reference, GPU rungs) count none.
 FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036}
+BIAS_MEANING = ("what a network's score there misjudges against a run on 6.3x the images (the reference), beyond "
+                "seed noise; measured, benchmarks/RESULTS.md")
 
 
 @dataclass(frozen=True)
@@ -148,14 +150,15 @@ def prior_noise(profile: Profile | str) -> tuple[float, str]:
 def rung_noise(profile: Profile | str, scores_by_config: Iterable[Sequence[float]]) -> Noise:
     """The prior noise of ``profile`` updated with the study's repeats: ``scores_by_config`` holds, for each
     config trained at this rung, its scores over seeds (configs with one score add nothing)."""
-    prior, source = prior_noise(profile)
+    name = profile if isinstance(profile, str) else profile.name
+    prior, source = prior_noise(name)
+    bias = FIDELITY_BIAS_STD.get(name, 0.0)
     ss, df = 0.0, 0
     for scores in scores_by_config:
         if len(scores) > 1:
             mean = sum(scores) / len(scores)
             ss += sum((s - mean) ** 2 for s in scores)
             df += len(scores) - 1
-    bias = FIDELITY_BIAS_STD.get(profile if isinstance(profile, str) else profile.name, 0.0)
     if not df:
         return Noise(prior, prior, 0, source, bias)
     std = math.sqrt((PRIOR_DF * prior**2 + ss) / (PRIOR_DF + df))

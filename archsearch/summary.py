@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from . import __version__
 from .baselines import baselines_for
 from .decision import Decision, decide
-from .fidelity import Noise
+from .fidelity import BIAS_MEANING, Noise
 from .formula import derive_formula, formula_text
 from .importance import factor_importance, importance_text
 from .samplers import study_noise
@@ -212,8 +212,7 @@ def render(summary: dict[str, Any]) -> str:
     noise = summary["noise"][d["rung"]]
     lines.append(f"noise of one score at {d['fidelity']}: {100 * noise['std']:.2f} points ({noise['source']})")
     if noise.get("bias"):
-        lines.append(f"fidelity bias at {d['fidelity']}: {100 * noise['bias']:.2f} points a network (what its score there "
-                     "misjudges against a run on 6.3x the images, beyond seed noise; measured, benchmarks/RESULTS.md): "
+        lines.append(f"fidelity bias at {d['fidelity']}: {100 * noise['bias']:.2f} points a network ({BIAS_MEANING}): "
                      "every margin's interval counts it")
     for b in summary["baselines"]:
         if b["config_id"] is None:

@@ -414,7 +414,7 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     try:
         for epoch in range(first_epoch, prof.last_epoch + 1):
             bar.set_description(f"epoch {epoch}/{prof.last_epoch}")
-            outcome["torch_threads"] = [*outcome.get("torch_threads", []), torch.get_num_threads()]
+            outcome.setdefault("torch_threads", []).append(torch.get_num_threads())
             runner.train()
             loss_sum, batches = torch.zeros((), device=dev), 0
             for images, labels in iterate_batches(ds.train, prof.batch_size, shuffle=True, generator=generator,

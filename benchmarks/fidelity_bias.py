@@ -1,7 +1,7 @@
 """How much of a rung's score does not carry to the reference? (``fidelity.FIDELITY_BIAS_STD``)
 
-For every rung table in ``benchmarks/`` (``table_v2_rung_<profile>_s<seed>.csv``, one seed of a profile on
-the 12-network sample), the scatter of its scores about their line on the same networks' reference scores
+For every rung table in ``benchmarks/`` (``table_v2_rung_*_s<seed>.csv``, one seed of a profile on the
+12-network sample; one table per profile and seed), the scatter of its scores about their line on the same networks' reference scores
 (``table_v2_reference.csv``), less the profile's seed noise (``fidelity.NOISE_STD``): the std of a bias no seed
 averages out. Tables of one profile are pooled by degrees of freedom; tables with fewer than 8 shared
 networks are left out.
@@ -11,33 +11,36 @@ networks are left out.
 
 from __future__ import annotations
 
-import csv
 import math
-import re
 import sys
 from pathlib import Path
 
 from archsearch.fidelity import FIDELITY_BIAS_STD, NOISE_STD, fidelity_bias
+from archsearch.tables import load_table
 
 HERE = Path(__file__).resolve().parent
 MIN_SHARED = 8
 
 
-def scores(path: Path) -> dict[str, float]:
-    with open(path, newline="") as handle:
-        return {r["config_id"]: float(r["top1"]) for r in csv.DictReader(handle) if r["status"] == "ok"}
+def scores(path: Path) -> tuple[str, int, dict[tuple, float]]:
+    """(profile name, seed, top-1 by network) of a table, read as ``bench-table --compare`` reads it: only the
+    rows trained at today's exact resolution."""
+    table = load_table(path)
+    return (table.fidelity["name"], table.seed,
+            {c.network_key(): t for c, t in zip(table.configs, table.top1) if t is not None})
 
 
 def measured() -> dict[str, tuple[float, int, list[str]]]:
     """profile -> (pooled bias std, degrees of freedom, the tables used)."""
-    reference = scores(HERE / "table_v2_reference.csv")
+    *_, reference = scores(HERE / "table_v2_reference.csv")
     pooled: dict[str, list] = {}
+    seen: set[tuple[str, int]] = set()
     for path in sorted(HERE.glob("table_v2_rung_*_s[0-9].csv")):
-        profile = re.fullmatch(r"table_v2_rung_(.+)_s\d", path.stem).group(1)
-        if profile not in NOISE_STD:
-            continue
-        rung = scores(path)
-        shared = sorted(set(rung) & set(reference))
+        profile, seed, rung = scores(path)
+        if profile not in NOISE_STD or (profile, seed) in seen:
+            continue  # a second table of one profile and seed (e.g. with per-epoch curves) holds the same runs
+        seen.add((profile, seed))
+        shared = [k for k in reference if k in rung]
         if len(shared) < MIN_SHARED:
             continue
         bias, df = fidelity_bias([rung[c] for c in shared], [reference[c] for c in shared], NOISE_STD[profile])

@@ -64,7 +64,7 @@ def _configs(n_per_family):
         space = FactorSpace.default(family)
         yield from space.sample(n_per_family, seed=2026)
         yield space.config(space.lower_corner())
-        yield space.config({name: space.range(name).values()[-1] for name in space.lower_corner()})
+        yield space.config({r.name: r.values()[-1] for r in space.ranges})
 
 
 @pytest.mark.parametrize("config", list(_configs(30)), ids=lambda c: c.id)
