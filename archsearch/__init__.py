@@ -1,7 +1,7 @@
 """archsearch: architecture search and scaling laws for MobileViT over four global factors."""
 
-from .config import PRESETS, ArchConfig, ConfigError, preset
-from .model import build_model
+from .model.config import PRESETS, ArchConfig, ConfigError, preset
+from .model.generator import build_model
 
 __version__ = "0.1.0"
 __all__ = ["PRESETS", "ArchConfig", "ConfigError", "__version__", "build_model", "count", "preset"]
@@ -9,6 +9,6 @@ __all__ = ["PRESETS", "ArchConfig", "ConfigError", "__version__", "build_model",
 
 def count(config: ArchConfig, method: str = "fvcore"):
     """Params, MACs and the per-stage breakdown of ``config`` (``method``: "fvcore" or "closed_form")."""
-    from .cost import count as _count
+    from .model.cost import count as _count
 
     return _count(config, method=method)

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from archsearch.cost import closed_form_cost, fvcore_cost
-from archsearch.space import FactorSpace
+from archsearch.model.cost import closed_form_cost, fvcore_cost
+from archsearch.model.space import FactorSpace
 
 
 def per_config_seconds(fn, configs, repeat: int = 1) -> list[float]:

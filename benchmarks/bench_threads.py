@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from archsearch.threads import cores_available
+from archsearch.train.threads import cores_available
 
 
 def train(args: argparse.Namespace, threads: str, env: dict) -> subprocess.Popen:

@@ -35,10 +35,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from archsearch import model as M
-from archsearch.config import preset
-from archsearch.data import load_dataset
-from archsearch.training import tune_cpu_allocator
+from archsearch.model import generator as M
+from archsearch.model.config import preset
+from archsearch.train.data import load_dataset
+from archsearch.train.loop import tune_cpu_allocator
 
 MODELS = ("mobilevitv2_050", "mobilevit_xxs")
 VARIANTS = ("reference", "generated", "+channels_last", "+allocator")

@@ -21,12 +21,14 @@ import sys
 from pathlib import Path
 
 
-from archsearch.config import ArchConfig
-from archsearch.cost import closed_form_cost
-from archsearch.decision import Scored, margin, words
-from archsearch.fidelity import rung_noise
-from archsearch.study import study_dir
-from archsearch.training import decode_hits, evaluate, get_profile
+from archsearch.model.config import ArchConfig
+from archsearch.model.cost import closed_form_cost
+from archsearch.results.decision import Scored, margin, words
+from archsearch.search.fidelity import rung_noise
+from archsearch.search.study import study_dir
+from archsearch.train.loop import evaluate
+from archsearch.train.recipe import get_profile
+from archsearch.train.record import decode_hits
 
 COLUMNS = ("config_id", "config", "seed", "profile", "top1", "val_images", "val_correct", "trained_resolution",
            "wall_s")

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from ..config import ConfigError
+from ..model.config import ConfigError
 from .common import CLIError, OneLineErrorParser
 
 # Subcommand modules of this package, in the order ``--help`` lists them.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..bench import (
+from ..bench.table import (
     BASELINE_BUDGETS,
     baseline_configs,
     default_table_path,
@@ -18,7 +18,7 @@ from ..bench import (
     select_configs,
 )
 from ..search import BudgetError, parse_macs
-from ..training import PROFILES
+from ..train.recipe import PROFILES
 from .common import CLIError, add_threads_option, join_threads, sigterm_as_interrupt
 
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from ..tables import chain_agreement, check_group, load_table
+    from ..bench.tables import chain_agreement, check_group, load_table
 
     if not args.out:
         raise CLIError("--compare: name the first table with --out")

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..config import FAMILIES, PRESETS, V1_VARIANTS, ArchConfig, ConfigError, preset
+from ..model.config import FAMILIES, PRESETS, V1_VARIANTS, ArchConfig, ConfigError, preset
 
 if TYPE_CHECKING:
-    from ..threads import ThreadChoice
+    from ..train.threads import ThreadChoice
 
 
 class CLIError(Exception):
@@ -69,7 +69,7 @@ def config_from_args(args: argparse.Namespace) -> ArchConfig:
 
 def checked_config(args: argparse.Namespace) -> ArchConfig:
     """``config_from_args``, checked against ``--space`` (or the family's default space)."""
-    from ..space import FactorSpace
+    from ..model.space import FactorSpace
 
     config = config_from_args(args)
     space = FactorSpace.load(args.space) if args.space else FactorSpace.default(config.family)
@@ -87,7 +87,7 @@ def as_option_error(err: ValueError) -> CLIError:
 
 
 def _threads(text: str) -> int | None:
-    from ..threads import parse_threads
+    from ..train.threads import parse_threads
 
     try:
         return parse_threads(text)
@@ -113,7 +113,7 @@ def add_trial_latency_option(parser) -> None:
 def join_threads(args: argparse.Namespace) -> ThreadChoice:
     """Register this training process on the host and set its torch threads (``--threads``); the caller
     prints the choice's one-line ``note()`` where its output has room for it."""
-    from ..threads import join
+    from ..train.threads import join
 
     return join(args.threads)
 

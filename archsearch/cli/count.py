@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cost import Cost, count
+from ..model.cost import Cost, count
 from .common import add_config_options, checked_config, format_count, print_json
 
 

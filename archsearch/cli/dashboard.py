@@ -8,7 +8,7 @@ import warnings
 import webbrowser
 from pathlib import Path
 
-from ..study import check_name, default_storage, is_sqlite, make_storage, open_study, redact
+from ..search.study import check_name, default_storage, is_sqlite, make_storage, open_study, redact
 from .common import CLIError
 
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # Optuna's experimental-feature notices about heartbeats
         warnings.simplefilter("ignore")
         study = open_study(name, make_storage(storage_url), None)
-    from ..dashboard import default_path, write_dashboard  # plotly is imported only when needed
+    from ..report.dashboard import default_path, write_dashboard  # plotly is imported only when needed
 
     out = Path(args.out) if args.out else default_path(name)
     if out.is_dir():

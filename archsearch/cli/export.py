@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import export as ex
-    from ..study import default_storage, make_storage, open_study
+    from ..export import record as ex
+    from ..search.study import default_storage, make_storage, open_study
 
     for name in ("runs", "threads"):
         value = getattr(args, name)

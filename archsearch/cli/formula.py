@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..formula import apply_formula, derive_formula
+from ..results.formula import apply_formula, derive_formula
 from ..search import feasible_grid, parse_macs
-from ..study import default_storage, make_storage, open_study
-from ..summary import study_facts
+from ..search.study import default_storage, make_storage, open_study
+from ..report.summary import study_facts
 from .common import CLIError, format_count, print_json, quiet_optuna
 
 

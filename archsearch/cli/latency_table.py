@@ -7,7 +7,7 @@ import argparse
 import tomllib
 from pathlib import Path
 
-from ..bench import select_configs
+from ..bench.table import select_configs
 from ..latency.evaluate import DEFAULT_FOLDS, DEFAULT_HOLDOUT, format_evaluation, select_model
 from ..latency.measure import MIN_CLI_RUNS, STATISTICS
 from ..latency.predict import save_model
@@ -21,7 +21,7 @@ from ..latency.table import (
     space_range,
 )
 from ..search import BudgetError, parse_macs
-from ..space import DEFAULT_SPACES, FactorSpace
+from ..model.space import DEFAULT_SPACES, FactorSpace
 from .common import CLIError, sigterm_as_interrupt
 from .latency import add_timing_options, check_timing_options
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import PRESETS
-from ..cost import count
+from ..model.config import PRESETS
+from ..model.cost import count
 from .common import format_count, print_json
 
 

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def strategies_of(values: list[str] | None, rungs: int) -> list[str]:
-    from ..replay import STRATEGIES
+    from ..bench.replay import STRATEGIES
 
     if not values:
         return [s for s in DEFAULT_STRATEGIES if rungs > 1 or not s.startswith("mf-")]
@@ -79,7 +79,7 @@ def strategies_of(values: list[str] | None, rungs: int) -> list[str]:
 
 
 def costs_of(text: str | None, trials: int) -> list[float]:
-    from ..replay import default_costs
+    from ..bench.replay import default_costs
 
     if text is None:
         return default_costs(trials)
@@ -94,8 +94,8 @@ def costs_of(text: str | None, trials: int) -> list[float]:
 
 def load_rungs(args: argparse.Namespace):
     """One ``Rung`` per --table, each pooled with the --seed-tables of its profile."""
-    from ..replay import Rung
-    from ..tables import load_table
+    from ..bench.replay import Rung
+    from ..bench.tables import load_table
 
     exact = not args.all_rows
     mains = [load_table(p, args.space, exact) for p in args.table]
@@ -112,9 +112,9 @@ def load_rungs(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .. import dashboard
-    from ..fidelity import Ladder
-    from ..replay import Problem, Setup, render, replay, write_outputs
+    from ..report import dashboard
+    from ..search.fidelity import Ladder
+    from ..bench.replay import Problem, Setup, render, replay, write_outputs
 
     quiet_optuna()
     budget = parse_macs(args.mac_budget)

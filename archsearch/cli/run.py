@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from ..search import BudgetError, TrainingEvaluator, check_ladder, feasible_grid, parse_macs, recover_interrupted, run_trials
-from ..space import DEFAULT_SPACES, FactorSpace, read_space_toml
-from ..study import STRATEGIES, ResultCache, StudySettings, default_storage, default_study_name, exclusive_run, \
+from ..model.space import DEFAULT_SPACES, FactorSpace, read_space_toml
+from ..search.study import STRATEGIES, ResultCache, StudySettings, default_storage, default_study_name, exclusive_run, \
     is_sqlite, make_storage, open_study, redact, study_dir
 from .common import CLIError, add_threads_option, add_trial_latency_option, join_threads, quiet_optuna, \
     sigterm_as_interrupt
@@ -90,7 +90,7 @@ def device_kind() -> tuple[str, str]:
 
 def choose_ladder(args: argparse.Namespace):
     """The fidelity ladder the options ask for, the default trial count for it, and why."""
-    from ..fidelity import DEFAULT_LADDERS, DEFAULT_PROMOTE, DEFAULT_TOP_SEEDS, ladder, parse_rungs
+    from ..search.fidelity import DEFAULT_LADDERS, DEFAULT_PROMOTE, DEFAULT_TOP_SEEDS, ladder, parse_rungs
 
     kind, why = device_kind()
     if args.profile and args.rungs:
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if trials < 1:
         raise CLIError(f"--trials: {trials} is not a positive number")
     print(join_threads(args).note())
-    from ..data import resolve_data_root
+    from ..train.data import resolve_data_root
 
     data = str(resolve_data_root(args.data))
     feasible = feasible_grid(space, budget if budget is not None else sys.maxsize)
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.study or default_study_name(space.family, budget, args.strategy, lad.name.replace(">", "-"),
                                             args.seed, data, latency_tag(latency))
     storage_url = args.storage or default_storage()
-    from ..summary import plan_for
+    from ..report.summary import plan_for
 
     plan = plan_for(settings)
     print(f"study {name} in {redact(storage_url)}")
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     for line in baseline_lines(plan):
         print(line)
     with sigterm_as_interrupt(), exclusive_run(name, storage_url):
-        from ..samplers import make_sampler
+        from ..search.samplers import make_sampler
 
         storage = make_storage(storage_url)
         sampler = make_sampler(args.strategy, space, feasible.configs, feasible.macs, budget, lad, args.seed)
@@ -172,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
                   "re-run the same command to resume", file=sys.stderr)
         except BudgetError as err:
             raise CLIError(str(err)) from None
-        from ..dashboard import write_dashboard
-        from ..summary import render, study_facts, summarize, write_summary
+        from ..report.dashboard import write_dashboard
+        from ..report.summary import render, study_facts, summarize, write_summary
 
         facts = study_facts(study, storage_url)
         summary = summarize(study, storage_url, facts)

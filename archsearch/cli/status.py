@@ -8,7 +8,7 @@ from collections import defaultdict
 from optuna.trial import TrialState
 
 from ..search import Ledger
-from ..study import StudySettings, default_storage, make_storage, open_study
+from ..search.study import StudySettings, default_storage, make_storage, open_study
 from .common import print_json, quiet_optuna
 
 COLUMNS = ("done", "running", "queued", "failed", "over_budget")

@@ -7,9 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from .. import checkpoint
-from ..threads import rebalance
-from ..training import PROFILES, EvalRecord, evaluate
+from ..train import checkpoint
+from ..train.threads import rebalance
+from ..train.loop import evaluate
+from ..train.recipe import PROFILES
+from ..train.record import EvalRecord
 from .common import (
     CLIError,
     add_config_options,
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         if args.preset or args.family:
             raise CLIError("--config cannot be combined with --preset/--family")
-        from ..export import load_exported_config
+        from ..export.record import load_exported_config
 
         config = load_exported_config(args.config)
         overrides = {k: getattr(args, k) for k in ("resolution", "width", "mv2_depth", "vit_depth")

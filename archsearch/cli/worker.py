@@ -8,9 +8,9 @@ import os
 import socket
 import sys
 
-from ..samplers import make_sampler
+from ..search.samplers import make_sampler
 from ..search import TrainingEvaluator, feasible_grid, recover_interrupted, run_trials
-from ..study import (
+from ..search.study import (
     ResultCache,
     StudySettings,
     default_storage,
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     sampler = make_sampler(settings.strategy, space, feasible.configs, feasible.macs, settings.mac_budget, ladder,
                            worker_seed(settings.seed, WORKER_ID))
     study = open_study(args.study, storage, None, sampler)
-    from ..data import resolve_data_root
-    from ..summary import plan_for
+    from ..train.data import resolve_data_root
+    from ..report.summary import plan_for
 
     data = str(resolve_data_root(args.data or settings.data))
     print(f"worker {WORKER_ID} on study {args.study} in {redact(storage_url)}: {settings.strategy}, budget "

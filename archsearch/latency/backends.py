@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..config import ConfigError
+from ..model.config import ConfigError
 
 BACKENDS = ("ort-cpu", "torch-cpu", "torch-cuda")
 DEFAULT_BACKEND = "ort-cpu"

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import V1_HEADS, ArchConfig, make_divisible
+from ..model.config import V1_HEADS, ArchConfig, make_divisible
 
 KINDS = ("stem", "mv2", "v1-shell", "v1-layer", "v2-shell", "v2-layer", "head")
 FEATURE_CLASSES = ("dense", "dw", "attn", "elems", "norm", "count")
@@ -74,7 +74,7 @@ def build_block(block: Block, batch: int = 1) -> tuple[Any, tuple[int, ...]]:
     """``(module, input shape)`` of one block, built from the generator's classes (fresh weights)."""
     from torch import nn
 
-    from ..model import (ClassifierHead, ConvNormAct, InvertedResidual, LinearTransformerLayer, MobileViTBlock,
+    from ..model.generator import (ClassifierHead, ConvNormAct, InvertedResidual, LinearTransformerLayer, MobileViTBlock,
                          MobileViTV2Block, TransformerLayer, init_weights)
 
     s = block.shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..config import ArchConfig
+from ..model.config import ArchConfig
 from .backends import LatencyError
 from .measure import LatencyRecord
 from .predict import LatencyModel

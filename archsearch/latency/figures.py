@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..cost import distinct_networks
-from ..space import FactorSpace
+from ..model.cost import distinct_networks
+from ..model.space import FactorSpace
 from .predict import LatencyModel
 from .table import LatencyTable
 

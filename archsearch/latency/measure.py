@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..config import ArchConfig
+from ..model.config import ArchConfig
 from .backends import (
     DEFAULT_BACKEND,
     INPUT_SEED,
@@ -182,7 +182,7 @@ def network(config: ArchConfig, batch: int, seed: int = INPUT_SEED) -> tuple[str
     """``(config id, freshly initialised model, input shape)``: untrained weights time as trained ones do."""
     import torch
 
-    from ..model import build_model
+    from ..model.generator import build_model
 
     torch.manual_seed(seed)
     return config.id, build_model(config), (batch, 3, config.resolution, config.resolution)

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ArchConfig, ConfigError
-from ..space import FactorSpace
+from ..model.config import ArchConfig, ConfigError
+from ..model.space import FactorSpace
 from .blocks import feature_names, network_blocks, network_features
 from .backends import LatencyError
 

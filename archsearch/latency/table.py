@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import ArchConfig, ConfigError
-from ..cost import closed_form_cost, distinct_networks
-from ..space import FactorSpace
+from ..model.config import ArchConfig, ConfigError
+from ..model.cost import closed_form_cost, distinct_networks
+from ..model.space import FactorSpace
 from .blocks import build_block, distinct_blocks
 from .backends import LatencyError, backend_info
 from .measure import STATISTICS, LatencyRecord, measure_configs, measure_modules

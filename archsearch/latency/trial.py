@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ArchConfig
+from ..model.config import ArchConfig
 from .backends import DEFAULT_BACKEND
 from .budget import check_latency
 

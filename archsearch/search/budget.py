@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..config import ArchConfig, ConfigError
-from ..cost import distinct_networks
-from ..space import FactorSpace
+from ..model.config import ArchConfig, ConfigError
+from ..model.cost import distinct_networks
+from ..model.space import FactorSpace
 
 if TYPE_CHECKING:
     from ..latency.budget import LatencyLimit

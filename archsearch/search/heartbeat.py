@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..study import StudyError
+from .study import StudyError
 from .jobs import Job
 
 GRACE_BEATS = 3

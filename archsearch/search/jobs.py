@@ -28,10 +28,10 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from ..baselines import Baselines
-from ..config import ArchConfig
-from ..cost import closed_form_cost
-from ..fidelity import Ladder
+from .baselines import Baselines
+from ..model.config import ArchConfig
+from ..model.cost import closed_form_cost
+from .fidelity import Ladder
 
 SEARCH, BASELINE = "search", "baseline"
 

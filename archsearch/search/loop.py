@@ -25,11 +25,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from ..config import ConfigError
-from ..cost import closed_form_cost
-from ..fidelity import Ladder
-from ..space import FactorSpace
-from ..study import ResultCache, StudySettings, config_from_params, distributions, result_key
+from ..model.config import ConfigError
+from ..model.cost import closed_form_cost
+from .fidelity import Ladder
+from ..model.space import FactorSpace
+from .study import ResultCache, StudySettings, config_from_params, distributions, result_key
 from .budget import BudgetError
 from .heartbeat import GRACE_BEATS, Heartbeat, StaleWatcher, finished_error, heartbeat_interval, requeue
 from .jobs import SEARCH, Done, Job, Ledger, Plan, Proposal, Wait
@@ -297,8 +297,8 @@ class TrainingEvaluator:
                  latency: dict | None = None, measure_latency: bool = True, checkpoints: Path | None = None):
         import torch
 
-        from ..data import fingerprint
-        from ..training import default_device, result_context
+        from ..train.data import fingerprint
+        from ..train.loop import default_device, result_context
 
         self.ladder = ladder
         self.data = data
@@ -314,13 +314,13 @@ class TrainingEvaluator:
         return self._context
 
     def trained_resolution(self, job: Job) -> int:
-        from ..training import train_resolution
+        from ..train.recipe import train_resolution
 
         return train_resolution(job.config, self.ladder.rungs[job.rung].resolution_scale)
 
     def __call__(self, job: Job) -> dict:
-        from .. import threads
-        from ..training import evaluate
+        from ..train import threads
+        from ..train.loop import evaluate
 
         threads.rebalance()  # other workers may have started or ended on this host since the last job
         record = evaluate(job.config, self.ladder.rungs[job.rung], self.data, job.seed, progress=self.progress,
@@ -356,7 +356,7 @@ class TrainingEvaluator:
 
 def check_ladder(space: FactorSpace, ladder: Ladder) -> None:
     """Refuse a ladder under which two resolutions of the space would train as one network."""
-    from ..training import check_distinct_resolutions
+    from ..train.recipe import check_distinct_resolutions
 
     for profile in ladder.rungs:
         try:

@@ -1,0 +1,336 @@
+"""Export a study's winner (or any trained trial) to the trainers: a JSON record, an ml-cvnets config and model
+module, a timm ByobNet file, and an ONNX graph checked and timed with onnxruntime.
+
+``export(study, formats, out)`` writes the files; each format is also available alone:
+
+* ``json`` -- ``record(...)``: the config (what ``archsearch train --config FILE`` reads through
+  ``load_exported_config``), its stage plan, params and MACs by fvcore and in closed form, the proxy score
+  with its rung, fidelity, seed, trained resolution and the network's scores over every seed at that rung,
+  how it was found (study, strategy, rungs, data, archsearch version), where the study decided, and the
+  winner's margin over each of the three baselines with its 95 % interval and its words (``decision``). An
+  ONNX export adds an ``onnx`` section (file, opset, max abs diff, latency). ``latency``
+  carries the measured latency (``latency_ms``) with the backend, batch, threads and device it was measured on:
+  the trial's own, where the study measured one, else the ONNX export's.
+* ``cvnets`` -- ``export_cvnets``: ImageNet training YAML with the reference recipe, a model module that
+  registers the exact architecture in ml-cvnets' model registry, and a README (see ``export_cvnets``).
+* ``timm`` -- ``export_timm``: a Python file that builds the architecture as a timm ``ByobNet``.
+* ``onnx`` -- ``export_onnx``: ``torch.onnx.export`` with the TorchScript exporter (``dynamo=False``) at opset
+  ``ONNX_OPSET``; the graph holds freshly initialised weights (seeded): it is for deployment checks and
+  latency, not for predictions. Outputs are compared with PyTorch's and latency is measured with onnxruntime.
+
+The exported trial is the study's winner by default: the first trial of the network ``decision`` names
+(``summary.study_facts``, the one decision the summary and the dashboard also show), never re-chosen here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .. import __version__
+from ..model.config import ArchConfig, ConfigError
+from ..model.cost import count
+from ..results.decision import Decision, scored
+from ..search.jobs import Ledger
+from ..search.study import StudySettings, study_dir
+from ..report.summary import StudyFacts, study_facts, trial_record
+
+FORMATS = ("json", "cvnets", "timm", "onnx")
+RECORD_FORMAT = "archsearch-export"
+RECORD_VERSION = 2  # 2: rungs -- the trained resolution, rung and seeds, the decision's three baselines
+# Opset 17: the first with a native LayerNormalization (v1's transformer), supported by every onnxruntime
+# since 1.11 and by the mobile runtimes. The legacy TorchScript exporter (dynamo=False) is used: torch 2.13's
+# default dynamo exporter needs the onnxscript package, which is not a dependency; the TorchScript exporter
+# lowers F.scaled_dot_product_attention to MatMul/Softmax and the v2 block to Conv/InstanceNormalization.
+ONNX_OPSET = 17
+ONNX_SEED = 0
+LATENCY_RUNS = 50
+LATENCY_WARMUP = 10
+
+
+class ExportError(ConfigError):
+    """A study or trial that cannot be exported as asked; the message says why (one line)."""
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """The trial to export and the study's decision it is part of."""
+
+    study: str
+    storage: str
+    settings: StudySettings
+    trial: dict[str, Any]  # summary.trial_record of the exported trial, with its params and cache flag
+    network: dict[str, Any]  # decision.Scored.to_dict(): the trial's network at its rung, over every seed
+    decision: Decision
+
+    @property
+    def winner_trial(self) -> int | None:
+        """The winner's first trial at the deciding rung (the one exported by default)."""
+        return self.decision.winner.trials[0] if self.decision.winner else None
+
+    @property
+    def config(self) -> ArchConfig:
+        return ArchConfig.from_dict(self.trial["config"])
+
+    @property
+    def slug(self) -> str:
+        """File-name and identifier stem: ``<study>_trial<N>``, lower case, [a-z0-9_] only."""
+        return re.sub(r"[^a-z0-9_]+", "_", f"{self.study}_trial{self.trial['trial']}".lower()).strip("_")
+
+
+def select_trial(study: optuna.Study, storage_url: str = "", trial: int | None = None,
+                 facts: StudyFacts | None = None) -> ExportSource:
+    """The winner of ``study_facts(...).decision`` (its first trial), or trained trial number ``trial`` (any
+    rung); ``ExportError`` otherwise (a wrong ``trial`` before the study is modelled)."""
+    numbers = sorted(e.number for e in Ledger(study.get_trials(deepcopy=False)).entries if e.state == "done")
+    if trial is not None and trial not in numbers:
+        listed = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
+        raise ExportError(f"--trial: study {study.study_name!r} has no trained trial {trial} "
+                          f"(trained: {listed or 'none'})")
+    facts = facts or study_facts(study, storage_url)
+    decision = facts.decision
+    if trial is None:
+        if decision.winner is None:
+            raise ExportError(
+                f"study {study.study_name!r} has no winner yet: no search network was trained at its deciding "
+                f"rung, {decision.fidelity!r} ({len(numbers)} jobs trained); run 'archsearch run' first or name one "
+                "with --trial")
+        trial = decision.winner.trials[0]
+    entry = next(e for e in facts.ledger.entries if e.number == trial)
+    attrs = study.get_trials(deepcopy=False)[trial].user_attrs
+    winner = decision.winner
+    if winner is not None and trial in winner.trials:
+        network = winner  # with the GP's posterior mean
+    else:
+        network = scored(facts.ledger, entry.job.config, entry.job.rung, facts.plan.ladder.rungs[entry.job.rung].name)
+    return ExportSource(facts.study, facts.storage, facts.settings,
+                        {**trial_record(entry), "params": attrs["params"], "cached": bool(attrs.get("cached"))},
+                        network.to_dict(), decision)
+
+
+# ---- json ------------------------------------------------------------------------------------------
+def record(source: ExportSource) -> dict[str, Any]:
+    """The JSON record: architecture, cost, its score at its rung, how it was found, and the winner's margins
+    over the baselines (``decision``)."""
+    config = source.config
+    traced, closed = count(config, "fvcore"), count(config, "closed_form")
+    t, d, ladder = source.trial, source.decision, source.settings.fidelity_ladder()
+    return {
+        "format": RECORD_FORMAT,
+        "format_version": RECORD_VERSION,
+        "config": config.to_dict(),
+        "config_id": config.id,
+        "stages": [asdict(s) for s in config.stages()],
+        "head_channels": config.head_channels(),
+        "cost": {
+            "params": traced.params,
+            "macs": traced.macs,
+            "params_fvcore": traced.params,
+            "macs_fvcore": traced.macs,
+            "params_closed_form": closed.params,
+            "macs_closed_form": closed.macs,
+            "resolution": config.resolution,
+            "batch": 1,
+        },
+        "proxy": {
+            "accuracy": t["accuracy"],
+            "top5": t["top5"],
+            "rung": t["rung"],
+            "fidelity": t["fidelity"],
+            "seed": t["seed"],
+            "trained_resolution": t["trained_resolution"],
+            "data": t["data"],
+            "wall_s": t["wall_s"],
+            "cached": t["cached"],
+            "network": source.network,  # every seed of this network at this rung, and their mean
+        },
+        "found": {
+            "study": source.study,
+            "storage": source.storage,
+            "trial": t["trial"],
+            "role": t["role"],
+            "baseline_kinds": t["baseline_kinds"],
+            "is_winner": t["trial"] == source.winner_trial,
+            "winner_trial": source.winner_trial,
+            "strategy": source.settings.strategy,
+            "rungs": ladder.name,
+            "promote": ladder.promote,
+            "top_seeds": ladder.top_seeds,
+            "data": source.settings.data,
+            "seed": source.settings.seed,
+            "mac_budget": source.settings.mac_budget,
+            "within_budget": t["macs"] <= source.settings.mac_budget,
+            "archsearch_version": __version__,
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+        "decided_at": {"rung": d.rung, "fidelity": d.fidelity, "reached_top": d.reached_top,
+                       "tied_with_winner": d.tied, "noise": d.noise.to_dict()},
+        "baselines": [m.to_dict() for m in d.margins],  # the winner's margins, whichever trial is exported
+        # the latency measured for the trial on the study's backend, where the study recorded one; else the
+        # ONNX export's (``export`` fills it in), else None
+        "latency": t.get("latency") if isinstance(t.get("latency"), dict) else None,
+    }
+
+
+def write_json(doc: dict[str, Any], path: Path) -> Path:
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_exported_config(path: str | Path) -> ArchConfig:
+    """The architecture in an export record, a ``studies/NAME/winner.json``, a ``summary.json`` (its
+    winner) or a bare config JSON (``ArchConfig.to_json``). Every failure is a one-line ``ConfigError``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path}: cannot read ({err.__class__.__name__})") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file {path}: not JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a JSON object")
+    if "family" in data:
+        found = data
+    elif isinstance(data.get("config"), dict):
+        found = data["config"]
+    elif isinstance(data.get("winner"), dict) and isinstance(data["winner"].get("config"), dict):
+        found = data["winner"]["config"]
+    else:
+        raise ConfigError(f"config file {path}: no architecture config in it (expected an archsearch export, "
+                          "a winner.json, a summary.json with a winner, or a config with a 'family')")
+    try:
+        return ArchConfig.from_dict(found)
+    except TypeError as err:  # e.g. a field of the wrong kind that dataclasses rejects before validation
+        raise ConfigError(f"config file {path}: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
+
+
+# ---- onnx ------------------------------------------------------------------------------------------
+def export_onnx(config: ArchConfig, path: Path, opset: int = ONNX_OPSET, runs: int = LATENCY_RUNS,
+                warmup: int = LATENCY_WARMUP, threads: int | None = None, seed: int = ONNX_SEED) -> dict[str, Any]:
+    """Write ``config`` as ONNX (batch 1, its resolution), check it against PyTorch, time it on CPU.
+
+    The batch axis is dynamic; the spatial size is fixed at the searched resolution. ``threads`` sets
+    onnxruntime's intra-op threads (default: every core of this machine). The timing is
+    ``latency.measure``'s, the harness of ``archsearch latency``; its summary is the section's ``latency``.
+    """
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from ..latency.measure import measure_onnx
+    from ..model.generator import build_model
+
+    if runs < 1 or warmup < 0:
+        raise ExportError(f"--runs: need at least 1 timed run (got {runs}) and warm-up >= 0 (got {warmup})")
+    threads = threads or os.cpu_count() or 1
+    torch.manual_seed(seed)
+    model = build_model(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 3, config.resolution, config.resolution, generator=generator)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # the TorchScript exporter announces its own deprecation and warns about traced shape arithmetic
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    onnx.checker.check_model(onnx.load(str(path)))
+    timing, session = measure_onnx(str(path), x, threads, runs, warmup, name=config.id)
+    with torch.no_grad():
+        reference = model(x).numpy()
+    output = session.run(None, {"input": x.numpy()})[0]
+    max_abs_diff = float(np.abs(output - reference).max())
+    return {
+        "file": path.name,
+        "opset": opset,
+        "exporter": f"torch.onnx.export(dynamo=False), torch {torch.__version__}",
+        "input": {"name": "input", "shape": [1, 3, config.resolution, config.resolution], "dynamic": ["batch"]},
+        "weights": f"freshly initialised (torch.manual_seed({seed})): for deployment checks, not predictions",
+        "max_abs_diff": max_abs_diff,
+        "reference_max_abs": float(np.abs(reference).max()),
+        "latency_ms_median": round(timing.median_ms, 4),
+        "latency_ms_min": round(timing.min_ms, 4),
+        "runs": runs,
+        "warmup": warmup,
+        "batch": 1,
+        "onnxruntime": ort.__version__,
+        "providers": session.get_providers(),
+        "threads": timing.threads,
+        "latency": timing.summary(),
+    }
+
+
+# ---- everything ------------------------------------------------------------------------------------
+def default_out(study: str) -> Path:
+    return study_dir(study) / "export"
+
+
+def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path | None = None, *,
+           opset: int = ONNX_OPSET, runs: int = LATENCY_RUNS, warmup: int = LATENCY_WARMUP,
+           threads: int | None = None) -> dict[str, list[Path]]:
+    """Write each of ``formats`` (``FORMATS`` or "all") for ``source`` into ``out``; paths per format.
+
+    The JSON record is written whenever ``json`` or ``onnx`` is asked for (the ONNX check and latency go
+    into it). An ONNX section already in ``out``'s record for the same config survives a json-only export.
+    """
+    from .cvnets import export_cvnets
+    from .timm import export_timm
+
+    wanted = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        raise ExportError(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}, all")
+    out = Path(out) if out is not None else default_out(source.study)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExportError(f"--out: cannot create {out}: {err.strerror or err}") from None
+    if not out.is_dir():
+        raise ExportError(f"--out: {out} is not a folder")
+    config = source.config
+    written: dict[str, list[Path]] = {}
+    json_path = out / f"{source.slug}.json"
+    doc = None
+    if "json" in wanted or "onnx" in wanted:
+        doc = record(source)
+    if "onnx" in wanted:
+        onnx_path = out / f"{source.slug}.onnx"
+        doc["onnx"] = export_onnx(config, onnx_path, opset=opset, runs=runs, warmup=warmup, threads=threads)
+        written["onnx"] = [onnx_path]
+    elif doc is not None:
+        doc["onnx"] = _previous_onnx(json_path, out, config)
+    if doc is not None:
+        if doc["latency"] is None and isinstance(doc["onnx"], dict):
+            doc["latency"] = doc["onnx"].get("latency")
+        written["json"] = [write_json(doc, json_path)]
+    if "cvnets" in wanted:
+        cost = doc["cost"] if doc else None
+        written["cvnets"] = export_cvnets(source, out / "cvnets", cost=cost)
+    if "timm" in wanted:
+        params = doc["cost"]["params"] if doc else None
+        written["timm"] = [export_timm(source, out, params=params)]
+    return written
+
+
+def _previous_onnx(json_path: Path, out: Path, config: ArchConfig) -> dict[str, Any] | None:
+    try:
+        old = json.loads(json_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    section = old.get("onnx") if isinstance(old, dict) else None
+    if (isinstance(section, dict) and old.get("config_id") == config.id
+            and (out / str(section.get("file", ""))).is_file()):
+        return section
+    return None

@@ -1,0 +1,228 @@
+"""What a study found: read once, modelled once, decided once (``study_facts``), then written and printed.
+
+``study_facts`` reads the study's jobs, fits the one GP of the finished study (every rung and seed, each
+rung's measured noise), and asks ``decision.decide`` for the winner, the baselines and the margins; the
+summary, ``summary.json``, ``winner.json``, the dashboard and the export all read those facts. Importance and
+the scaling formula come from the same GP.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .. import __version__
+from ..search.baselines import baselines_for
+from ..results.decision import Decision, decide
+from ..search.fidelity import BIAS_MEANING, Noise
+from ..results.formula import derive_formula, formula_text
+from ..results.importance import factor_importance, importance_text
+from ..search.samplers import study_noise
+from ..search.jobs import Entry, Ledger, Plan
+from ..search.study import StudySettings, redact, study_dir
+from ..gp.surrogate import GPSurrogate
+
+TOP = 10
+
+
+def plan_for(settings: StudySettings) -> Plan:
+    """The plan a study's settings define (its baselines are a pure function of the space and budgets)."""
+    baselines = baselines_for(settings.factor_space(), settings.mac_budget, settings.latency_limit())
+    return Plan(settings.fidelity_ladder(), settings.trials, baselines, settings.seed)
+
+
+@dataclass(frozen=True)
+class StudyFacts:
+    study: str
+    storage: str
+    settings: StudySettings
+    plan: Plan
+    ledger: Ledger
+    noise: list[Noise]
+    surrogate: GPSurrogate | None
+    decision: Decision
+
+
+def fit_surrogate(ledger: Ledger, plan: Plan, settings: StudySettings, noise: list[Noise]) -> GPSurrogate | None:
+    """The study's GP: every finished job at every rung, with its rung's noise (None below two results)."""
+    done = [e for e in ledger.entries if e.state == "done"]
+    if len(done) < 2:
+        return None
+    return GPSurrogate(settings.factor_space(), seed=settings.seed, fidelities=len(plan.ladder.rungs)).fit(
+        [e.job.config for e in done], [e.accuracy for e in done], [e.job.rung for e in done],
+        [noise[e.job.rung].std for e in done])
+
+
+def study_facts(study: optuna.Study, storage_url: str = "") -> StudyFacts:
+    settings = StudySettings.from_study(study)
+    plan = plan_for(settings)
+    ledger = Ledger(study.get_trials(deepcopy=False))
+    noise = study_noise(ledger, plan.ladder)
+    surrogate = fit_surrogate(ledger, plan, settings, noise)
+    decision = decide(ledger, plan, settings.mac_budget, noise, surrogate)
+    return StudyFacts(study.study_name, redact(storage_url), settings, plan, ledger, noise, surrogate, decision)
+
+
+def trial_record(entry: Entry) -> dict[str, Any]:
+    """One job as stored: config, cost, rung, seed, accuracy and how it was measured."""
+    r = entry.record
+    return {"trial": entry.number, "role": entry.job.role, "baseline_kinds": list(entry.job.kinds),
+            "rung": entry.job.rung, "seed": entry.job.seed, "config": entry.job.config.to_dict(),
+            "config_id": entry.job.config.id, "macs": entry.macs, "accuracy": entry.accuracy, "top5": r.get("top5"),
+            "fidelity": r.get("fidelity", {}).get("name"), "trained_resolution": r.get("resolution"),
+            "wall_s": r.get("wall_s"), "data": r.get("dataset"), "latency": entry.latency}
+
+
+def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | None = None) -> dict[str, Any]:
+    f = facts or study_facts(study, storage_url)
+    settings, plan, ledger, decision = f.settings, f.plan, f.ledger, f.decision
+    space = settings.factor_space()
+    trials = study.get_trials(deepcopy=False)
+    done = [e for e in ledger.entries if e.state == "done"]
+    trained = {e.job.config.network_key(): e.job.config for e in done}
+    formula = None
+    if f.surrogate is not None:
+        formula = derive_formula(f.surrogate, space, [(c, _macs(ledger, k)) for k, c in trained.items()],
+                                 settings.mac_budget, seed=settings.seed).to_dict()
+    # fANOVA sees the strategy's rung-0 proposals (one fidelity, with their Optuna parameters)
+    proposals = [t for t in trials if t.state == TrialState.COMPLETE and t.params and t.user_attrs.get("rung") == 0
+                 and "accuracy" in t.user_attrs]
+    winner = decision.winner
+    return {
+        "study": f.study,
+        "storage": f.storage,
+        "archsearch_version": __version__,
+        "settings": {"mac_budget": settings.mac_budget, "ladder": plan.ladder.name, "promote": plan.ladder.promote,
+                     "top_seeds": plan.ladder.top_seeds, "data": settings.data, "strategy": settings.strategy,
+                     "seed": settings.seed, "trials": settings.trials, "latency": latency_setting(settings)},
+        "space": settings.space,
+        "ladder": settings.ladder,
+        "counts": {
+            "trained": len(done),
+            "by_rung": {p.name: len(ledger.at(r)) for r, p in enumerate(plan.ladder.rungs)},
+            "cached": sum(1 for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("cached")),
+            "continued": sum(1 for e in done if (e.record.get("resumed_from_epoch") or 0) > 0),
+            "infeasible_skipped": sum(1 for t in trials if t.user_attrs.get("infeasible")),
+            "failed": sum(e.state == "failed" for e in ledger.entries),
+            "running": sum(e.state == "running" for e in ledger.entries),
+        },
+        "decided_at": {"rung": decision.rung, "fidelity": decision.fidelity, "reached_top": decision.reached_top,
+                       "tied_with_winner": decision.tied},
+        "noise": [n.to_dict() for n in f.noise],
+        "winner": _winner(decision, ledger) if winner else None,
+        "baselines": [m.to_dict() for m in decision.margins],
+        "top": [s.to_dict() for s in decision.ranked[:TOP]],
+        "over_latency_budget": [s.to_dict() for s in decision.over_latency],
+        "rungs": [[trial_record(e) for e in sorted(ledger.at(r), key=lambda e: e.number)]
+                  for r in range(plan.ladder.top + 1)],
+        "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
+        "formula": formula,
+    }
+
+
+def latency_setting(settings: StudySettings) -> dict[str, Any]:
+    """The study's latency budget and backend as the summary shows them (the model only by its kind)."""
+    lat = settings.latency or {"budget_s": None, "backend": "ort-cpu", "batch": 1, "threads": 1, "model": None}
+    model = lat.get("model")
+    return {"budget_ms": None if lat["budget_s"] is None else round(lat["budget_s"] * 1e3, 6),
+            "backend": lat["backend"], "batch": lat["batch"], "threads": lat["threads"],
+            "model": None if model is None else {"kind": model["kind"], "settings": model["settings"],
+                                                 "held_out": model.get("evaluation", {}).get("held_out")}}
+
+
+def _macs(ledger: Ledger, key: tuple) -> int:
+    return next(e.macs for e in ledger.entries if e.job.config.network_key() == key)
+
+
+def _winner(decision: Decision, ledger: Ledger) -> dict[str, Any]:
+    w = decision.winner
+    first = next(e for e in ledger.entries if e.number == w.trials[0])
+    return {**w.to_dict(), **{k: v for k, v in trial_record(first).items() if k not in ("accuracy", "seed")},
+            "trial": w.trials[0], "baseline_of": list(decision.winner_is_baseline)}
+
+
+def winner_document(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The winner as an exportable record: its config plus how it was found and what it was compared with."""
+    winner = summary["winner"]
+    if winner is None:
+        return None
+    return {**winner, "study": summary["study"], "strategy": summary["settings"]["strategy"],
+            "mac_budget": summary["settings"]["mac_budget"], "archsearch_version": summary["archsearch_version"],
+            "decided_at": summary["decided_at"], "baselines": summary["baselines"]}
+
+
+def write_summary(summary: dict[str, Any]) -> tuple[Path, Path | None]:
+    folder = study_dir(summary["study"])
+    path = folder / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    winner = winner_document(summary)
+    winner_path = None
+    if winner is not None:
+        winner_path = folder / "winner.json"
+        winner_path.write_text(json.dumps(winner, indent=2, sort_keys=True))
+    return path, winner_path
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def render(summary: dict[str, Any]) -> str:
+    s, c, d = summary["settings"], summary["counts"], summary["decided_at"]
+    by_rung = ", ".join(f"{n} at {name}" for name, n in c["by_rung"].items())
+    lat = s.get("latency") or {}
+    latency_budget = f" and {lat['budget_ms']:g} ms on {lat['backend']}" if lat.get("budget_ms") else ""
+    lines = [
+        f"study {summary['study']}: {s['strategy']} search, budget {s['mac_budget'] / 1e6:.0f}M MACs{latency_budget}, "
+        f"rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)), seed {s['seed']}",
+        f"jobs: {c['trained']} trained ({by_rung}); {c['cached']} of them from the result cache, "
+        f"{c.get('continued', 0)} continued from a checkpoint; "
+        f"{c['infeasible_skipped']} over budget (skipped, not trained), {c['failed']} failed",
+        "",
+        f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
+                                                            " -- NOT the top rung: the study did not get there"),
+        f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} {'GP mean':>8} {'latency':>9}",
+    ]
+    for r in summary["top"]:
+        scores = ", ".join(f"{100 * x:.1f}" for x in r["scores"])
+        gp = f"{100 * r['posterior_mean']:.2f}%" if r["posterior_mean"] is not None else "-"
+        lines.append(f"{r['config_id']:<34} {r['macs'] / 1e6:>7.1f}M {r['trained_resolution'] or '-':>8} px "
+                     f"{100 * r['accuracy']:>6.2f}% ({scores}) {gp:>8} {_ms(r.get('latency_ms')):>9}")
+    for r in summary.get("over_latency_budget", []):
+        lines.append(f"{r['config_id']:<34} measured {_ms(r['latency_ms'])}: OVER the latency budget, never the winner "
+                     f"(top-1 {100 * r['accuracy']:.2f}%)")
+    w = summary["winner"]
+    lines.append("")
+    if w:
+        lines.append(f"winner:   {w['config_id']}  {w['macs'] / 1e6:.1f}M MACs, trained at {w['trained_resolution']} px, "
+                     f"top-1 {100 * w['accuracy']:.2f}% over {len(w['seeds'])} seed(s)"
+                     + (f", {_ms(w['latency_ms'])} on {w['latency_backend']}" if w.get("latency_ms") else ""))
+        tied = d.get("tied_with_winner", 0)
+        if tied:
+            lines.append(f"          level with {tied} other network(s) by the GP's mean (the study's scores differ "
+                         f"by no more than their noise): ranked among them by its own score, then by cost")
+        if w.get("baseline_of"):
+            lines.append(f"          it is the {' and '.join(w['baseline_of'])} baseline: the search found no better "
+                         f"network at {d['fidelity']}")
+    noise = summary["noise"][d["rung"]]
+    lines.append(f"noise of one score at {d['fidelity']}: {100 * noise['std']:.2f} points ({noise['source']})")
+    if noise.get("bias"):
+        lines.append(f"fidelity bias at {d['fidelity']}: {100 * noise['bias']:.2f} points a network ({BIAS_MEANING}): "
+                     "every margin's interval counts it")
+    for b in summary["baselines"]:
+        if b["config_id"] is None:
+            lines.append(f"  {b['kind']:<17} {b['words']}")
+            continue
+        lines.append(f"  {b['kind']:<17} {b['config_id']}  {b['macs'] / 1e6:.1f}M, top-1 {100 * b['accuracy']:.2f}%")
+        if b["margin"] is not None:
+            other = "; ".join(f"{100 * v:+.2f} at rung {k}" for k, v in b["margin_by_rung"].items())
+            lines.append(f"  {'':<17} {b['words']}" + (f" (point margin {other})" if other else ""))
+    lines += ["", importance_text(summary["importance"])]
+    if summary["formula"]:
+        lines += ["", formula_text(summary["formula"])]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Test helpers, one place: synthetic studies and evaluators, image folders, tables, a PostgreSQL server."""
