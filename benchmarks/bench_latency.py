@@ -24,10 +24,10 @@ from scipy.stats import kendalltau, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from archsearch.model.config import preset  # noqa: E402
-from archsearch.model.cost import closed_form_cost, distinct_networks  # noqa: E402
 from archsearch.latency import load_model, measure_configs  # noqa: E402
 from archsearch.latency.table import default_table_path, load_latency_table, model_path  # noqa: E402
+from archsearch.model.config import preset  # noqa: E402
+from archsearch.model.cost import closed_form_cost, distinct_networks  # noqa: E402
 from archsearch.search import parse_macs  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "latency_results.json"

@@ -20,11 +20,11 @@ import math
 import sys
 from pathlib import Path
 
-
 from archsearch.model.config import ArchConfig
 from archsearch.model.cost import closed_form_cost
-from archsearch.results.decision import Scored, margin, words
+from archsearch.results.decision import margin, words
 from archsearch.search.fidelity import rung_noise
+from archsearch.search.networks import Network
 from archsearch.search.study import study_dir
 from archsearch.train.loop import evaluate
 from archsearch.train.recipe import get_profile
@@ -57,10 +57,10 @@ def append(out: Path, row: dict) -> None:
         writer.writerow(row)
 
 
-def scored(config: ArchConfig, rows: dict[tuple[str, int], dict], seeds: list[int], profile: str) -> Scored:
+def scored(config: ArchConfig, rows: dict[tuple[str, int], dict], seeds: list[int], profile: str) -> Network:
     mine = [rows[(config.id, s)] for s in seeds if (config.id, s) in rows]
     hits = {int(r["seed"]): decode_hits(r["val_correct"], int(r["val_images"])) for r in mine}
-    return Scored(config, closed_form_cost(config).macs, 0, profile, int(mine[0]["trained_resolution"]),
+    return Network(config, closed_form_cost(config).macs, 0, profile, int(mine[0]["trained_resolution"]),
                   tuple(int(r["seed"]) for r in mine), tuple(float(r["top1"]) for r in mine),
                   tuple(range(len(mine))), hits)
 

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import kendalltau, spearmanr
 
-from .table import exact_resolution, load_space, meta_path, read_rows, row_config
 from ..model.config import ArchConfig, ConfigError
 from ..model.cost import closed_form_cost
 from ..model.space import FACTORS, FactorSpace
 from ..train.recipe import PROFILES, Profile
+from .table import exact_resolution, load_space, meta_path, read_rows, row_config
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,6 @@ def rank_agreement(a: Sequence[BenchTable], b: Sequence[BenchTable]) -> dict[str
     averaged over seeds) over the networks both scored; None where it is undefined (fewer than two configs,
     or one side's accuracies all equal). Also the mean absolute difference of top-1 and each side's best
     config among the shared ones: does the cheap fidelity pick the same winner?"""
-    from scipy.stats import kendalltau, spearmanr
-
     configs, mean_a = pooled(a)
     _, mean_b = pooled(b)
     pairs = [(mean_a[k], mean_b[k], configs[k].id) for k in configs if k in mean_a and k in mean_b]

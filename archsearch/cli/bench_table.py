@@ -5,21 +5,32 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
+from ..bench.scoring import generate_table
 from ..bench.table import (
     BASELINE_BUDGETS,
     baseline_configs,
     default_table_path,
     format_macs,
-    generate_table,
     load_space,
     meta_path,
     resolve_profile,
     sample_lines,
     select_configs,
 )
+from ..bench.tables import chain_agreement, check_group, load_table
 from ..search import BudgetError, parse_macs
 from ..train.recipe import PROFILES
-from .common import CLIError, add_threads_option, join_threads, sigterm_as_interrupt
+from .common import (
+    CLIError,
+    add_data_option,
+    add_quiet_option,
+    add_space_option,
+    add_threads_option,
+    join_threads,
+    sigterm_as_interrupt,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Pick a deterministic space-filling sample of the distinct networks whose MACs lie in "
         "[--min-macs, --max-macs] (the grid-width baselines of "
         f"{', '.join(format_macs(b) for b in BASELINE_BUDGETS)} that lie in that range first, then greedy "
-        "maximin in the encoded factor cube, round-robin over bands of log-MACs), score each with one fidelity "
+        "maximin in the encoded factor cube, round-robin over bands of log-MACs), score each with one training "
         "profile and append a row to the CSV as soon as it is done. Re-running the command skips the rows "
         "already there (a larger --configs extends the same sample; rows trained at the old rounded resolution "
         "are scored again); the settings are kept in TABLE.json beside the table, and resuming with other ones "
@@ -39,16 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--configs", type=int, default=150, help="configs in the sample (default 150)")
     parser.add_argument("--min-macs", default="100M", help="cheapest config to sample (default 100M)")
     parser.add_argument("--max-macs", default="1G", help="dearest config to sample (default 1G)")
-    parser.add_argument("--profile", help="fidelity: a training profile (" + ", ".join(PROFILES) + ") "
+    parser.add_argument("--profile", help="training profile (" + ", ".join(PROFILES) + ") "
                         "or JSON overrides on one, inline or a .json file: "
                         "'{\"base\": \"smoke\", \"name\": \"smoke2\", \"epochs\": 6}' "
                         "(default: proxy on a GPU, smoke on a CPU)")
     parser.add_argument("--seed", type=int, default=0, help="training seed of every config (default 0)")
     parser.add_argument("--sample-seed", type=int, default=0,
                         help="seed of the sample's tie-breaking order (default 0)")
-    parser.add_argument("--data", help="ImageFolder root (default: $ARCHSEARCH_DATA, else Imagenette in "
-                                       "../shared/datasets)")
-    parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package)")
+    add_data_option(parser)
+    add_space_option(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the sample and exit; train nothing")
     parser.add_argument("--curve", action="store_true",
                         help="also score every epoch (column curve): the scores a promotion that continues from "
@@ -56,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--compare", metavar="OTHER", action="append",
                         help="train nothing: rank agreement (Kendall's tau, Spearman's rho, mean |top-1 difference|, "
                         "same best config?) of --out and OTHER over the configs both scored. Repeat for a chain of "
-                        "fidelities, cheapest first (--out SMOKE --compare SHORT --compare REFERENCE): each "
+                        "profiles, cheapest first (--out SMOKE --compare SHORT --compare REFERENCE): each "
                         "consecutive pair, then the first against the last. Any of them may be several tables of "
                         "one profile with other seeds, comma-separated (A_s0.csv,A_s1.csv): top-1 is averaged over "
                         "them")
@@ -64,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="with --compare: also use rows trained at another resolution than today's exact one "
                         "(tables scored before the exact resolution; left out by default)")
     add_threads_option(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -76,8 +86,6 @@ def _macs(option: str, text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     min_macs, max_macs = _macs("--min-macs", args.min_macs), _macs("--max-macs", args.max_macs)
     if min_macs > max_macs:
         raise CLIError(f"--min-macs: {args.min_macs} is above --max-macs {args.max_macs}")
@@ -113,8 +121,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from ..bench.tables import chain_agreement, check_group, load_table
-
     if not args.out:
         raise CLIError("--compare: name the first table with --out")
     chain = []

@@ -1,4 +1,5 @@
-"""Pieces shared by the subcommands: one-line errors, the architecture options, JSON output."""
+"""Pieces shared by the subcommands: one-line errors, every option more than one command takes (defined once
+here, with one help text), JSON output. Light on purpose: every command imports it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-from ..model.config import FAMILIES, PRESETS, V1_VARIANTS, ArchConfig, ConfigError, preset
-
-if TYPE_CHECKING:
-    from ..train.threads import ThreadChoice
+from ..model.config import (
+    FAMILIES,
+    PRESETS,
+    V1_VARIANTS,
+    ArchConfig,
+    ConfigError,
+    preset,
+)
+from ..model.space import FactorSpace
+from ..train.threads import ThreadChoice, join, parse_threads
 
 
 class CLIError(Exception):
@@ -26,6 +33,42 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_study_option(parser: argparse.ArgumentParser) -> None:
+    """``--study`` of the commands that read an existing study (``run`` names one its own way)."""
+    parser.add_argument("--study", required=True, help="name of a study made by 'archsearch run' (it prints the name)")
+
+
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    """``--storage`` of every command that opens studies; the default is ``search.study.default_storage()``."""
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage URL (default: sqlite:///STUDIES/archsearch.db, STUDIES being "
+                        "$ARCHSEARCH_STUDIES or else studies/ under the current directory); "
+                        "postgresql://USER:PASS@HOST/DB for several processes or machines")
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    """``--data`` of the commands that train (``worker`` defaults to the study's own)."""
+    parser.add_argument("--data", help="ImageFolder root with train/ and val/ (default: $ARCHSEARCH_DATA, else "
+                        "Imagenette at shared/datasets/imagenette2-224 in or beside the current directory)")
+
+
+def add_space_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, family: str | None = "v2",
+                     what: str = "factor-space TOML file") -> None:
+    """``--space``; ``family`` None: the default is the space of the family the other options name."""
+    which = f"the {family} space" if family else "the family's space"
+    parser.add_argument("--space", help=f"{what} (default: {which} shipped in the package, "
+                        f"archsearch/model/spaces/mobilevit_{family or '<family>'}.toml)")
+
+
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json``: ``what`` the command prints as JSON instead of text (e.g. 'the record')."""
+    parser.add_argument("--json", action="store_true", help=f"print {what} as JSON instead of text")
 
 
 def add_config_options(parser: argparse.ArgumentParser, space_option: bool = False) -> None:
@@ -41,8 +84,7 @@ def add_config_options(parser: argparse.ArgumentParser, space_option: bool = Fal
     group.add_argument("--vit-depth", type=float, help="multiplier of attention layers per block (default 1.0)")
     group.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
     if space_option:
-        group.add_argument("--space", help="factor-space TOML file the factors must lie in (default: the family's "
-                           "space shipped in the package, archsearch/spaces/mobilevit_<family>.toml)")
+        add_space_option(group, family=None, what="factor-space TOML file the factors must lie in")
 
 
 FACTOR_OPTIONS = ("resolution", "width", "mv2_depth", "vit_depth", "num_classes")
@@ -69,8 +111,6 @@ def config_from_args(args: argparse.Namespace) -> ArchConfig:
 
 def checked_config(args: argparse.Namespace) -> ArchConfig:
     """``config_from_args``, checked against ``--space`` (or the family's default space)."""
-    from ..model.space import FactorSpace
-
     config = config_from_args(args)
     space = FactorSpace.load(args.space) if args.space else FactorSpace.default(config.family)
     try:
@@ -87,8 +127,6 @@ def as_option_error(err: ValueError) -> CLIError:
 
 
 def _threads(text: str) -> int | None:
-    from ..train.threads import parse_threads
-
     try:
         return parse_threads(text)
     except ValueError as err:
@@ -102,7 +140,7 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
                         "before every trial; $OMP_NUM_THREADS, when set, counts as N")
 
 
-def add_trial_latency_option(parser) -> None:
+def add_trial_latency_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--no-trial-latency", dest="trial_latency", action="store_false",
                         default=os.environ.get("ARCHSEARCH_TRIAL_LATENCY", "1") != "0",
                         help="do not time each trained config on the study's latency backend (default: timed, "
@@ -113,8 +151,6 @@ def add_trial_latency_option(parser) -> None:
 def join_threads(args: argparse.Namespace) -> ThreadChoice:
     """Register this training process on the host and set its torch threads (``--threads``); the caller
     prints the choice's one-line ``note()`` where its output has room for it."""
-    from ..train.threads import join
-
     return join(args.threads)
 
 
@@ -131,23 +167,11 @@ def format_count(n: float) -> str:
     return str(int(n))
 
 
-def quiet_optuna() -> None:
-    """Commands that use studies: Optuna's INFO lines, its experimental-feature warnings and gpytorch's note
-    on sparse tensors (internal to its index kernel) are noise here."""
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-
-
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops like Ctrl-C (finished work is kept). A process forked under it that inherits the handler
     restores the default and just exits (the data loader's pool resets both signals itself at start-up:
-    ``data.decoding_pool``)."""
+    ``train.decoding.decoding_pool``)."""
     main_pid = os.getpid()
 
     def handler(signum: int, frame: object) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..model.cost import Cost, count
-from .common import add_config_options, checked_config, format_count, print_json
+from .common import (
+    add_config_options,
+    add_json_option,
+    checked_config,
+    format_count,
+    print_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "archsearch count --family v2 --width 0.5 --mv2-depth 1.0 --vit-depth 0.5 --resolution 192",
     )
     add_config_options(parser, space_option=True)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    add_json_option(parser, "the counts")
     parser.set_defaults(handler=run)
 
 

@@ -8,8 +8,16 @@ import warnings
 import webbrowser
 from pathlib import Path
 
-from ..search.study import check_name, default_storage, is_sqlite, make_storage, open_study, redact
-from .common import CLIError
+from ..report.dashboard import default_path, write_dashboard
+from ..search.study import (
+    check_name,
+    default_storage,
+    is_sqlite,
+    make_storage,
+    open_study,
+    redact,
+)
+from .common import CLIError, add_storage_option, add_study_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "front at the deciding rung, every network's score across the rungs, and the search history. Example: "
         "archsearch dashboard --study v2-300M-gp-smoke-e2-smoke-s0 --open",
     )
-    parser.add_argument("--study", required=True, help="study name (as given to or printed by archsearch run)")
-    parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()})")
+    add_study_option(parser)
+    add_storage_option(parser)
     parser.add_argument("--out", help="HTML file to write (default: dashboards/NAME.html, or "
                                       "$ARCHSEARCH_DASHBOARDS/NAME.html)")
     parser.add_argument("--open", action="store_true", help="open the dashboard in the default web browser")
@@ -41,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():  # Optuna's experimental-feature notices about heartbeats
         warnings.simplefilter("ignore")
         study = open_study(name, make_storage(storage_url), None)
-    from ..report.dashboard import default_path, write_dashboard  # plotly is imported only when needed
 
     out = Path(args.out) if args.out else default_path(name)
     if out.is_dir():

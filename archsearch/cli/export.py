@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from .common import CLIError, format_count
+from ..export.record import export, select_trial
+from ..search.study import default_storage, make_storage, open_study
+from .common import CLIError, add_storage_option, add_study_option, format_count
 
 FORMAT_CHOICES = ("json", "cvnets", "timm", "onnx", "all")
 
@@ -22,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "README), timm (a ByobNet file), onnx (graph checked against PyTorch, CPU latency with onnxruntime, "
         "recorded in the JSON). Example: archsearch export --study demo --format all",
     )
-    parser.add_argument("--study", required=True, help="study name")
-    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/archsearch.db)")
+    add_study_option(parser)
+    add_storage_option(parser)
     parser.add_argument("--trial", type=int, help="export this trial number instead of the winner")
     parser.add_argument("--format", required=True, choices=FORMAT_CHOICES, help="what to write ('all': every format)")
     parser.add_argument("--out", help="output folder (default: studies/NAME/export/)")
@@ -36,9 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import record as ex
-    from ..search.study import default_storage, make_storage, open_study
-
     for name in ("runs", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--opset: {args.opset} is not in 14..20 (scaled_dot_product_attention needs 14)")
     url = args.storage or default_storage()
     study = open_study(args.study, make_storage(url), None)
-    source = ex.select_trial(study, url, args.trial)
+    source = select_trial(study, url, args.trial)
     options = {k: getattr(args, k) for k in ("opset", "runs", "warmup", "threads") if getattr(args, k) is not None}
-    written = ex.export(source, [args.format], Path(args.out) if args.out else None, **options)
+    written = export(source, [args.format], Path(args.out) if args.out else None, **options)
     config, t = source.config, source.trial
     label = "winner" if t["trial"] == source.winner_trial else "trial"
     print(f"{label} {t['trial']} of study {source.study}: {config.id}  {format_count(t['macs'])} MACs  "
@@ -61,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
         for path in paths:
             print(f"{fmt:<7} {path}")
     if "onnx" in written:
-        import json
-
         section = json.loads(written["json"][0].read_text())["onnx"]
         print(f"onnx: opset {section['opset']}, max |onnxruntime - torch| {section['max_abs_diff']:.2e}, "
               f"median latency {section['latency_ms_median']:.2f} ms (batch 1, {section['threads']} threads, "

@@ -6,10 +6,17 @@ import argparse
 import sys
 
 from ..results.formula import apply_formula, derive_formula
+from ..results.judge import study_facts
 from ..search import feasible_grid, parse_macs
-from ..search.study import default_storage, make_storage, open_study
-from ..report.summary import study_facts
-from .common import CLIError, format_count, print_json, quiet_optuna
+from ..search.study import default_storage, make_storage, open_study, quiet_optuna
+from .common import (
+    CLIError,
+    add_json_option,
+    add_storage_option,
+    add_study_option,
+    format_count,
+    print_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "factor = f_B * (MACs / budget)^e with a 90 % interval on e, and apply it to --mac-budget. Declines when "
         "the evidence is too thin to pin the exponents down.",
     )
-    parser.add_argument("--study", required=True, help="name of a study made by archsearch run")
-    parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()})")
+    add_study_option(parser)
+    add_storage_option(parser)
     parser.add_argument("--mac-budget", required=True, help="target MACs: 150M, 0.15G, 150000000")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(parser, "the formula")
     parser.set_defaults(handler=run)
 
 

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from ..latency.backends import BACKENDS, DEFAULT_BACKEND, check_backend, parse_cores, pin_cores
-from ..latency.measure import DEFAULT_WARMUP, MIN_CLI_RUNS, format_record, measure_latency
-from .common import CLIError, add_config_options, checked_config, print_json
+from ..latency.backends import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    check_backend,
+    parse_cores,
+    pin_cores,
+)
+from ..latency.measure import (
+    DEFAULT_WARMUP,
+    MIN_CLI_RUNS,
+    format_record,
+    measure_latency,
+)
+from .common import (
+    CLIError,
+    add_config_options,
+    add_json_option,
+    checked_config,
+    print_json,
+)
 
 
 def add_timing_options(parser: argparse.ArgumentParser, runs_default: int) -> None:
@@ -50,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_options(parser, space_option=True)
     add_timing_options(parser, runs_default=MIN_CLI_RUNS)
-    parser.add_argument("--json", action="store_true", help="print the record (every timed run included) as JSON")
+    add_json_option(parser, "the record (every timed run included)")
     parser.set_defaults(handler=run)
 
 

@@ -7,8 +7,15 @@ import argparse
 import tomllib
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..bench.table import select_configs
-from ..latency.evaluate import DEFAULT_FOLDS, DEFAULT_HOLDOUT, format_evaluation, select_model
+from ..latency.evaluate import (
+    DEFAULT_FOLDS,
+    DEFAULT_HOLDOUT,
+    format_evaluation,
+    select_model,
+)
 from ..latency.measure import MIN_CLI_RUNS, STATISTICS
 from ..latency.predict import save_model
 from ..latency.table import (
@@ -20,9 +27,9 @@ from ..latency.table import (
     model_path,
     space_range,
 )
-from ..search import BudgetError, parse_macs
 from ..model.space import DEFAULT_SPACES, FactorSpace
-from .common import CLIError, sigterm_as_interrupt
+from ..search import BudgetError, parse_macs
+from .common import CLIError, add_quiet_option, add_space_option, sigterm_as_interrupt
 from .latency import add_timing_options, check_timing_options
 
 
@@ -42,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--family", choices=tuple(DEFAULT_SPACES), help="the default space of this family "
                        "(default v2)")
-    where.add_argument("--space", help="factor-space TOML (default: search_spaces/mobilevit_<family>.toml)")
+    add_space_option(where, family=None)
     parser.add_argument("--out", help="the CSV table (default: benchmarks/latency_FAMILY_BACKEND_bBATCH_tTHREADS.csv)")
     parser.add_argument("--configs", type=int, default=150, help="networks in the sample (default 150)")
     parser.add_argument("--min-macs", help="cheapest network to sample (default: the space's cheapest)")
@@ -70,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fit-only", action="store_true", help="measure nothing: fit and score the predictors on "
                         "the table as it is")
     parser.add_argument("--dry-run", action="store_true", help="list the sample and exit; measure nothing")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -135,6 +142,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bar(label: str, total: int):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=label, unit=label.rstrip("s"), dynamic_ncols=True)

@@ -6,7 +6,7 @@ import argparse
 
 from ..model.config import PRESETS
 from ..model.cost import count
-from .common import format_count, print_json
+from .common import add_json_option, format_count, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and MACs from the closed-form cost model (equal to fvcore's count; --fvcore traces each one too).",
     )
     parser.add_argument("--fvcore", action="store_true", help="also count each preset with fvcore (slower)")
-    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_json_option(parser, "the presets")
     parser.set_defaults(handler=run)
 
 

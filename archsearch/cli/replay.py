@@ -6,10 +6,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..search import parse_macs
-from .common import CLIError, print_json, quiet_optuna
+from tqdm import tqdm
 
-DEFAULT_STRATEGIES = ("gp", "mf-gp", "design", "tpe", "random")
+from ..bench.replay import (
+    DEFAULT_STRATEGIES,
+    MULTI,
+    STRATEGIES,
+    Problem,
+    Rung,
+    Setup,
+    default_costs,
+    render,
+    replay,
+    write_outputs,
+)
+from ..bench.tables import load_table
+from ..report import dashboard
+from ..search import parse_macs
+from ..search.fidelity import Ladder
+from ..search.strategies import STRATEGIES as REGISTRY
+from ..search.study import quiet_optuna
+from .common import CLIError, add_json_option, add_quiet_option, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Each strategy searches the configs within the MAC budget that every rung's table scored, "
         "through the real search loop (in-memory Optuna studies), once per replay seed; every job's score is "
         "drawn from its rung's tables: one of the config's table seeds, or its one score plus the rung's "
-        "measured noise. Single-fidelity strategies (gp, design, tpe, random, nsga3) search the top table; "
+        f"measured noise. Single-fidelity strategies ({', '.join(REGISTRY)}) search the top table; "
         "mf-* strategies (mf-gp: the multi-fidelity GP) run successive halving over every rung. Each search is "
         "judged at a few costs (top-rung-equivalent evaluations) by the true top-rung accuracy (mean over "
         "seeds) of the winner it decides. The design-only strategy is in every report. Prints the picks at "
@@ -34,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(repeatable); pooled with the --table of its profile")
     parser.add_argument("--mac-budget", required=True, help="MAC budget: 300M, 0.3G, 1.2GMACs or 300000000")
     parser.add_argument("--strategy", action="append",
-                        help="gp|design|tpe|random|nsga3, or mf-gp|mf-design|mf-tpe|mf-random over every rung; "
-                        "repeat or comma-separate (default: gp, mf-gp with two or more rungs, design, tpe, random; "
-                        "design is always added)")
+                        help=f"{'|'.join(REGISTRY)}, or {'|'.join(s for s in STRATEGIES if s.startswith(MULTI))} "
+                        f"over every rung; repeat or comma-separate (default: {', '.join(DEFAULT_STRATEGIES)}, "
+                        f"the {MULTI}* ones with two or more rungs; design is always added)")
     parser.add_argument("--trials", type=int, default=20,
                         help="the longest search's cost, in top-rung evaluations: N single-fidelity evaluations, "
                         "or the multi-fidelity search that costs as much (default 20)")
@@ -56,21 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="also use rows trained at another resolution than today's exact one (old tables)")
     parser.add_argument("--space", help="factor-space TOML, for tables without their .json settings file")
     parser.add_argument("--out", help="folder of the plot and JSON (default: dashboards/)")
-    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_option(parser, "the results")
+    add_quiet_option(parser)
     parser.set_defaults(handler=run)
 
 
 def strategies_of(values: list[str] | None, rungs: int) -> list[str]:
-    from ..bench.replay import STRATEGIES
-
     if not values:
-        return [s for s in DEFAULT_STRATEGIES if rungs > 1 or not s.startswith("mf-")]
+        return [s for s in DEFAULT_STRATEGIES if rungs > 1 or not s.startswith(MULTI)]
     names = [s.strip() for v in values for s in v.split(",") if s.strip()]
     bad = [s for s in names if s not in STRATEGIES]
     if bad or not names:
         raise CLIError(f"--strategy: {', '.join(map(repr, bad)) or 'empty'} is not one of {', '.join(STRATEGIES)}")
-    multi = [s for s in names if s.startswith("mf-")]
+    multi = [s for s in names if s.startswith(MULTI)]
     if multi and rungs < 2:
         raise CLIError(f"--strategy {multi[0]}: give --table once per rung (two or more)")
     if "design" not in names:
@@ -79,8 +94,6 @@ def strategies_of(values: list[str] | None, rungs: int) -> list[str]:
 
 
 def costs_of(text: str | None, trials: int) -> list[float]:
-    from ..bench.replay import default_costs
-
     if text is None:
         return default_costs(trials)
     try:
@@ -94,9 +107,6 @@ def costs_of(text: str | None, trials: int) -> list[float]:
 
 def load_rungs(args: argparse.Namespace):
     """One ``Rung`` per --table, each pooled with the --seed-tables of its profile."""
-    from ..bench.replay import Rung
-    from ..bench.tables import load_table
-
     exact = not args.all_rows
     mains = [load_table(p, args.space, exact) for p in args.table]
     groups = [[t] for t in mains]
@@ -110,12 +120,6 @@ def load_rungs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..report import dashboard
-    from ..search.fidelity import Ladder
-    from ..bench.replay import Problem, Setup, render, replay, write_outputs
-
     quiet_optuna()
     budget = parse_macs(args.mac_budget)
     for option, value in (("--trials", args.trials), ("--seeds", args.seeds)):

@@ -5,12 +5,61 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..search import BudgetError, TrainingEvaluator, check_ladder, feasible_grid, parse_macs, recover_interrupted, run_trials
+import torch
+
+from ..latency import (
+    DEFAULT_BACKEND,
+    LatencyLimit,
+    LatencySettings,
+    check_backend,
+    find_model,
+    load_model,
+    parse_latency,
+)
 from ..model.space import DEFAULT_SPACES, FactorSpace, read_space_toml
-from ..search.study import STRATEGIES, ResultCache, StudySettings, default_storage, default_study_name, exclusive_run, \
-    is_sqlite, make_storage, open_study, redact, study_dir
-from .common import CLIError, add_threads_option, add_trial_latency_option, join_threads, quiet_optuna, \
-    sigterm_as_interrupt
+from ..report.dashboard import write_dashboard
+from ..report.summary import render, summarize, write_summary
+from ..results.judge import study_facts
+from ..search import BudgetError, feasible_grid, parse_macs, recover_interrupted
+from ..search.evaluator import TrainingEvaluator
+from ..search.fidelity import (
+    DEFAULT_LADDERS,
+    DEFAULT_PROMOTE,
+    DEFAULT_TOP_SEEDS,
+    check_ladder,
+    ladder,
+    parse_rungs,
+)
+from ..search.session import Session
+from ..search.settings import StudySettings
+from ..search.strategies import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    get_strategy,
+    strategies_help,
+)
+from ..search.study import (
+    ResultCache,
+    default_storage,
+    default_study_name,
+    exclusive_run,
+    is_sqlite,
+    quiet_optuna,
+    redact,
+    study_dir,
+)
+from ..train.data import resolve_data_root
+from .common import (
+    CLIError,
+    add_data_option,
+    add_quiet_option,
+    add_space_option,
+    add_storage_option,
+    add_threads_option,
+    add_trial_latency_option,
+    join_threads,
+    sigterm_as_interrupt,
+)
 
 # Rung-0 proposals that fit each default on the machine at hand (about 15 minutes on a 2-core CPU).
 DEFAULT_TRIALS = {"cpu": 8, "gpu": 40}
@@ -32,18 +81,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--mac-budget",
                         help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000 (required unless "
                         "--latency-budget is given; without it, every config of the space fits by MACs)")
-    parser.add_argument("--space", help="factor-space TOML file (default: the v2 space shipped in the package, "
-                        "archsearch/spaces/mobilevit_v2.toml)")
+    add_space_option(parser)
     parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed and "
                         "dataset, e.g. v2-300M-gp-smoke-e2-smoke-s0-imagenette2-224-1a2b3c)")
-    parser.add_argument("--storage", help=f"Optuna storage URL (default: {default_storage()}); "
-                                          "postgresql://USER:PASS@HOST/DB for many machines")
-    fid = parser.add_argument_group("fidelity (default: smoke-e2,smoke on a CPU -- screen after 2 of smoke's 4 "
+    add_storage_option(parser)
+    fid = parser.add_argument_group("ladder (default: smoke-e2,smoke on a CPU -- screen after 2 of smoke's 4 "
                                     "epochs, continue the promoted networks from their checkpoints; "
                                     "proxy-r0,proxy-r1,proxy on a GPU)")
     fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. quick,smoke; NAME-eK "
                      "stops NAME after epoch K, and a next rung of the same schedule continues from its checkpoint")
-    fid.add_argument("--profile", help="one profile only: a single-fidelity search (tiny, quick, smoke, short, proxy, ...)")
+    fid.add_argument("--profile", help="one profile only: a ladder of one rung (tiny, quick, smoke, short, proxy, ...)")
     fid.add_argument("--promote", type=float,
                      help="fraction of a rung's configs promoted to the next (default: 1/4 on a CPU, 1/3 on a GPU)")
     fid.add_argument("--top-seeds", type=int,
@@ -65,24 +112,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", type=int, help="distinct architectures the strategy proposes at the first rung "
                         f"(default: {DEFAULT_TRIALS['cpu']} on a CPU, {DEFAULT_TRIALS['gpu']} on a GPU; with "
                         "--profile: " + ", ".join(f"{k} {v}" for k, v in SINGLE_TRIALS.items()) + ")")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="gp",
-                        help="gp (default): multi-fidelity GP with augmented expected improvement; design: its "
-                        "space-filling design alone; tpe, random: Optuna's, as baselines; nsga3: accuracy/MACs "
-                        "Pareto front (one rung only)")
-    parser.add_argument("--data", help="ImageFolder dataset root (default: $ARCHSEARCH_DATA, else Imagenette "
-                                       "in ../shared/datasets)")
+    parser.add_argument("--strategy", choices=tuple(STRATEGIES), default=DEFAULT_STRATEGY, help=strategies_help())
+    add_data_option(parser)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the strategy and of every training; repeats use the next seeds (default 0)")
     add_threads_option(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(parser)
     parser.add_argument("--no-dashboard", dest="dashboard", action="store_false",
                         help="do not write the HTML dashboard at the end (default: dashboards/STUDY.html)")
     parser.set_defaults(handler=run)
 
 
 def device_kind() -> tuple[str, str]:
-    import torch
-
     if torch.cuda.is_available():
         return "gpu", f"GPU {torch.cuda.get_device_name(0)}"
     return "cpu", "no GPU found"
@@ -90,8 +131,6 @@ def device_kind() -> tuple[str, str]:
 
 def choose_ladder(args: argparse.Namespace):
     """The fidelity ladder the options ask for, the default trial count for it, and why."""
-    from ..search.fidelity import DEFAULT_LADDERS, DEFAULT_PROMOTE, DEFAULT_TOP_SEEDS, ladder, parse_rungs
-
     kind, why = device_kind()
     if args.profile and args.rungs:
         raise CLIError("--profile and --rungs: give one (--profile NAME is --rungs NAME)")
@@ -114,49 +153,37 @@ def run(args: argparse.Namespace) -> int:
     space = FactorSpace.from_dict(space_toml, source=str(space_path))
     lad, default_trials, why = choose_ladder(args)
     check_ladder(space, lad)
-    if args.strategy == "nsga3" and lad.top > 0:
-        raise CLIError("--strategy nsga3 searches one fidelity: add --profile NAME")
+    if get_strategy(args.strategy).one_rung and lad.top > 0:
+        raise CLIError(f"--strategy {args.strategy} searches one rung: add --profile NAME")
     trials = args.trials if args.trials is not None else default_trials
     if trials < 1:
         raise CLIError(f"--trials: {trials} is not a positive number")
     print(join_threads(args).note())
-    from ..train.data import resolve_data_root
-
     data = str(resolve_data_root(args.data))
-    feasible = feasible_grid(space, budget if budget is not None else sys.maxsize)
+    latency = latency_settings(args, space)
+    limit = latency_limit(latency)
+    feasible = feasible_grid(space, budget if budget is not None else sys.maxsize, limit)
     if budget is None:
         budget = feasible.dearest[1]  # a latency budget alone: every config fits by MACs
     elif budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
-    latency = latency_settings(args, space)
-    limit = latency_limit(latency)
-    if limit is not None:
-        feasible = feasible_grid(space, budget, limit)
     settings = StudySettings(space=space_toml, mac_budget=budget, ladder=lad.to_dict(),
                              data=data, strategy=args.strategy, seed=args.seed, trials=trials, latency=latency)
     name = args.study or default_study_name(space.family, budget, args.strategy, lad.name.replace(">", "-"),
                                             args.seed, data, latency_tag(latency))
     storage_url = args.storage or default_storage()
-    from ..report.summary import plan_for
-
-    plan = plan_for(settings)
+    session = Session(settings, name, storage_url, candidates=(feasible.configs, feasible.macs))
     print(f"study {name} in {redact(storage_url)}")
     print(f"rungs {lad.name} ({why}), {trials} proposals at {lad.rungs[0].name}, promote {lad.promote:.2g}, "
           f"{lad.top_seeds} seed(s) at the top; strategy {args.strategy}; {len(feasible.configs)} distinct feasible "
           f"networks of {len(space)} grid points")
     if limit is not None:
         print(f"latency budget {limit.describe()}: {len(feasible.configs)} networks predicted within both budgets")
-    for line in baseline_lines(plan):
+    for line in baseline_lines(session.plan):
         print(line)
     with sigterm_as_interrupt(), exclusive_run(name, storage_url):
-        from ..search.samplers import make_sampler
-
-        storage = make_storage(storage_url)
-        sampler = make_sampler(args.strategy, space, feasible.configs, feasible.macs, budget, lad, args.seed)
-        study = open_study(name, storage, settings, sampler)
-        if study.user_attrs["settings"]["trials"] != trials:
-            study.set_user_attr("settings", {**study.user_attrs["settings"], "trials": trials})
+        study = session.study  # created or resumed under the lock
         if is_sqlite(storage_url) and (recovered := recover_interrupted(study)):
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")
         evaluator = TrainingEvaluator(lad, data, progress=not args.quiet, latency=latency,
@@ -164,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                                       checkpoints=study_dir(name) / "checkpoints")
         interrupted = False
         try:
-            result = run_trials(study, settings, plan, evaluator, ResultCache(), progress=not args.quiet)
+            result = session.run(evaluator, ResultCache(), progress=not args.quiet)
             print(f"{result.trained} jobs done; {result.cached} of this run's came from the result cache")
         except KeyboardInterrupt:
             interrupted = True
@@ -172,9 +199,6 @@ def run(args: argparse.Namespace) -> int:
                   "re-run the same command to resume", file=sys.stderr)
         except BudgetError as err:
             raise CLIError(str(err)) from None
-        from ..report.dashboard import write_dashboard
-        from ..report.summary import render, study_facts, summarize, write_summary
-
         facts = study_facts(study, storage_url)
         summary = summarize(study, storage_url, facts)
         summary_path, winner_path = write_summary(summary)
@@ -186,19 +210,17 @@ def run(args: argparse.Namespace) -> int:
     return 130 if interrupted else 0
 
 
-def latency_settings(args: argparse.Namespace, space: FactorSpace) -> dict | None:
-    """``StudySettings.latency`` from the options: None (trials timed on ort-cpu, no budget), a backend
-    without a budget, or a budget with the latency model that predicts it."""
+def latency_settings(args: argparse.Namespace, space: FactorSpace) -> LatencySettings | None:
+    """``StudySettings.latency`` from the options: None (no latency options: trials timed on the defaults), a
+    backend without a budget, or a budget with the latency model that predicts it."""
     if args.latency_budget is None and args.latency_backend is None and args.latency_model is None:
         return None
-    from ..latency import DEFAULT_BACKEND, LatencyLimit, check_backend, find_model, load_model, parse_latency
-
     backend = args.latency_backend or DEFAULT_BACKEND
     check_backend(backend, "--latency-backend")
     if args.latency_budget is None:
         if args.latency_model:
             raise CLIError("--latency-model: it predicts a latency budget; give --latency-budget too")
-        return {"budget_s": None, "backend": backend, "batch": 1, "threads": 1, "model": None}
+        return LatencySettings(backend=backend)
     budget_s = parse_latency(args.latency_budget)
     model = load_model(args.latency_model) if args.latency_model else find_model(space.family, backend)
     if args.latency_backend and model.backend != args.latency_backend:
@@ -209,20 +231,13 @@ def latency_settings(args: argparse.Namespace, space: FactorSpace) -> dict | Non
     return LatencyLimit(budget_s, model).to_settings()
 
 
-def latency_limit(latency: dict | None):
-    if latency is None or latency.get("budget_s") is None:
-        return None
-    from ..latency import LatencyLimit
-
-    return LatencyLimit.from_settings(latency)
+def latency_limit(latency: LatencySettings | None) -> LatencyLimit | None:
+    return latency.limit() if latency is not None else None
 
 
-def latency_tag(latency: dict | None) -> str | None:
-    """The default study name's latency part: ``4ms-ort-cpu`` (a budget), ``torch-cpu`` (a backend only)."""
-    if latency is None:
-        return None
-    backend = latency["backend"]
-    return backend if latency["budget_s"] is None else f"{latency['budget_s'] * 1e3:g}ms-{backend}"
+def latency_tag(latency: LatencySettings | None) -> str | None:
+    """The default study name's latency part (none without latency options)."""
+    return latency.tag() if latency is not None else None
 
 
 def baseline_lines(plan) -> list[str]:

@@ -1,4 +1,4 @@
-"""``archsearch train``: proxy-train one architecture with a fidelity profile and print its accuracy record."""
+"""``archsearch train``: proxy-train one architecture with a training profile and print its accuracy record."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ import json
 import sys
 from pathlib import Path
 
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..export.record import load_exported_config
 from ..train import checkpoint
-from ..train.threads import rebalance
 from ..train.loop import evaluate
 from ..train.recipe import PROFILES
 from ..train.record import EvalRecord
+from ..train.threads import rebalance
 from .common import (
     CLIError,
     add_config_options,
+    add_data_option,
+    add_json_option,
+    add_quiet_option,
     add_threads_option,
     config_from_args,
     join_threads,
@@ -27,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
         help="proxy-train one architecture on an ImageNet-format dataset and report its accuracy",
-        description="Train one MobileViT from scratch with a fidelity profile and report top-1/top-5 "
+        description="Train one MobileViT from scratch with a training profile and report top-1/top-5 "
         "validation accuracy, loss, throughput and wall time. The classifier gets the dataset's class count. "
         "Example: archsearch train --preset mobilevitv2_050 --profile smoke",
     )
@@ -35,10 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="architecture from a JSON file: an 'archsearch export' record, a study's "
                         "winner.json or a bare config (instead of --preset/--family)")
     parser.add_argument("--profile", choices=PROFILES, default="smoke",
-                        help="fidelity: tiny (tests), smoke (about a minute on a CPU, default), "
+                        help="training profile: tiny (tests), smoke (about a minute on a CPU, default), "
                         "proxy (all of the data, several epochs; for a GPU), full (long)")
-    parser.add_argument("--data", help="ImageFolder root with train/ and val/ (default: $ARCHSEARCH_DATA, else "
-                        "Imagenette in ../shared/datasets)")
+    add_data_option(parser)
     parser.add_argument("--classes", help="file of class folder names to keep, one a line (e.g. ImageNet-100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     parser.add_argument("--epochs", type=int, help="epochs (default: the profile's)")
@@ -46,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "there, write result.json and curve.html (default with --config: train-PROFILE-sSEED "
                         "beside the config file; without --config: no checkpoints)")
     add_threads_option(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--json", action="store_true", help="print the record as one JSON object")
+    add_quiet_option(parser)
+    add_json_option(parser, "the record")
     parser.set_defaults(handler=run)
 
 
@@ -60,8 +66,6 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         if args.preset or args.family:
             raise CLIError("--config cannot be combined with --preset/--family")
-        from ..export.record import load_exported_config
-
         config = load_exported_config(args.config)
         overrides = {k: getattr(args, k) for k in ("resolution", "width", "mv2_depth", "vit_depth")
                      if getattr(args, k) is not None}
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         (out / "result.json").write_text(json.dumps(record.to_dict(), indent=2, sort_keys=True))
         if record.history:
-            checkpoint.write_curve(out, record.history, f"{record.config_id}, profile {args.profile}")
+            write_curve(out, record.history, f"{record.config_id}, profile {args.profile}")
     if args.json:
         print_json(record.to_dict())
         print(threads.note(), file=sys.stderr)  # stdout holds the record alone
@@ -98,6 +102,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"  result: {out / 'result.json'}" + (f"\n  curve:  {out / 'curve.html'}" if record.history else ""))
         print(f"  {threads.note()}")
     return 0 if record.status == "ok" else 1
+
+
+def write_curve(folder: Path, history: list[dict], title: str) -> Path:
+    """The training curve (train loss and validation top-1 per epoch) as self-contained Plotly HTML."""
+    epochs = [h["epoch"] for h in history]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=epochs, y=[h["train_loss"] for h in history], name="train loss", mode="lines+markers"))
+    fig.add_trace(go.Scatter(x=epochs, y=[100 * h["val_top1"] for h in history], name="val top-1 %",
+                             mode="lines+markers"), secondary_y=True)
+    fig.update_layout(title=title, xaxis_title="epoch", template="plotly_white")
+    fig.update_yaxes(title_text="train loss (label-smoothed)", secondary_y=False)
+    fig.update_yaxes(title_text="validation top-1 %", secondary_y=True)
+    path = folder / "curve.html"
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return path
 
 
 def render(record: EvalRecord) -> str:

@@ -16,8 +16,19 @@ refuses any other value (ml-cvnets' own defaults differ: ``mit.dropout`` is 0.1 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .. import __version__
+from ..model.blocks import (
+    AttentionSpec,
+    HeadSpec,
+    MV2Spec,
+    StemSpec,
+    block_plan,
+    repeats,
+    stage_groups,
+)
 from ..model.config import V1_CLASSIFIER_DROPOUT, V1_HEADS, ArchConfig
 
 
@@ -46,35 +57,51 @@ def flat_options(options: dict[str, Any], prefix: str = "model.classification") 
     return flat
 
 
+def _stem(b: StemSpec, n: int) -> dict[str, Any]:
+    return {"img_channels": b.c_in, "out_channels": b.c_out}
+
+
+def _mv2(b: MV2Spec, n: int) -> dict[str, Any]:
+    return {"out_channels": b.c_out, "num_blocks": n, "expand_ratio": b.expansion, "stride": b.stride,
+            "block_type": "mv2"}
+
+
+def _attention(b: AttentionSpec, block_type: str) -> dict[str, Any]:
+    return {"block_type": block_type, "attn_unit_dim": b.dim, "ffn_dim": b.ffn_dim, "attn_blocks": b.depth,
+            "patch_h": b.patch, "patch_w": b.patch}
+
+
+def _mobilevit_v2(b: AttentionSpec, n: int) -> dict[str, Any]:
+    """v2 adds its FFN multiplier (MobileViTBlockv2 builds ``int(mult * dim // 16 * 16)`` FFN channels);
+    v1 adds nothing, its heads are an option (OPTIONS)."""
+    mult = b.ffn_dim / b.dim
+    assert int(mult * b.dim // 16 * 16) == b.ffn_dim, b
+    return _attention(b, "mobilevit_v2") | {"ffn_multiplier": mult}
+
+
+def _head(b: HeadSpec, n: int) -> dict[str, Any]:
+    return {"exp_channels": b.features}
+
+
+# plan kind -> its entries in the layer's dict (a run of ``n`` blocks); later entries update earlier ones
+CVNETS_ENTRIES: dict[str, Callable[[Any, int], dict[str, Any]]] = {
+    "stem": _stem,
+    "mv2": _mv2,
+    "mobilevit_v1": lambda b, n: _attention(b, "mobilevit"),
+    "mobilevit_v2": _mobilevit_v2,
+    "head": _head,
+}
+LAYER_NAMES = {"stem": "layer0"}  # ml-cvnets' names where they differ from the plan's stage names
+
 
 def architecture(config: ArchConfig) -> dict[str, Any]:
-    """``config.stages()`` in ml-cvnets' ``get_configuration`` vocabulary (one dict per layer)."""
-    stem, *layers = config.stages()
-    arch: dict[str, Any] = {"layer0": {"img_channels": 3, "out_channels": stem.out_channels}}
-    for spec in layers:
-        layer: dict[str, Any] = {
-            "out_channels": spec.out_channels,
-            "num_blocks": spec.mv2_blocks,
-            "expand_ratio": spec.mv2_expansion,
-            "stride": spec.stride,
-            "block_type": "mv2",
-        }
-        if spec.attn_layers:
-            layer |= {
-                "block_type": "mobilevit" if config.family == "v1" else "mobilevit_v2",
-                "attn_unit_dim": spec.attn_dim,
-                "ffn_dim": spec.ffn_dim,
-                "attn_blocks": spec.attn_layers,
-                "patch_h": 2,
-                "patch_w": 2,
-            }
-            if config.family == "v2":  # v1's heads are an option (OPTIONS)
-                # MobileViTBlockv2 takes a multiplier and builds int(mult * dim // 16 * 16) channels
-                mult = spec.ffn_dim / spec.attn_dim
-                assert int(mult * spec.attn_dim // 16 * 16) == spec.ffn_dim, spec
-                layer["ffn_multiplier"] = mult
-        arch[spec.name] = layer
-    arch["head"] = {"exp_channels": config.head_channels()}
+    """The block plan in ml-cvnets' ``get_configuration`` vocabulary (one dict per layer)."""
+    arch: dict[str, Any] = {}
+    for stage, blocks in stage_groups(block_plan(config)):
+        layer: dict[str, Any] = {}
+        for b, n in repeats(blocks):
+            layer |= CVNETS_ENTRIES[b.kind](b, n)
+        arch[LAYER_NAMES.get(stage, stage)] = layer
     return arch
 
 
@@ -259,8 +286,6 @@ def _pretty(obj: Any, indent: int = 0) -> str:
 
 def model_module(config: ArchConfig, name: str, *, params: int, macs: int, study: str = "",
                  trial: int | str = "", yaml_name: str = "the YAML") -> str:
-    from .. import __version__
-
     class_name = "".join(part.capitalize() for part in name.split("_"))
     head_text = ("a 1x1 conv to %d channels, global pool, dropout, FC" % config.head_channels()
                  if config.head_channels() else "global pool and FC")

@@ -19,15 +19,13 @@ module, a timm ByobNet file, and an ONNX graph checked and timed with onnxruntim
   latency, not for predictions. Outputs are compared with PyTorch's and latency is measured with onnxruntime.
 
 The exported trial is the study's winner by default: the first trial of the network ``decision`` names
-(``summary.study_facts``, the one decision the summary and the dashboard also show), never re-chosen here.
+(``results.judge.study_facts``, the one decision the summary and the dashboard also show), never re-chosen here.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,26 +36,19 @@ import optuna
 from .. import __version__
 from ..model.config import ArchConfig, ConfigError
 from ..model.cost import count
-from ..results.decision import Decision, scored
+from ..results.decision import Decision
+from ..results.judge import StudyFacts, study_facts
 from ..search.jobs import Ledger
-from ..search.study import StudySettings, study_dir
-from ..report.summary import StudyFacts, study_facts, trial_record
+from ..search.settings import StudySettings
+from ..search.study import study_dir
+from . import ExportError
+from .cvnets import export_cvnets
+from .onnx import LATENCY_RUNS, LATENCY_WARMUP, ONNX_OPSET, export_onnx
+from .timm import export_timm
 
 FORMATS = ("json", "cvnets", "timm", "onnx")
 RECORD_FORMAT = "archsearch-export"
 RECORD_VERSION = 2  # 2: rungs -- the trained resolution, rung and seeds, the decision's three baselines
-# Opset 17: the first with a native LayerNormalization (v1's transformer), supported by every onnxruntime
-# since 1.11 and by the mobile runtimes. The legacy TorchScript exporter (dynamo=False) is used: torch 2.13's
-# default dynamo exporter needs the onnxscript package, which is not a dependency; the TorchScript exporter
-# lowers F.scaled_dot_product_attention to MatMul/Softmax and the v2 block to Conv/InstanceNormalization.
-ONNX_OPSET = 17
-ONNX_SEED = 0
-LATENCY_RUNS = 50
-LATENCY_WARMUP = 10
-
-
-class ExportError(ConfigError):
-    """A study or trial that cannot be exported as asked; the message says why (one line)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +58,8 @@ class ExportSource:
     study: str
     storage: str
     settings: StudySettings
-    trial: dict[str, Any]  # summary.trial_record of the exported trial, with its params and cache flag
-    network: dict[str, Any]  # decision.Scored.to_dict(): the trial's network at its rung, over every seed
+    trial: dict[str, Any]  # jobs.Entry.to_dict() of the exported trial, with its params and cache flag
+    network: dict[str, Any]  # networks.Network.to_dict(): the trial's network at its rung, over every seed
     decision: Decision
 
     @property
@@ -105,15 +96,14 @@ def select_trial(study: optuna.Study, storage_url: str = "", trial: int | None =
                 "with --trial")
         trial = decision.winner.trials[0]
     entry = next(e for e in facts.ledger.entries if e.number == trial)
-    attrs = study.get_trials(deepcopy=False)[trial].user_attrs
     winner = decision.winner
     if winner is not None and trial in winner.trials:
         network = winner  # with the GP's posterior mean
     else:
-        network = scored(facts.ledger, entry.job.config, entry.job.rung, facts.plan.ladder.rungs[entry.job.rung].name)
-    return ExportSource(facts.study, facts.storage, facts.settings,
-                        {**trial_record(entry), "params": attrs["params"], "cached": bool(attrs.get("cached"))},
-                        network.to_dict(), decision)
+        rung = entry.job.rung
+        network = facts.ledger.network(entry.job.config, rung, facts.plan.ladder.rungs[rung].name)
+    trial_dict = {**entry.to_dict(), "params": entry.params, "cached": entry.cached}
+    return ExportSource(facts.study, facts.storage, facts.settings, trial_dict, network.to_dict(), decision)
 
 
 # ---- json ------------------------------------------------------------------------------------------
@@ -216,62 +206,6 @@ def load_exported_config(path: str | Path) -> ArchConfig:
         raise ConfigError(f"config file {path}: {err}") from None
 
 
-# ---- onnx ------------------------------------------------------------------------------------------
-def export_onnx(config: ArchConfig, path: Path, opset: int = ONNX_OPSET, runs: int = LATENCY_RUNS,
-                warmup: int = LATENCY_WARMUP, threads: int | None = None, seed: int = ONNX_SEED) -> dict[str, Any]:
-    """Write ``config`` as ONNX (batch 1, its resolution), check it against PyTorch, time it on CPU.
-
-    The batch axis is dynamic; the spatial size is fixed at the searched resolution. ``threads`` sets
-    onnxruntime's intra-op threads (default: every core of this machine). The timing is
-    ``latency.measure``'s, the harness of ``archsearch latency``; its summary is the section's ``latency``.
-    """
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-    import torch
-
-    from ..latency.measure import measure_onnx
-    from ..model.generator import build_model
-
-    if runs < 1 or warmup < 0:
-        raise ExportError(f"--runs: need at least 1 timed run (got {runs}) and warm-up >= 0 (got {warmup})")
-    threads = threads or os.cpu_count() or 1
-    torch.manual_seed(seed)
-    model = build_model(config).eval()
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, 3, config.resolution, config.resolution, generator=generator)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # the TorchScript exporter announces its own deprecation and warns about traced shape arithmetic
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    onnx.checker.check_model(onnx.load(str(path)))
-    timing, session = measure_onnx(str(path), x, threads, runs, warmup, name=config.id)
-    with torch.no_grad():
-        reference = model(x).numpy()
-    output = session.run(None, {"input": x.numpy()})[0]
-    max_abs_diff = float(np.abs(output - reference).max())
-    return {
-        "file": path.name,
-        "opset": opset,
-        "exporter": f"torch.onnx.export(dynamo=False), torch {torch.__version__}",
-        "input": {"name": "input", "shape": [1, 3, config.resolution, config.resolution], "dynamic": ["batch"]},
-        "weights": f"freshly initialised (torch.manual_seed({seed})): for deployment checks, not predictions",
-        "max_abs_diff": max_abs_diff,
-        "reference_max_abs": float(np.abs(reference).max()),
-        "latency_ms_median": round(timing.median_ms, 4),
-        "latency_ms_min": round(timing.min_ms, 4),
-        "runs": runs,
-        "warmup": warmup,
-        "batch": 1,
-        "onnxruntime": ort.__version__,
-        "providers": session.get_providers(),
-        "threads": timing.threads,
-        "latency": timing.summary(),
-    }
-
-
 # ---- everything ------------------------------------------------------------------------------------
 def default_out(study: str) -> Path:
     return study_dir(study) / "export"
@@ -285,9 +219,6 @@ def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path
     The JSON record is written whenever ``json`` or ``onnx`` is asked for (the ONNX check and latency go
     into it). An ONNX section already in ``out``'s record for the same config survives a json-only export.
     """
-    from .cvnets import export_cvnets
-    from .timm import export_timm
-
     wanted = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:

@@ -1,10 +1,11 @@
 """The ``timm`` export: one self-contained Python file that builds the architecture as a timm ``ByobNet``.
 
 The file imports only timm (no archsearch) and passes every channel count, block count, attention dim and
-FFN ratio explicitly from ``config.stages()``: timm's own ``mobilevitv2_*`` configs derive channels as
-``int(c * multiplier)`` and attention dims as ``make_divisible(C / 2)``, which differ from ml-cvnets (and
-archsearch) at non-official widths. Built this way the parameter count equals archsearch's exactly; the file
-states it as ``PARAM_COUNT`` and its ``__main__`` checks it.
+FFN ratio explicitly, from the block plan (``model.blocks``; ``TIMM_CALLS`` maps each block kind to its
+``ByoBlockCfg`` call): timm's own ``mobilevitv2_*`` configs derive channels as ``int(c * multiplier)`` and
+attention dims as ``make_divisible(C / 2)``, which differ from ml-cvnets (and archsearch) at non-official
+widths. Built this way the parameter count equals archsearch's exactly; the file states it as
+``PARAM_COUNT`` and its ``__main__`` checks it.
 
 Odd-sided feature maps (e.g. 7x7 at 224 px) are resized as in ml-cvnets by all three: v2 blocks resize their
 input to the next even side and keep it, v1 blocks resize the reduced map and back. v1's head dropout (0.1)
@@ -13,9 +14,20 @@ is passed as ``drop_rate``; timm's v1 transformer layers have no dropout.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from ..model.config import V1_HEADS, ArchConfig, StageSpec
+from .. import __version__
+from ..model.blocks import (
+    AttentionSpec,
+    BlockSpec,
+    MV2Spec,
+    block_plan,
+    repeats,
+    stage_groups,
+)
+from ..model.config import V1_HEADS, ArchConfig
 from ..model.cost import count
 
 TEMPLATE = '''"""{title}
@@ -90,40 +102,52 @@ if __name__ == "__main__":
 '''
 
 
-def _ffn_ratio(spec: StageSpec) -> float:
+def _ffn_ratio(b: AttentionSpec) -> float:
     """The FFN width as timm's ``int(dim * mlp_ratio)``; exact for every plan archsearch builds."""
-    ratio = spec.ffn_dim / spec.attn_dim
-    if int(spec.attn_dim * ratio) != spec.ffn_dim:  # pragma: no cover - ffn is 2*dim in both families
-        raise ValueError(f"{spec.name}: ffn {spec.ffn_dim} is not int({spec.attn_dim} * r) for a float r")
+    ratio = b.ffn_dim / b.dim
+    if int(b.dim * ratio) != b.ffn_dim:  # pragma: no cover - ffn is 2*dim in both families
+        raise ValueError(f"{b.stage}: ffn {b.ffn_dim} is not int({b.dim} * r) for a float r")
     return ratio
 
 
-def _block_lines(config: ArchConfig) -> list[str]:
-    attn = "_mobilevit2" if config.family == "v2" else "_mobilevit"
+def _inverted_residual(b: MV2Spec, n: int) -> str:
+    return f"_inverted_residual(d={n}, c={b.c_out}, s={b.stride}, br={float(b.expansion)!r})"
+
+
+def _attention(b: AttentionSpec, function: str) -> str:
+    return f"{function}(c={b.c_out}, dim={b.dim}, ffn_ratio={_ffn_ratio(b)!r}, layers={b.depth})"
+
+
+# plan kind -> the template's call for a run of ``n`` such blocks (stem and head are ByoModelCfg fields)
+TIMM_CALLS: dict[str, Callable[[Any, int], str]] = {
+    "mv2": _inverted_residual,
+    "mobilevit_v1": lambda b, n: _attention(b, "_mobilevit"),
+    "mobilevit_v2": lambda b, n: _attention(b, "_mobilevit2"),
+}
+
+
+def _block_lines(body: Sequence[BlockSpec]) -> list[str]:
+    """One line per stage of layer1..layer5: its call, or a tuple of its calls (MV2 run, MobileViT block)."""
     lines = []
-    for spec in config.stages()[1:]:
-        ir = f"_inverted_residual(d={spec.mv2_blocks}, c={spec.out_channels}, s={spec.stride}, " \
-             f"br={float(spec.mv2_expansion)!r})"
-        if spec.attn_layers:
-            block = (f"{attn}(c={spec.out_channels}, dim={spec.attn_dim}, ffn_ratio={_ffn_ratio(spec)!r}, "
-                     f"layers={spec.attn_layers})")
-            lines.append(f"            ({ir},  # {spec.name}\n             {block}),")
+    for stage, blocks in stage_groups(body):
+        first, *rest = (TIMM_CALLS[b.kind](b, n) for b, n in repeats(blocks))
+        if rest:
+            lines.append(f"            ({first},  # {stage}\n" + ",\n".join(f"             {c}" for c in rest) + "),")
         else:
-            lines.append(f"            {ir},  # {spec.name}")
+            lines.append(f"            {first},  # {stage}")
     return lines
 
 
 def timm_source(config: ArchConfig, *, params: int, macs: int, study: str = "", trial: int | str = "",
                 role: str = "", module: str = "model") -> str:
-    from .. import __version__
-
+    stem, *body, head = block_plan(config)
     return TEMPLATE.format(
         title=f"MobileViT {config.family} found by archsearch: {config.id}",
         version=__version__, study=study, trial=trial, role=role or "search", config_id=config.id,
         timm_tested="1.0.31", module=module, num_classes=config.num_classes, resolution=config.resolution,
         family=config.family, params=params, macs=macs, heads=V1_HEADS,
-        blocks="\n".join(_block_lines(config)), stem=config.stages()[0].out_channels,
-        num_features=config.head_channels(), drop_rate=0.1 if config.family == "v1" else 0.0,
+        blocks="\n".join(_block_lines(body)), stem=stem.c_out, num_features=head.features,
+        drop_rate=0.1 if config.family == "v1" else 0.0,
     )
 
 

@@ -1,4 +1,4 @@
-"""A Gaussian-process surrogate of accuracy over the factor space, and expected improvement.
+"""A Gaussian-process surrogate of accuracy over the factor space: ``GPSurrogate``, fit and predict.
 
 The seed paper models accuracy as a smooth function of the global factors with a Matern GP; the same fitted
 model gives three things this tool needs: 1-D marginals and 2-D joint maps (the plots), ARD length scales
@@ -20,28 +20,23 @@ Two things make its answers hold up against noisy, multi-fidelity evidence:
   coregionalisation model, the discrete-fidelity form of BoTorch's multi-fidelity GP. Cheap rungs then
   inform the prediction at the top rung as far as the data show the rungs agree. ``predict`` and
   everything else report the top rung unless asked for another.
+
+The gpytorch model, its settings and its hyper-parameter fit are in ``models``; expected improvement and the
+proposer that maximises it in ``acquisition``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import gpytorch
 import numpy as np
 import torch
-from gpytorch.constraints import GreaterThan
-from gpytorch.distributions import MultivariateNormal
-from gpytorch.kernels import IndexKernel, MaternKernel, ScaleKernel
-from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
-from gpytorch.means import ConstantMean, Mean
-from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import GammaPrior, LogNormalPrior
-from scipy.special import ndtr
 
 from ..model.config import ArchConfig
 from ..model.space import FACTORS, FactorSpace
+from .models import MIN_NOISE, ExactGPModel, gp_settings, maximise_marginal_likelihood
 
 # The joint-factor maps of the seed paper (x factor, y factor).
 JOINT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -51,64 +46,8 @@ JOINT_PAIRS: tuple[tuple[str, str], ...] = (
     ("width", "vit_depth"),
 )
 
-MIN_NOISE = 1e-4  # noise variance floor, in standardised units: keeps the Cholesky well conditioned
-_INITIAL_LENGTHSCALE = 0.5
-_INITIAL_NOISE = 1e-2
-_LBFGS_ITERATIONS = 50
 # ExactGP evaluates the joint (train + test) kernel matrix, so predict in chunks of about the training size.
 _PREDICT_CHUNK = 256
-_CHOLESKY_ALWAYS = 100_000  # use Cholesky (exact, deterministic) instead of CG/Lanczos at every size
-
-
-class _RungMean(Mean):
-    """A constant per rung: cheaper rungs score lower on average, which says nothing about the ranking."""
-
-    def __init__(self, rungs: int) -> None:
-        super().__init__()
-        self.register_parameter("constants", torch.nn.Parameter(torch.zeros(rungs, dtype=torch.float64)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.constants[x[..., -1].round().long()]
-
-
-class _ExactGPModel(gpytorch.models.ExactGP):
-    """Matern-5/2 with one length scale per dimension (ARD); with several rungs, times a rung kernel.
-
-    Priors as BoTorch uses them for unit-cube inputs and standardised targets: length scales Gamma(3, 6)
-    (mode 1/3 of a factor's range), output scale Gamma(2, 0.15), learnt noise variance LogNormal(-4, 1)
-    with a floor of ``MIN_NOISE``. The rung kernel starts at full correlation between rungs.
-    """
-
-    def __init__(self, train_x: torch.Tensor | None, train_y: torch.Tensor | None, dims: int, rungs: int = 1,
-                 noise: torch.Tensor | None = None) -> None:
-        if noise is not None:
-            likelihood = FixedNoiseGaussianLikelihood(noise=noise, learn_additional_noise=False)
-        else:
-            likelihood = GaussianLikelihood(noise_prior=LogNormalPrior(-4.0, 1.0), noise_constraint=GreaterThan(MIN_NOISE))
-        super().__init__(train_x, train_y, likelihood)
-        self.dims, self.rungs = dims, rungs
-        matern = MaternKernel(nu=2.5, ard_num_dims=dims, active_dims=tuple(range(dims)),
-                              lengthscale_prior=GammaPrior(3.0, 6.0))
-        self.covar_module = ScaleKernel(matern, outputscale_prior=GammaPrior(2.0, 0.15))
-        if rungs > 1:
-            self.mean_module = _RungMean(rungs)
-            self.rung_covar = IndexKernel(num_tasks=rungs, rank=1)
-        else:
-            self.mean_module = ConstantMean()
-        self.double()
-        matern.lengthscale = torch.full((1, dims), _INITIAL_LENGTHSCALE)
-        self.covar_module.outputscale = 1.0
-        if rungs > 1:
-            self.rung_covar.covar_factor.data.fill_(1.0)
-            self.rung_covar.var = torch.full((rungs,), 0.05)
-        if noise is None:
-            self.likelihood.noise = _INITIAL_NOISE
-
-    def forward(self, x: torch.Tensor) -> MultivariateNormal:
-        covar = self.covar_module(x)
-        if self.rungs > 1:
-            covar = covar.mul(self.rung_covar(x[..., -1:].round().long()))
-        return MultivariateNormal(self.mean_module(x), covar)
 
 
 class GPSurrogate:
@@ -137,7 +76,7 @@ class GPSurrogate:
         self._noise_std: np.ndarray | None = None
         self._y = np.zeros(0)
         self._y_mean, self._y_scale = 0.0, 1.0
-        self.model = _ExactGPModel(None, None, space.dims, fidelities)
+        self.model = ExactGPModel(None, None, space.dims, fidelities)
 
     @property
     def top(self) -> int:
@@ -175,7 +114,7 @@ class GPSurrogate:
             if restart:
                 starts = np.exp(rng.uniform(math.log(0.1), math.log(2.0), self.space.dims))
                 model.covar_module.base_kernel.lengthscale = torch.as_tensor(starts).reshape(1, -1)
-            fits.append((_maximise_marginal_likelihood(model), model))
+            fits.append((maximise_marginal_likelihood(model), model))
         self.model = min(fits, key=lambda fit: fit[0])[1]  # the first of equal optima
         return self
 
@@ -187,12 +126,12 @@ class GPSurrogate:
             raise ValueError(f"rungs: need {n} values in 0..{self.top}")
         return out
 
-    def _model(self) -> _ExactGPModel:
+    def _model(self) -> ExactGPModel:
         x, z = self._train_tensors()
         noise = None
         if self._noise_std is not None and len(self._y):
             noise = torch.as_tensor((self._noise_std / self._y_scale) ** 2).clamp_min(MIN_NOISE)
-        return _ExactGPModel(x, z, self.space.dims, self.fidelities, noise)
+        return ExactGPModel(x, z, self.space.dims, self.fidelities, noise)
 
     def condition(self, configs: Sequence[ArchConfig], accuracies: Sequence[float],
                   rungs: Sequence[int] | None = None) -> GPSurrogate:
@@ -251,7 +190,7 @@ class GPSurrogate:
         self.model.eval()
         means, variances = [], []
         # debug(False): predicting at the training inputs (e.g. for summaries) is intended, not a mistake
-        with _gp_settings(), torch.no_grad(), gpytorch.settings.fast_pred_var(), gpytorch.settings.debug(False):
+        with gp_settings(), torch.no_grad(), gpytorch.settings.fast_pred_var(), gpytorch.settings.debug(False):
             for start in range(0, len(x), _PREDICT_CHUNK):
                 posterior = self.model(torch.as_tensor(x[start : start + _PREDICT_CHUNK]))
                 means.append(posterior.mean.numpy())
@@ -270,7 +209,7 @@ class GPSurrogate:
         rung = self.top if rung is None else rung
         x = torch.as_tensor(self._encode(configs, rung))
         self.model.eval()
-        with _gp_settings(), torch.no_grad(), gpytorch.settings.debug(False), torch.random.fork_rng():
+        with gp_settings(), torch.no_grad(), gpytorch.settings.debug(False), torch.random.fork_rng():
             torch.manual_seed(seed)
             posterior = self.model(x)
             mean, covar = posterior.mean, posterior.covariance_matrix
@@ -364,60 +303,3 @@ class GPSurrogate:
         if self.fidelities == 1:
             return x
         return np.concatenate([x, np.full((len(x), 1), float(self.top))], 1)
-
-
-@contextmanager
-def _gp_settings() -> Iterator[None]:
-    """Exact Cholesky algebra on one intra-op thread.
-
-    Cholesky instead of CG/Lanczos keeps results exact and deterministic. The matrices are small (hundreds
-    of points), so extra threads only add synchronisation, and on a machine whose cores are busy training
-    models they slow each operation down a hundredfold.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with gpytorch.settings.max_cholesky_size(_CHOLESKY_ALWAYS):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _maximise_marginal_likelihood(model: _ExactGPModel) -> float:
-    """L-BFGS on the negative exact marginal log likelihood (with priors); returns the final loss."""
-    model.train()
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    optimizer = torch.optim.LBFGS(
-        model.parameters(), lr=1.0, max_iter=_LBFGS_ITERATIONS, line_search_fn="strong_wolfe"
-    )
-    x, y = model.train_inputs[0], model.train_targets
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = -mll(model(x), y)
-        loss.backward()
-        return loss
-
-    with _gp_settings():
-        optimizer.step(closure)
-        with torch.no_grad():
-            loss = float(-mll(model(x), y))
-    model.eval()
-    return loss if math.isfinite(loss) else math.inf
-
-
-def expected_improvement(
-    mean: np.ndarray, std: np.ndarray, best: float, xi: float = 0.0
-) -> np.ndarray:
-    """Expected improvement of a maximisation over ``best + xi`` under N(mean, std^2).
-
-    Where ``std`` is (near) zero the outcome is certain and EI is the plain improvement ``max(mean -
-    best - xi, 0)``; elsewhere the closed form, clipped at 0 against round-off.
-    """
-    mean, std = np.broadcast_arrays(np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64))
-    improvement = mean - best - xi
-    certain = std <= 1e-12
-    safe_std = np.where(certain, 1.0, std)
-    z = improvement / safe_std
-    ei = improvement * ndtr(z) + safe_std * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    return np.where(certain, np.maximum(improvement, 0.0), np.maximum(ei, 0.0))

@@ -10,24 +10,26 @@ MAC than dense convs), so a search that promises milliseconds must measure and m
 * ``table`` -- ``archsearch latency-table``'s resumable tables: sampled networks and the block lookup table.
 * ``predict`` / ``evaluate`` -- the predictors (lookup table, feature regression, GP, and combinations), their
   held-out errors, the one kept, saved as JSON beside its table (``load_model``).
-* ``budget`` -- ``parse_latency``, the configs within a latency (and MAC) budget, the check of a measurement.
+* ``budget`` -- ``parse_latency``, the configs within a latency (and MAC) budget, the check of a measurement,
+  and a study's latency options (``LatencySettings``).
 * ``figures`` -- latency against MACs, and the accuracy-latency Pareto front beside the accuracy-MACs one.
 """
 
+from .backends import BACKENDS, DEFAULT_BACKEND, LatencyError, check_backend
 from .budget import (
     LatencyBudgetError,
     LatencyCheck,
     LatencyLimit,
+    LatencySettings,
     check_latency,
     format_seconds,
     parse_latency,
 )
-from .backends import BACKENDS, DEFAULT_BACKEND, LatencyError, check_backend
 from .measure import LatencyRecord, measure_configs, measure_latency
 from .predict import LatencyModel, find_model, load_model
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "LatencyBudgetError", "LatencyCheck", "LatencyError", "LatencyLimit",
-    "LatencyModel", "LatencyRecord", "check_backend", "check_latency", "find_model",
+    "LatencyModel", "LatencySettings", "LatencyRecord", "check_backend", "check_latency", "find_model",
     "format_seconds", "load_model", "measure_configs", "measure_latency", "parse_latency",
 ]

@@ -9,6 +9,9 @@
   events and synchronised, so the time is the GPU's, not the launch queue's.
 
 Each backend prepares a ``Target``: one inference, ready to run, that ``measure.time_targets`` times.
+
+torch and onnxruntime are imported inside the functions that use them (``# local``): light commands import
+the latency package (budgets, backend names, stored predictors) and must not load them.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def check_backend(backend: str, option: str = "--backend") -> None:
     if backend not in BACKENDS:
         raise LatencyError(f"{option}: unknown {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "torch-cuda":
-        import torch
+        import torch  # local: no torch for light commands (module docstring)
 
         if not torch.cuda.is_available():
             raise LatencyError(f"{option}: torch-cuda needs a CUDA GPU and torch.cuda.is_available() is False here; "
@@ -99,7 +102,7 @@ def parse_cores(text: str) -> tuple[int, ...]:
 def onnx_bytes(module: Any, example: Any, opset: int = ONNX_OPSET, dynamic_batch: bool = False) -> bytes:
     """``module`` as an ONNX model in memory (the TorchScript exporter: torch 2.13's dynamo exporter needs
     onnxscript, which is not a dependency)."""
-    import torch
+    import torch  # local: no torch for light commands (module docstring)
 
     buffer = io.BytesIO()
     axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
@@ -113,7 +116,7 @@ def onnx_bytes(module: Any, example: Any, opset: int = ONNX_OPSET, dynamic_batch
 
 def ort_session(model: bytes | str, threads: int) -> Any:
     """A CPU ``InferenceSession`` with pinned threads: intra-op ``threads``, inter-op 1, sequential."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # local: no onnxruntime for light commands (module docstring)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -157,13 +160,13 @@ class OrtTarget(Target):
 
 class TorchTarget(Target):
     def __init__(self, name: str, module: Any, example: Any) -> None:
-        import torch
+        import torch  # local: no torch for light commands (module docstring)
 
         self.name, self.module, self.example = name, module.eval(), example
         self.threads = torch.get_num_threads()  # inside ``torch_threads``
 
     def run(self) -> None:
-        import torch
+        import torch  # local: no torch for light commands (module docstring)
 
         with torch.inference_mode():
             self.module(self.example)
@@ -173,7 +176,7 @@ class CudaTarget(Target):
     """bf16 autocast, channels-last; timed by CUDA events around the forward, then synchronised."""
 
     def __init__(self, name: str, module: Any, example: Any) -> None:
-        import torch
+        import torch  # local: no torch for light commands (module docstring)
 
         self.name, self.threads = name, 1
         channels_last = example.dim() == 4
@@ -183,13 +186,13 @@ class CudaTarget(Target):
         self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def _forward(self) -> None:
-        import torch
+        import torch  # local: no torch for light commands (module docstring)
 
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
             self.module(self.example)
 
     def run(self) -> None:
-        import torch
+        import torch  # local: no torch for light commands (module docstring)
 
         self._forward()
         torch.cuda.synchronize()
@@ -200,7 +203,7 @@ class CudaTarget(Target):
 
     def timed(self, clock: Callable[[], int] = time.perf_counter_ns,
               cpu_clock: Callable[[], int] = time.thread_time_ns) -> tuple[float, float | None]:
-        import torch
+        import torch  # local: no torch for light commands (module docstring)
 
         self.start.record()
         self._forward()
@@ -212,7 +215,7 @@ class CudaTarget(Target):
 @contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """``torch.set_num_threads(threads)`` for the span of a measurement, restored afterwards."""
-    import torch
+    import torch  # local: no torch for light commands (module docstring)
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -223,7 +226,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def example_input(shape: Sequence[int], seed: int = INPUT_SEED) -> Any:
-    import torch
+    import torch  # local: no torch for light commands (module docstring)
 
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -241,10 +244,10 @@ def prepare(name: str, module: Any, shape: Sequence[int], backend: str, threads:
 
 
 def backend_info(backend: str) -> dict[str, str]:
-    import torch
+    import torch  # local: no torch for light commands (module docstring)
 
     if backend == "ort-cpu":
-        import onnxruntime as ort
+        import onnxruntime as ort  # local: no onnxruntime for light commands (module docstring)
 
         return {"device": cpu_model(), "runtime": f"onnxruntime {ort.__version__}", "precision": "fp32"}
     if backend == "torch-cuda":

@@ -1,8 +1,9 @@
 """A network as a sequence of blocks: the unit of the latency lookup table and of the regression's features.
 
-``network_blocks(config)`` walks the stage plan exactly as ``model.MobileViT`` builds it: the stem, every MV2
-block, each MobileViT block split into its shell (local convs, projections, patch unfold/fold and, for v1,
-the concat and fusion conv) and its attention layers, and the classifier head. A block is identified by its
+``network_blocks(config)`` reads the block plan that ``model.MobileViT`` is built from (``model.blocks``): the
+stem, every MV2 block, each MobileViT block split into its shell (local convs, projections, patch unfold/fold
+and, for v1, the concat and fusion conv) and its attention layers, and the classifier head; ``LATENCY_BLOCKS``
+maps each plan kind to its latency blocks. A block is identified by its
 kind and the shapes that fix its cost, so the same block in two networks is one lookup-table entry:
 ``("mv2", (c_in, c_out, stride, expansion, side))``, ``("v1-layer", (d, ffn, even side))`` and so on (sides
 are the block's input side; ``even`` the side after the resize to an even side where the map is odd).
@@ -15,10 +16,18 @@ elements, one count) for the feature regression.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..model.blocks import (
+    AttentionSpec,
+    BlockSpec,
+    HeadSpec,
+    MV2Spec,
+    StemSpec,
+    block_plan,
+)
 from ..model.config import V1_HEADS, ArchConfig, make_divisible
 
 KINDS = ("stem", "mv2", "v1-shell", "v1-layer", "v2-shell", "v2-layer", "head")
@@ -43,26 +52,42 @@ class Block:
         return cls(kind, tuple(int(v) for v in shape.split(",")))
 
 
+def _attention(b: AttentionSpec, family: str) -> list[Block]:
+    """A MobileViT block as its shell at the input side, then its layers at the even side."""
+    shell = Block(f"{family}-shell", (b.c_in, b.dim, b.side))
+    return [shell] + [Block(f"{family}-layer", (b.dim, b.ffn_dim, b.even_side))] * b.depth
+
+
+def _stem(b: StemSpec) -> list[Block]:
+    return [Block("stem", (b.c_out, b.side))]
+
+
+def _mv2(b: MV2Spec) -> list[Block]:
+    return [Block("mv2", (b.c_in, b.c_out, b.stride, b.expansion, b.side))]
+
+
+def _head(b: HeadSpec) -> list[Block]:
+    return [Block("head", (b.c_in, b.features, b.side, b.c_out))]
+
+
+# plan kind (``model.blocks``) -> the latency blocks of one block of the plan
+LATENCY_BLOCKS: dict[str, Callable[[Any], list[Block]]] = {
+    "stem": _stem,
+    "mv2": _mv2,
+    "mobilevit_v1": lambda b: _attention(b, "v1"),
+    "mobilevit_v2": lambda b: _attention(b, "v2"),
+    "head": _head,
+}
+
+
+def plan_blocks(spec: BlockSpec) -> list[Block]:
+    """The latency blocks of one block spec of the plan."""
+    return LATENCY_BLOCKS[spec.kind](spec)
+
+
 def network_blocks(config: ArchConfig) -> list[Block]:
     """Every block of ``config``'s network in forward order (attention layers once per layer)."""
-    stem, *layers = config.stages()
-    blocks = [Block("stem", (stem.out_channels, config.resolution))]
-    side, c_in = config.resolution // stem.stride, stem.out_channels
-    for spec in layers:
-        for i in range(spec.mv2_blocks):
-            stride = spec.stride if i == 0 else 1
-            blocks.append(Block("mv2", (c_in if i == 0 else spec.out_channels, spec.out_channels, stride,
-                                        spec.mv2_expansion, side)))
-            side //= stride
-        if spec.attn_layers:
-            even = side + side % 2
-            blocks.append(Block(f"{config.family}-shell", (spec.out_channels, spec.attn_dim, side)))
-            blocks.extend([Block(f"{config.family}-layer", (spec.attn_dim, spec.ffn_dim, even))] * spec.attn_layers)
-            if config.family == "v2":  # v2 keeps the even side
-                side = even
-        c_in = spec.out_channels
-    blocks.append(Block("head", (c_in, config.head_channels(), side, config.num_classes)))
-    return blocks
+    return [block for spec in block_plan(config) for block in plan_blocks(spec)]
 
 
 def distinct_blocks(configs: Iterable[ArchConfig]) -> list[Block]:
@@ -72,10 +97,19 @@ def distinct_blocks(configs: Iterable[ArchConfig]) -> list[Block]:
 
 def build_block(block: Block, batch: int = 1) -> tuple[Any, tuple[int, ...]]:
     """``(module, input shape)`` of one block, built from the generator's classes (fresh weights)."""
+    # local: torch loads only when a block is built, not for tables, features or predictions
     from torch import nn
 
-    from ..model.generator import (ClassifierHead, ConvNormAct, InvertedResidual, LinearTransformerLayer, MobileViTBlock,
-                         MobileViTV2Block, TransformerLayer, init_weights)
+    from ..model.generator import (
+        ClassifierHead,
+        ConvNormAct,
+        InvertedResidual,
+        LinearTransformerLayer,
+        MobileViTBlock,
+        MobileViTV2Block,
+        TransformerLayer,
+        init_weights,
+    )
 
     s = block.shape
     if block.kind == "stem":

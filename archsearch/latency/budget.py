@@ -3,15 +3,17 @@
 A search under ``--latency-budget`` proposes only configs whose *predicted* latency fits as well as their MACs
 (``LatencyLimit``, read by ``search.feasible_grid`` and the baselines); a trained config's *measured* latency
 is then checked with ``check_latency``: one over the budget is flagged and is never the winner (``decision``).
+A study keeps its latency options as ``LatencySettings``: how its trials are timed, and the budget if any.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from ..model.config import ArchConfig
-from .backends import LatencyError
+from .backends import DEFAULT_BACKEND, LatencyError
 from .measure import LatencyRecord
 from .predict import LatencyModel
 
@@ -90,14 +92,40 @@ class LatencyLimit:
         """The fraction of the latency budget the config is predicted to use."""
         return self.predicted_s([config])[0] / self.budget_s
 
-    def to_settings(self) -> dict:
-        """As stored in a study's settings (the whole model, so remote workers predict alike)."""
-        return {"budget_s": self.budget_s, "backend": self.model.backend, "batch": self.model.batch,
-                "threads": self.model.threads, "model": self.model.to_dict()}
-
-    @classmethod
-    def from_settings(cls, stored: dict) -> LatencyLimit:
-        return cls(float(stored["budget_s"]), LatencyModel.from_dict(stored["model"]))
+    def to_settings(self) -> LatencySettings:
+        """As a study keeps it (the whole model, so remote workers predict alike)."""
+        return LatencySettings(self.budget_s, self.model.backend, self.model.batch, self.model.threads,
+                               self.model.to_dict())
 
     def describe(self) -> str:
         return f"{format_seconds(self.budget_s)} on {self.model.describe()}"
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """A study's latency options: where its trained networks are timed and, with a budget, the model that
+    predicts it. The defaults are how a study without latency options times its trials. Stored in the study
+    as the dict ``to_dict`` gives, which older studies hold too."""
+
+    budget_s: float | None = None  # None: the trials are timed, no budget binds
+    backend: str = DEFAULT_BACKEND
+    batch: int = 1
+    threads: int = 1
+    model: dict | None = None  # the budget's ``LatencyModel.to_dict()``
+
+    def limit(self) -> LatencyLimit | None:
+        """The budget with its model, what proposals must fit (None: no budget)."""
+        if self.budget_s is None:
+            return None
+        return LatencyLimit(float(self.budget_s), LatencyModel.from_dict(self.model))
+
+    def tag(self) -> str:
+        """The default study name's latency part: ``4ms-ort-cpu`` (a budget), ``torch-cpu`` (a backend only)."""
+        return self.backend if self.budget_s is None else f"{self.budget_s * 1e3:g}ms-{self.backend}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> LatencySettings:
+        return cls(**stored)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import kendalltau
 
 from .backends import LatencyError
 from .predict import KINDS, LatencyModel, error_summary, fit_model
@@ -78,8 +79,6 @@ def select_model(table: LatencyTable, kinds: Sequence[str] = KINDS, holdout: flo
                  folds: int = DEFAULT_FOLDS, seed: int = 0) -> LatencyModel:
     """Evaluate every kind (module docstring), keep the best, refit it on all networks; its ``evaluation``
     records every kind's cross-validated and held-out errors, the split and the MACs-latency rank agreement."""
-    from scipy.stats import kendalltau
-
     n = len(table.configs)
     if not 0 < holdout < 1:
         raise LatencyError(f"--holdout: {holdout} is not a fraction in (0, 1)")

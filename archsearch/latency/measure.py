@@ -180,6 +180,7 @@ def _record(target: Target, timing: Timing, backend: str, batch: int, warmup: in
 
 def network(config: ArchConfig, batch: int, seed: int = INPUT_SEED) -> tuple[str, Any, tuple[int, ...]]:
     """``(config id, freshly initialised model, input shape)``: untrained weights time as trained ones do."""
+    # local: torch and the model builder load only to measure (light commands import the latency package)
     import torch
 
     from ..model.generator import build_model

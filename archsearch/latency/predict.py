@@ -34,8 +34,9 @@ import numpy as np
 
 from ..model.config import ArchConfig, ConfigError
 from ..model.space import FactorSpace
-from .blocks import feature_names, network_blocks, network_features
 from .backends import LatencyError
+from .blocks import feature_names, network_blocks, network_features
+from .table import default_table_path, model_path
 
 KINDS = ("lut", "lut+gp", "features", "features+gp", "gp")
 FORMAT = "archsearch-latency-model"
@@ -60,6 +61,7 @@ class FeatureTerms:
 
     @classmethod
     def fit(cls, configs: Sequence[ArchConfig], y_ms: np.ndarray) -> FeatureTerms:
+        # local: scipy loads only to fit (light commands import the latency package)
         from scipy.optimize import nnls
 
         full = feature_matrix(configs, feature_names())
@@ -104,6 +106,7 @@ class LookupTable:
 
 
 def _gp_kernel(dims: int):
+    # local: scikit-learn loads only for a GP term (light commands import the latency package)
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
     return (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.ones(dims), (1e-2, 1e2), nu=2.5)
@@ -120,6 +123,7 @@ class GPTerm:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, seed: int = 0) -> GPTerm:
+        # local: scikit-learn loads only for a GP term (light commands import the latency package)
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
 
@@ -132,6 +136,7 @@ class GPTerm:
     @cached_property
     def _regressor(self):
         """The fitted GP: its hyperparameters fixed, refitted on its data (what loading does, bit for bit)."""
+        # local: scikit-learn loads only for a GP term (light commands import the latency package)
         from sklearn.gaussian_process import GaussianProcessRegressor
 
         x = np.asarray(self.x, dtype=np.float64)
@@ -279,8 +284,6 @@ def load_model(path: str | Path) -> LatencyModel:
 def find_model(family: str, backend: str, batch: int = 1, threads: int = 1) -> LatencyModel:
     """The model ``archsearch latency-table`` keeps for these settings under ``benchmarks/`` of the current
     directory (the repository's committed ones from its root); one-line error naming the command if none."""
-    from .table import default_table_path, model_path
-
     path = model_path(default_table_path(family, backend, batch, threads))
     if not path.is_file():
         raise LatencyError(f"--latency-backend: no latency model of {family} on {backend} (batch {batch}, {threads} "
@@ -297,6 +300,7 @@ def ape(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:
 
 def error_summary(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float | int | None]:
     """Median and 90th-percentile absolute percentage error, and Kendall's tau against the measurements."""
+    # local: scipy loads only to score a predictor (light commands import the latency package)
     from scipy.stats import kendalltau
 
     errors = ape(predicted, measured)

@@ -35,8 +35,8 @@ from .. import __version__
 from ..model.config import ArchConfig, ConfigError
 from ..model.cost import closed_form_cost, distinct_networks
 from ..model.space import FactorSpace
-from .blocks import build_block, distinct_blocks
 from .backends import LatencyError, backend_info
+from .blocks import build_block, distinct_blocks
 from .measure import STATISTICS, LatencyRecord, measure_configs, measure_modules
 
 NETWORK_COLUMNS = ("config_id", "family", "variant", "resolution", "width", "mv2_depth", "vit_depth", "num_classes",
@@ -138,6 +138,7 @@ def space_range(space: FactorSpace) -> tuple[int, int]:
 
 def table_meta(space: FactorSpace, space_dict: dict, backend: str, batch: int, threads: int, min_macs: int,
                max_macs: int, sample_seed: int) -> dict[str, Any]:
+    # local: torch loads only to measure (light commands import the latency package, predict imports this)
     import torch
 
     return {"format": 1, "family": space.family, "space": space_dict, "num_classes": space.num_classes,

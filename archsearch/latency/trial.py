@@ -1,10 +1,11 @@
 """The measured latency a trained trial records: its config on the study's backend, outside the training timer.
 
-A study with a latency budget measures on the budget's backend, batch and threads (those of its latency
-model); one without measures on ``ort-cpu`` at batch 1 with 1 thread, so every study can draw the
-accuracy-latency front. Untrained weights time as trained ones do, so a network is measured once per study
-(per worker process; another trial of the same network reuses the measurement and says which). A failed
-measurement is recorded as an error and never fails the trial: the accuracy is the trial's result.
+A study measures on the backend, batch and threads of its ``LatencySettings`` (a budget's are those of its
+latency model); one without latency options on the defaults (``ort-cpu``, batch 1, one thread), so every
+study can draw the accuracy-latency front. Untrained weights time as trained ones do, so a network is
+measured once per study (per worker process; another trial of the same network reuses the measurement and
+says which). A failed measurement is recorded as an error and never fails the trial: the accuracy is the
+trial's result.
 """
 
 from __future__ import annotations
@@ -12,36 +13,29 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.config import ArchConfig
-from .backends import DEFAULT_BACKEND
-from .budget import check_latency
+from .budget import LatencySettings, check_latency
+from .measure import measure_latency
 
 
-def study_backend(latency: dict | None) -> dict[str, Any]:
-    """Backend, batch and threads a study measures its trials on (``StudySettings.latency`` or the default)."""
-    if latency is None:
-        return {"backend": DEFAULT_BACKEND, "batch": 1, "threads": 1}
-    return {"backend": latency["backend"], "batch": int(latency["batch"]), "threads": int(latency["threads"])}
-
-
-def measure_trial(config: ArchConfig, latency: dict | None, known: dict[tuple, dict] | None = None) -> dict[str, Any]:
+def measure_trial(config: ArchConfig, latency: LatencySettings | None,
+                  known: dict[tuple, dict] | None = None) -> dict[str, Any]:
     """The ``latency`` attribute of a trial of ``config``: the harness's summary (``latency_ms`` is the median
     of 30 runs after 10 warm-up runs), with ``budget_ms`` and ``within_budget`` where the study has a latency
     budget. ``known`` maps ``(network, backend, batch, threads)`` to a measurement already taken."""
-    how = study_backend(latency)
-    key = (config.network_key(), how["backend"], how["batch"], how["threads"])
+    how = latency or LatencySettings()
+    key = (config.network_key(), how.backend, how.batch, how.threads)
     if known is not None and key in known:
         out = {**known[key], "reused": True}
     else:
-        from .measure import measure_latency
-
         try:
-            out = measure_latency(config, how["backend"], how["batch"], how["threads"]).summary()
+            out = measure_latency(config, how.backend, how.batch, how.threads).summary()
         except Exception as err:  # noqa: BLE001 -- a timing that fails must not lose the trained result
-            return {**how, "error": f"{type(err).__name__}: {err}"[:300]}
+            return {"backend": how.backend, "batch": how.batch, "threads": how.threads,
+                    "error": f"{type(err).__name__}: {err}"[:300]}
         if known is not None:
             known[key] = out
-    if latency is not None and latency.get("budget_s") is not None:
-        check = check_latency(out["latency_ms"] / 1e3, float(latency["budget_s"]))
+    if how.budget_s is not None:
+        check = check_latency(out["latency_ms"] / 1e3, float(how.budget_s))
         out = {**out, "budget_ms": round(check.budget_s * 1e3, 4), "within_budget": check.within}
     return out
 

@@ -3,7 +3,8 @@
 A config names a family (``v1``: multi-head attention; ``v2``: separable attention) and four factors:
 ``resolution`` (input side, px), ``width`` (channel multiplier), ``mv2_depth`` (inverted-residual block
 multiplier) and ``vit_depth`` (attention-layer multiplier). ``stages()`` turns a config into the exact
-per-stage plan that the generator builds and the closed-form cost model prices; both read only that plan.
+per-stage plan; ``blocks.block_plan`` expands it into the blocks that the generator builds, the closed-form
+cost model prices, the latency model looks up and the exports write out.
 
 The factor rule (ml-cvnets conventions; also documented in README.md):
 
@@ -147,7 +148,7 @@ class ArchConfig:
     def replace(self, **changes: Any) -> ArchConfig:
         return dataclasses.replace(self, **changes)
 
-    # ---- the plan the generator builds ---------------------------------------------------------
+    # ---- the stage plan (model.blocks expands it into blocks) ----------------------------------
     def stages(self) -> tuple[StageSpec, ...]:
         """Stem and layer1..layer5, with every channel, block and layer count resolved."""
         return _stage_plan(self.family, self.variant, self.width, self.mv2_depth, self.vit_depth)

@@ -3,20 +3,33 @@
 ``count(config, method="fvcore")`` traces the generated model with fvcore, adding the handle fvcore lacks
 for ``aten::scaled_dot_product_attention`` (v1 attention). Every op fvcore still leaves uncounted is
 reported and must be one of ``ELEMENTWISE_OPS``: ops that do no multiply-add (activations, residual adds,
-broadcast products, softmax). ``method="closed_form"`` prices the same network from its stage plan alone,
+broadcast products, softmax). ``method="closed_form"`` prices the same network from its block plan alone,
 with fvcore's own conventions (a conv or linear MAC per weight use; BatchNorm 2 per element in eval mode;
 LayerNorm/GroupNorm 5 per element; bilinear resize 4 per output element; average pool 1 per input element),
 so both methods agree to the unit; the closed form is thousands of times faster and sweeps whole grids.
+``CLOSED_FORM`` maps each block kind of the plan (``blocks.block_plan``) to its closed-form price.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from .config import ArchConfig, StageSpec, make_divisible
+from .blocks import (
+    AttentionSpec,
+    BlockSpec,
+    HeadSpec,
+    MobileViTV1Spec,
+    MobileViTV2Spec,
+    MV2Spec,
+    StemSpec,
+    block_plan,
+    stage_groups,
+)
+from .config import ArchConfig
 from .space import FactorSpace
 
 STAGE_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4", "layer5", "head")
@@ -69,6 +82,7 @@ def count(config: ArchConfig, method: str = "fvcore") -> Cost:
 # ---- fvcore ----------------------------------------------------------------------------------------
 def _sdpa_macs(inputs, outputs) -> int:
     """softmax(QK^T)V: N*S*E MACs for the scores plus N*S*Ev for the weighted sum, per batch-and-head."""
+    # local: fvcore loads torch, which closed-form counts never need
     from fvcore.nn.jit_handles import get_shape
 
     q, k, v = (get_shape(t) for t in inputs[:3])
@@ -84,6 +98,7 @@ def check_uncounted(ops: dict[str, int]) -> None:
 
 
 def fvcore_cost(config: ArchConfig) -> Cost:
+    # local: torch and fvcore load only when a model is traced, never for closed-form counts
     import torch
     from fvcore.nn import FlopCountAnalysis
 
@@ -98,10 +113,10 @@ def fvcore_cost(config: ArchConfig) -> Cost:
         per_module = analysis.by_module()
     uncounted = dict(Counter(analysis.unsupported_ops()))
     check_uncounted(uncounted)
-    plan = _plan_rows(config)
+    rows = {stage: _stage_row(blocks) for stage, blocks in stage_groups(block_plan(config))}
     stages = tuple(
         StageCost(
-            name, *plan[name],
+            name, *rows[name],
             macs=int(per_module.get(name, 0)),
             params=sum(p.numel() for p in getattr(model, name).parameters()),
         )
@@ -117,32 +132,38 @@ def fvcore_cost(config: ArchConfig) -> Cost:
     )
 
 
-def _plan_rows(config: ArchConfig) -> dict[str, tuple[int, int, int, int]]:
-    """channels, blocks, attention dim and layers of each stage, for the breakdown table."""
-    rows = {s.name: (s.out_channels, s.mv2_blocks or 1, s.attn_dim, s.attn_layers) for s in config.stages()}
-    rows["head"] = (config.head_channels() or config.stages()[-1].out_channels, 1, 0, 0)
-    return rows
+def _stage_row(blocks: tuple[BlockSpec, ...]) -> tuple[int, int, int, int]:
+    """channels, blocks (MV2 blocks, else 1), attention dim and layers of a stage, for the breakdown."""
+    last = blocks[-1]
+    channels = last.pooled if isinstance(last, HeadSpec) else last.c_out
+    mv2 = sum(b.kind == "mv2" for b in blocks) or 1
+    if isinstance(last, AttentionSpec):  # a stage's MobileViT block is its last block
+        return channels, mv2, last.dim, last.depth
+    return channels, mv2, 0, 0
 
 
 # ---- closed form -----------------------------------------------------------------------------------
-# Each helper returns (macs, params) for one layer at output side ``s`` (square maps, batch 1).
+# Each helper returns (macs, params) at batch 1 (square maps of output side ``s_out``).
 def _conv_bn(c_in: int, c_out: int, k: int, s_out: int, groups: int = 1) -> tuple[int, int]:
     weights = c_out * (c_in // groups) * k * k
     return weights * s_out * s_out + 2 * c_out * s_out * s_out, weights + 2 * c_out
 
 
-def _mv2(c_in: int, c_out: int, stride: int, expansion: int, s_in: int) -> tuple[int, int]:
+def _stem(b: StemSpec) -> tuple[int, int]:
+    return _conv_bn(b.c_in, b.c_out, b.kernel, b.side_out)
+
+
+def _mv2(b: MV2Spec) -> tuple[int, int]:
     """1x1 expand + BN at the input side; 3x3 depthwise + BN and 1x1 project + BN at the output side."""
-    hidden = make_divisible(round(c_in * expansion), 8)
-    s_out = s_in // stride
+    hidden, c_in, c_out, s_in, s_out = b.hidden, b.c_in, b.c_out, b.side, b.side_out
     macs = (hidden * c_in + 2 * hidden) * s_in * s_in + (11 * hidden + c_out * hidden + 2 * c_out) * s_out * s_out
     return macs, hidden * (c_in + c_out + 13) + 2 * c_out
 
 
-def _v1_block(c: int, spec: StageSpec, s: int) -> tuple[int, int, int]:
+def _v1_block(b: MobileViTV1Spec) -> tuple[int, int]:
     """v1 resizes the d-channel map to an even side and back: 4 MACs per output element each way."""
-    d, ffn, layers = spec.attn_dim, spec.ffn_dim, spec.attn_layers
-    area = (s + s % 2) ** 2  # pixels after resizing to an even side: P * N with P = 4
+    c, d, ffn, layers, s = b.c_in, b.dim, b.ffn_dim, b.depth, b.side
+    area = b.even_side**2  # pixels after resizing to an even side: P * N with P = 4
     tokens = area // 4
     local = _conv_bn(c, c, 3, s)
     proj = _conv_bn(d, c, 1, s)
@@ -157,14 +178,14 @@ def _v1_block(c: int, spec: StageSpec, s: int) -> tuple[int, int, int]:
     resize = 4 * d * (area + s * s) if s % 2 else 0
     macs = local[0] + c * d * s * s + resize + layers * layer_macs + 5 * d * area + proj[0] + fusion[0]
     params = local[1] + c * d + layers * layer_params + 2 * d + proj[1] + fusion[1]
-    return macs, params, s
+    return macs, params
 
 
-def _v2_block(c: int, spec: StageSpec, s: int) -> tuple[int, int, int]:
+def _v2_block(b: MobileViTV2Spec) -> tuple[int, int]:
     """v2 resizes its C-channel input to an even side (4 MACs per output element) and keeps that side."""
-    d, ffn, layers = spec.attn_dim, spec.ffn_dim, spec.attn_layers
-    resize = 4 * c * (s + 1) ** 2 if s % 2 else 0
-    s += s % 2
+    c, d, ffn, layers = b.c_in, b.dim, b.ffn_dim, b.depth
+    s = b.even_side
+    resize = 4 * c * s * s if b.side % 2 else 0
     area = s * s
     local = _conv_bn(c, c, 3, s, groups=c)
     proj = _conv_bn(d, c, 1, s)
@@ -178,7 +199,20 @@ def _v2_block(c: int, spec: StageSpec, s: int) -> tuple[int, int, int]:
     layer_params = 3 * d * d + 2 * d * ffn + 9 * d + ffn + 1
     macs = resize + local[0] + c * d * area + layers * layer_macs + 5 * d * area + proj[0]
     params = local[1] + c * d + layers * layer_params + 2 * d + proj[1]
-    return macs, params, s
+    return macs, params
+
+
+def _head(b: HeadSpec) -> tuple[int, int]:
+    """Optional 1x1 expansion conv + BN, average pool (1 MAC per input element), FC."""
+    macs, params = _conv_bn(b.c_in, b.features, 1, b.side) if b.features else (0, 0)
+    features, s = b.pooled, b.side
+    return macs + features * s * s + features * b.c_out, params + (features + 1) * b.c_out
+
+
+# kind -> (macs, params) of one block of the plan
+CLOSED_FORM: dict[str, Callable[[Any], tuple[int, int]]] = {
+    "stem": _stem, "mv2": _mv2, "mobilevit_v1": _v1_block, "mobilevit_v2": _v2_block, "head": _head,
+}
 
 
 def distinct_networks(space: FactorSpace) -> Iterator[tuple[ArchConfig, int]]:
@@ -193,34 +227,14 @@ def distinct_networks(space: FactorSpace) -> Iterator[tuple[ArchConfig, int]]:
 
 
 def closed_form_cost(config: ArchConfig) -> Cost:
-    stem, *layers = config.stages()
-    rows = _plan_rows(config)
-    side = config.resolution // stem.stride
-    macs, params = _conv_bn(3, stem.out_channels, 3, side)
-    stages = [StageCost("stem", *rows["stem"], macs=macs, params=params)]
-    c_in = stem.out_channels
-    block = _v1_block if config.family == "v1" else _v2_block
-    for spec in layers:
+    """``config``'s cost priced block by block from its block plan (no model is built)."""
+    stages = []
+    for stage, blocks in stage_groups(block_plan(config)):
         macs = params = 0
-        for i in range(spec.mv2_blocks):
-            stride = spec.stride if i == 0 else 1
-            m, p = _mv2(c_in if i == 0 else spec.out_channels, spec.out_channels, stride, spec.mv2_expansion, side)
-            side //= stride
+        for b in blocks:
+            m, p = CLOSED_FORM[b.kind](b)
             macs, params = macs + m, params + p
-        if spec.attn_layers:
-            m, p, side = block(spec.out_channels, spec, side)
-            macs, params = macs + m, params + p
-        stages.append(StageCost(spec.name, *rows[spec.name], macs=macs, params=params))
-        c_in = spec.out_channels
-    head_macs = head_params = 0
-    features = config.head_channels()
-    if features:
-        head_macs, head_params = _conv_bn(c_in, features, 1, side)
-    else:
-        features = c_in
-    head_macs += features * side * side + features * config.num_classes  # average pool, FC
-    head_params += (features + 1) * config.num_classes
-    stages.append(StageCost("head", *rows["head"], macs=head_macs, params=head_params))
+        stages.append(StageCost(stage, *_stage_row(blocks), macs=macs, params=params))
     return Cost(
         config,
         params=sum(s.params for s in stages),
@@ -228,4 +242,3 @@ def closed_form_cost(config: ArchConfig) -> Cost:
         method="closed_form",
         stages=tuple(stages),
     )
-

@@ -4,16 +4,27 @@ One readable module for both families. v1 blocks use multi-head self-attention (
 ``F.scaled_dot_product_attention``) with a concat + fusion conv; v2 blocks use separable linear attention.
 Patches are unfolded and folded by reshape/permute, so the 2x2 patch split costs no copy in the graph and
 works with ``channels_last`` inputs. Module names (``stem``, ``layer1`` .. ``layer5``, ``head``) are the
-stage names of the cost breakdown.
+stage names of the cost breakdown. The network is built from the block plan (``blocks.block_plan``):
+``BLOCK_BUILDERS`` maps each block kind to its module.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import PATCH_SIZE, V1_CLASSIFIER_DROPOUT, V1_HEADS, ArchConfig, StageSpec, make_divisible
+from .blocks import BlockSpec, block_plan, stage_groups
+from .config import (
+    PATCH_SIZE,
+    V1_CLASSIFIER_DROPOUT,
+    V1_HEADS,
+    ArchConfig,
+    make_divisible,
+)
 
 
 class ConvNormAct(nn.Sequential):
@@ -101,11 +112,11 @@ class TransformerLayer(nn.Module):
 class MobileViTBlock(nn.Module):
     """v1 block: local conv, global attention over patches, projection, concat with input, fusion conv."""
 
-    def __init__(self, channels: int, dim: int, ffn_dim: int, layers: int):
+    def __init__(self, channels: int, dim: int, ffn_dim: int, layers: int, heads: int = V1_HEADS):
         super().__init__()
         self.conv_kxk = ConvNormAct(channels, channels, 3)
         self.conv_1x1 = nn.Conv2d(channels, dim, 1, bias=False)
-        self.transformer = nn.Sequential(*(TransformerLayer(dim, ffn_dim, V1_HEADS) for _ in range(layers)))
+        self.transformer = nn.Sequential(*(TransformerLayer(dim, ffn_dim, heads) for _ in range(layers)))
         self.norm = nn.LayerNorm(dim)
         self.conv_proj = ConvNormAct(dim, channels, 1)
         self.conv_fusion = ConvNormAct(2 * channels, channels, 3)
@@ -188,30 +199,32 @@ class ClassifierHead(nn.Module):
         return self.fc(self.dropout(self.pool(self.conv_exp(x)).flatten(1)))
 
 
-def _stage(spec: StageSpec, c_in: int, family: str) -> nn.Sequential:
-    blocks: list[nn.Module] = []
-    for i in range(spec.mv2_blocks):
-        blocks.append(
-            InvertedResidual(c_in if i == 0 else spec.out_channels, spec.out_channels,
-                             spec.stride if i == 0 else 1, spec.mv2_expansion)
-        )
-    if spec.attn_layers:
-        block = MobileViTBlock if family == "v1" else MobileViTV2Block
-        blocks.append(block(spec.out_channels, spec.attn_dim, spec.ffn_dim, spec.attn_layers))
-    return nn.Sequential(*blocks)
+# kind -> the module of one block of the plan (the spec classes of ``blocks``)
+BLOCK_BUILDERS: dict[str, Callable[[Any], nn.Module]] = {
+    "stem": lambda b: ConvNormAct(b.c_in, b.c_out, b.kernel, stride=b.stride),
+    "mv2": lambda b: InvertedResidual(b.c_in, b.c_out, b.stride, b.expansion),
+    "mobilevit_v1": lambda b: MobileViTBlock(b.c_in, b.dim, b.ffn_dim, b.depth, b.heads),
+    "mobilevit_v2": lambda b: MobileViTV2Block(b.c_in, b.dim, b.ffn_dim, b.depth),
+    "head": lambda b: ClassifierHead(b.c_in, b.features, b.c_out),
+}
+
+
+def make_block(spec: BlockSpec) -> nn.Module:
+    """The module of one block spec (fresh, default-initialised weights)."""
+    return BLOCK_BUILDERS[spec.kind](spec)
 
 
 class MobileViT(nn.Module):
+    """Stem and head as single modules; each of layer1..layer5 an ``nn.Sequential`` of its blocks."""
+
     def __init__(self, config: ArchConfig):
         super().__init__()
         self.config = config
-        stem, *layers = config.stages()
-        self.stem = ConvNormAct(3, stem.out_channels, 3, stride=stem.stride)
-        c_in = stem.out_channels
-        for spec in layers:
-            setattr(self, spec.name, _stage(spec, c_in, config.family))
-            c_in = spec.out_channels
-        self.head = ClassifierHead(c_in, config.head_channels(), config.num_classes)
+        stem, *body, head = block_plan(config)
+        self.stem = make_block(stem)
+        for stage, blocks in stage_groups(body):
+            setattr(self, stage, nn.Sequential(*map(make_block, blocks)))
+        self.head = make_block(head)
         init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,14 @@
 """A study as one self-contained HTML dashboard: the 4-D factor cube, GP maps, marginals, Pareto front, rungs
-and search history (figures in ``figures``, ``figures_gp``, ``figures_rungs``), under a header with the
-study's settings, the decision (winner, each baseline with the winner's margin and its 95 % interval, in
-words) and the noise of a score.
+and search history (``figures.cube``, ``figures.gp``, ``figures.rungs``, ``figures.latency``), under a header
+with the study's settings, the decision (winner, each baseline with the winner's margin and its 95 % interval,
+in words) and the noise of a score.
 
-Everything shown comes from ``summary.study_facts`` (the study's one GP fit and ``decision``) and the summary
-made from it, so the page says what ``summary.json`` says; ``archsearch run`` hands both over, and without
-them they are computed here, once. The page embeds plotly.js once, so it works offline and can be mailed or
-archived as a single file. It is written to ``dashboards/NAME.html`` under the current directory by default (``$ARCHSEARCH_DASHBOARDS``
-moves the folder), by ``archsearch dashboard`` and at the end of ``archsearch run`` (``write_dashboard``).
+Everything shown comes from the judge (``results.judge.study_facts``: the study's one GP fit and decision)
+and the summary made from it, so the page says what ``summary.json`` says; ``archsearch run`` hands both over,
+and without them they are computed here, once. The page embeds plotly.js once, so it works offline and can be
+mailed or archived as a single file. It is written to ``dashboards/NAME.html`` under the current directory by
+default (``$ARCHSEARCH_DASHBOARDS`` moves the folder), by ``archsearch dashboard`` and at the end of
+``archsearch run`` (``write_dashboard``).
 """
 
 from __future__ import annotations
@@ -20,19 +21,19 @@ from typing import Any
 
 import optuna
 import plotly.graph_objects as go
-from optuna.trial import FrozenTrial
 
 from .. import __version__
 from ..model.config import ArchConfig
+from ..model.space import FACTORS
 from ..results.decision import Margin
+from ..results.judge import StudyFacts, study_facts
 from ..search.fidelity import BIAS_MEANING
-from .figures.cube import KIND_LABELS, StudyView, TrialPoint, cube_figure, history_figure, pareto_figure
+from .figures.cube import cube_figure, history_figure, pareto_figure
 from .figures.gp import gp_maps_figure, marginals_figure
 from .figures.latency import latency_macs, pareto_latency
 from .figures.rungs import rungs_figure
-from ..search.jobs import Entry
-from ..model.space import FACTORS
-from .summary import StudyFacts, study_facts, summarize
+from .figures.view import KIND_LABELS, StudyView
+from .summary import summarize
 
 # Under the current directory, like studies/; $ARCHSEARCH_DASHBOARDS moves it.
 DASHBOARDS_DIR = Path(os.environ.get("ARCHSEARCH_DASHBOARDS") or "dashboards").absolute()
@@ -83,28 +84,15 @@ def default_path(name: str) -> Path:
     return DASHBOARDS_DIR / f"{name}.html"
 
 
-def _point(entry: Entry, trial: FrozenTrial, facts: StudyFacts) -> TrialPoint:
-    job, attrs = entry.job, trial.user_attrs
-    return TrialPoint(
-        number=entry.number, role=job.role, strategy=str(attrs.get("strategy", facts.settings.strategy)),
-        config=job.config, config_id=job.config.id, macs=entry.macs, params=int(attrs["params"]),
-        accuracy=float(entry.accuracy), fidelity=facts.plan.ladder.rungs[job.rung].name, rung=job.rung,
-        seed=job.seed, trained_resolution=entry.record.get("resolution", attrs.get("trained_resolution")),
-        cached=bool(attrs.get("cached", False)), latency=entry.latency)
-
-
 def collect(study: optuna.Study, storage_url: str, facts: StudyFacts | None = None,
             summary: dict[str, Any] | None = None) -> StudyView:
-    """Everything the dashboard shows: the study's trained jobs and its facts and summary (computed once
-    here when not given; the GP is fitted by ``study_facts`` and nowhere else)."""
+    """Everything the dashboard shows: the study's jobs, its facts and its summary (computed once here when
+    not given; the GP is fitted by the judge and nowhere else)."""
     facts = facts or study_facts(study, storage_url)
     summary = summary or summarize(study, storage_url, facts)
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    done = sorted((e for e in facts.ledger.entries if e.state == "done"), key=lambda e: e.number)
-    return StudyView(name=facts.study, storage=facts.storage, settings=facts.settings,
-                     points=tuple(_point(e, trials[e.number], facts) for e in done), counts=summary["counts"],
-                     decision=facts.decision, noise=tuple(facts.noise), surrogate=facts.surrogate,
-                     importance=summary["importance"])
+    return StudyView(name=facts.study, storage=facts.storage, settings=facts.settings, ledger=facts.ledger,
+                     counts=summary["counts"], decision=facts.decision, noise=tuple(facts.noise),
+                     surrogate=facts.surrogate, importance=summary["importance"])
 
 
 def build_figures(view: StudyView) -> dict[str, go.Figure]:
@@ -140,7 +128,7 @@ footer { color: #888; font-size: 0.8em; padding: 0 28px 20px 28px; }
 
 def notice(view: StudyView) -> str | None:
     """The message shown instead of the GP plots when the study is too small for them."""
-    if not view.points:
+    if not view.jobs:
         return (f"Study {view.name!r} has no trained job yet: nothing to plot but the space and its MAC budget. "
                 "Run the search (archsearch run) and build the dashboard again.")
     if view.surrogate is None:
@@ -171,7 +159,7 @@ def winner_html(view: StudyView) -> str:
     w = view.winner
     if w is None:
         return f"none yet: no network of the search was trained at {html.escape(_deciding(view))}"
-    params = view.network(w.config, view.rung).first.params
+    params = view.job(w.trials[0]).params
     gp = (f"; GP posterior mean {100 * w.posterior_mean:.2f} % ± {100 * w.posterior_std:.2f}"
           if w.posterior_mean is not None else "")
     trials = ", ".join(f"#{n}" for n in w.trials)
@@ -208,8 +196,8 @@ def margin_html(view: StudyView, m: Margin) -> str:
 
 def header_html(view: StudyView) -> str:
     s, c, d, ladder = view.settings, view.counts, view.decision, view.ladder
-    strategies = sorted({p.strategy for p in view.points} | {s.strategy})
-    search = sum(p.role == "search" for p in view.points)
+    strategies = sorted({view.strategy(e) for e in view.jobs} | {s.strategy})
+    search = sum(e.job.role == "search" for e in view.jobs)
     by_rung = ", ".join(f"{n} at {html.escape(name)}" for name, n in c["by_rung"].items())
     jobs = (f"{c['trained']} trained ({by_rung}; {search} search, {c['trained'] - search} baseline; "
             f"{c['cached']} from cache); {c['infeasible_skipped']} over budget (skipped, not trained), "

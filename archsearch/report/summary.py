@@ -1,15 +1,13 @@
-"""What a study found: read once, modelled once, decided once (``study_facts``), then written and printed.
+"""What a study found, written and printed: ``summary.json``, ``winner.json`` and the text ``run`` prints.
 
-``study_facts`` reads the study's jobs, fits the one GP of the finished study (every rung and seed, each
-rung's measured noise), and asks ``decision.decide`` for the winner, the baselines and the margins; the
-summary, ``summary.json``, ``winner.json``, the dashboard and the export all read those facts. Importance and
-the scaling formula come from the same GP.
+Everything here reads the judge's facts (``results.judge.study_facts``: the study's jobs, its one GP and its
+decision); the dashboard and the export read the same facts. Importance and the scaling formula come from
+the same GP.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,68 +15,21 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import __version__
-from ..search.baselines import baselines_for
-from ..results.decision import Decision, decide
-from ..search.fidelity import BIAS_MEANING, Noise
+from ..results.decision import Decision
 from ..results.formula import derive_formula, formula_text
 from ..results.importance import factor_importance, importance_text
-from ..search.samplers import study_noise
-from ..search.jobs import Entry, Ledger, Plan
-from ..search.study import StudySettings, redact, study_dir
-from ..gp.surrogate import GPSurrogate
+from ..results.judge import StudyFacts, study_facts
+from ..search.fidelity import BIAS_MEANING
+from ..search.jobs import Ledger
+from ..search.settings import StudySettings
+from ..search.study import study_dir
 
 TOP = 10
 
 
-def plan_for(settings: StudySettings) -> Plan:
-    """The plan a study's settings define (its baselines are a pure function of the space and budgets)."""
-    baselines = baselines_for(settings.factor_space(), settings.mac_budget, settings.latency_limit())
-    return Plan(settings.fidelity_ladder(), settings.trials, baselines, settings.seed)
-
-
-@dataclass(frozen=True)
-class StudyFacts:
-    study: str
-    storage: str
-    settings: StudySettings
-    plan: Plan
-    ledger: Ledger
-    noise: list[Noise]
-    surrogate: GPSurrogate | None
-    decision: Decision
-
-
-def fit_surrogate(ledger: Ledger, plan: Plan, settings: StudySettings, noise: list[Noise]) -> GPSurrogate | None:
-    """The study's GP: every finished job at every rung, with its rung's noise (None below two results)."""
-    done = [e for e in ledger.entries if e.state == "done"]
-    if len(done) < 2:
-        return None
-    return GPSurrogate(settings.factor_space(), seed=settings.seed, fidelities=len(plan.ladder.rungs)).fit(
-        [e.job.config for e in done], [e.accuracy for e in done], [e.job.rung for e in done],
-        [noise[e.job.rung].std for e in done])
-
-
-def study_facts(study: optuna.Study, storage_url: str = "") -> StudyFacts:
-    settings = StudySettings.from_study(study)
-    plan = plan_for(settings)
-    ledger = Ledger(study.get_trials(deepcopy=False))
-    noise = study_noise(ledger, plan.ladder)
-    surrogate = fit_surrogate(ledger, plan, settings, noise)
-    decision = decide(ledger, plan, settings.mac_budget, noise, surrogate)
-    return StudyFacts(study.study_name, redact(storage_url), settings, plan, ledger, noise, surrogate, decision)
-
-
-def trial_record(entry: Entry) -> dict[str, Any]:
-    """One job as stored: config, cost, rung, seed, accuracy and how it was measured."""
-    r = entry.record
-    return {"trial": entry.number, "role": entry.job.role, "baseline_kinds": list(entry.job.kinds),
-            "rung": entry.job.rung, "seed": entry.job.seed, "config": entry.job.config.to_dict(),
-            "config_id": entry.job.config.id, "macs": entry.macs, "accuracy": entry.accuracy, "top5": r.get("top5"),
-            "fidelity": r.get("fidelity", {}).get("name"), "trained_resolution": r.get("resolution"),
-            "wall_s": r.get("wall_s"), "data": r.get("dataset"), "latency": entry.latency}
-
-
 def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | None = None) -> dict[str, Any]:
+    """``summary.json``: the settings, the counts, the judge's decision and every job, rung by rung (``facts``
+    as ``run`` has them, else judged here)."""
     f = facts or study_facts(study, storage_url)
     settings, plan, ledger, decision = f.settings, f.plan, f.ledger, f.decision
     space = settings.factor_space()
@@ -116,9 +67,9 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
         "noise": [n.to_dict() for n in f.noise],
         "winner": _winner(decision, ledger) if winner else None,
         "baselines": [m.to_dict() for m in decision.margins],
-        "top": [s.to_dict() for s in decision.ranked[:TOP]],
-        "over_latency_budget": [s.to_dict() for s in decision.over_latency],
-        "rungs": [[trial_record(e) for e in sorted(ledger.at(r), key=lambda e: e.number)]
+        "top": [n.to_dict() for n in decision.ranked[:TOP]],
+        "over_latency_budget": [n.to_dict() for n in decision.over_latency],
+        "rungs": [[e.to_dict() for e in sorted(ledger.at(r), key=lambda e: e.number)]
                   for r in range(plan.ladder.top + 1)],
         "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
         "formula": formula,
@@ -127,10 +78,10 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
 
 def latency_setting(settings: StudySettings) -> dict[str, Any]:
     """The study's latency budget and backend as the summary shows them (the model only by its kind)."""
-    lat = settings.latency or {"budget_s": None, "backend": "ort-cpu", "batch": 1, "threads": 1, "model": None}
-    model = lat.get("model")
-    return {"budget_ms": None if lat["budget_s"] is None else round(lat["budget_s"] * 1e3, 6),
-            "backend": lat["backend"], "batch": lat["batch"], "threads": lat["threads"],
+    lat = settings.timing
+    model = lat.model
+    return {"budget_ms": None if lat.budget_s is None else round(lat.budget_s * 1e3, 6),
+            "backend": lat.backend, "batch": lat.batch, "threads": lat.threads,
             "model": None if model is None else {"kind": model["kind"], "settings": model["settings"],
                                                  "held_out": model.get("evaluation", {}).get("held_out")}}
 
@@ -142,7 +93,7 @@ def _macs(ledger: Ledger, key: tuple) -> int:
 def _winner(decision: Decision, ledger: Ledger) -> dict[str, Any]:
     w = decision.winner
     first = next(e for e in ledger.entries if e.number == w.trials[0])
-    return {**w.to_dict(), **{k: v for k, v in trial_record(first).items() if k not in ("accuracy", "seed")},
+    return {**w.to_dict(), **{k: v for k, v in first.to_dict().items() if k not in ("accuracy", "seed")},
             "trial": w.trials[0], "baseline_of": list(decision.winner_is_baseline)}
 
 

@@ -1,7 +1,9 @@
 """One place decides: a study's winner, its baselines and the winner's margin over each, with intervals.
 
-Everything a study reports about who won is computed here, once, and read by ``run``'s summary,
-``summary.json``, the dashboard and the export.
+Everything a study reports about who won is computed here, once per study (``judge``), and read by ``run``'s
+summary, ``summary.json``, the dashboard, the export, ``archsearch status`` and the replays. The networks
+compared are ``search.networks.Network``, to which the decision adds the GP's posterior; they are ranked
+by ``networks.by_estimate``.
 
 * **Where.** At the top rung of the fidelity ladder (or the highest rung the study reached, and then it
   says so): cheap rungs screen, they do not decide.
@@ -27,56 +29,21 @@ Everything a study reports about who won is computed here, once, and read by ``r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..search.baselines import KINDS
-from ..model.config import ArchConfig
-from ..search.fidelity import Noise
-from ..latency.trial import over_budget
-from ..search.jobs import SEARCH, Entry, Ledger, Plan
 from ..gp.surrogate import GPSurrogate
-from ..train.record import decode_hits
+from ..model.config import ArchConfig
+from ..search.baselines import KINDS
+from ..search.fidelity import Noise
+from ..search.jobs import SEARCH, Ledger, Plan
+from ..search.networks import Network, by_estimate
 
 Z95 = 1.959964
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One network's results at one rung."""
-
-    config: ArchConfig
-    macs: int
-    rung: int
-    fidelity: str
-    trained_resolution: int | None
-    seeds: tuple[int, ...]
-    scores: tuple[float, ...]
-    trials: tuple[int, ...]
-    hits: dict[int, np.ndarray] = field(default_factory=dict, compare=False)  # seed -> per-image top-1 hits
-    posterior_mean: float | None = None
-    posterior_std: float | None = None
-    latency: dict | None = None  # the measured latency of one of its trials (``latency.trial``), or None
-
-    @property
-    def over_latency(self) -> bool:
-        return over_budget(self.latency)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.scores))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "config_id": self.config.id, "macs": self.macs, "rung": self.rung,
-                "fidelity": self.fidelity, "trained_resolution": self.trained_resolution, "seeds": list(self.seeds),
-                "scores": list(self.scores), "accuracy": self.mean, "trials": list(self.trials),
-                "posterior_mean": self.posterior_mean, "posterior_std": self.posterior_std,
-                "latency_ms": self.latency.get("latency_ms") if self.latency else None,
-                "latency_backend": self.latency.get("backend") if self.latency else None,
-                "over_latency_budget": self.over_latency}
 
 
 @dataclass(frozen=True)
@@ -84,7 +51,7 @@ class Margin:
     """The winner against one baseline kind (or why there is no such baseline)."""
 
     kind: str
-    baseline: Scored | None
+    baseline: Network | None
     margin: float | None
     interval: tuple[float, float] | None
     significant: bool | None
@@ -107,11 +74,11 @@ class Decision:
     rung: int
     fidelity: str
     reached_top: bool
-    winner: Scored | None
+    winner: Network | None  # with the GP's posterior, as every network of ``ranked``
     margins: tuple[Margin, ...]
     noise: Noise
-    ranked: tuple[Scored, ...]  # every network trained at the deciding rung, best first
-    over_latency: tuple[Scored, ...] = ()  # measured over the latency budget: flagged, never the winner
+    ranked: tuple[Network, ...]  # every network trained at the deciding rung within the budgets, best first
+    over_latency: tuple[Network, ...] = ()  # measured over the latency budget: flagged, never the winner
 
     @property
     def winner_is_baseline(self) -> tuple[str, ...]:
@@ -124,38 +91,10 @@ class Decision:
     @property
     def tied(self) -> int:
         """How many other networks the GP's mean puts level with the winner (their own scores then ranked them)."""
-        return sum(1 for s in self.ranked[1:] if _rank_value(s) == _rank_value(self.ranked[0]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rung": self.rung, "fidelity": self.fidelity, "reached_top": self.reached_top, "tied": self.tied,
-                "winner": self.winner.to_dict() if self.winner else None,
-                "baselines": [m.to_dict() for m in self.margins], "noise": self.noise.to_dict(),
-                "ranked": [s.to_dict() for s in self.ranked],
-                "over_latency_budget": [s.to_dict() for s in self.over_latency]}
+        return sum(1 for n in self.ranked[1:] if n.estimate == self.ranked[0].estimate)
 
 
-def scored(ledger: Ledger, config: ArchConfig, rung: int, fidelity: str) -> Scored | None:
-    key = config.network_key()
-    entries = sorted((e for e in ledger.at(rung) if e.job.config.network_key() == key), key=lambda e: e.job.seed)
-    if not entries:
-        return None
-    by_seed: dict[int, Entry] = {}
-    for e in entries:
-        by_seed.setdefault(e.job.seed, e)
-    hits = {}
-    for seed, e in by_seed.items():
-        text, n = e.record.get("val_correct"), e.record.get("val_images")
-        if text and n:
-            hits[seed] = decode_hits(text, int(n))
-    first = next(iter(by_seed.values()))
-    latency = next((e.latency for e in ledger.entries if e.latency and "latency_ms" in e.latency
-                    and e.job.config.network_key() == key), None)  # any rung: untrained weights time alike
-    return Scored(first.job.config, first.macs, rung, fidelity, first.record.get("resolution"),
-                  tuple(by_seed), tuple(e.accuracy for e in by_seed.values()),
-                  tuple(e.number for e in by_seed.values()), hits, latency=latency)
-
-
-def margin(winner: Scored, baseline: Scored, noise_std: float,
+def margin(winner: Network, baseline: Network, noise_std: float,
            bias_std: float = 0.0) -> tuple[float, tuple[float, float], float]:
     """(margin, 95 % interval, standard error): training noise of both means, the fidelity bias of both
     networks (``fidelity.FIDELITY_BIAS_STD``: seeds do not average it out) and the paired validation error."""
@@ -187,25 +126,17 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
     reached = [r for r in range(plan.ladder.top + 1) if ledger.at(r, role=SEARCH)]
     rung = max(reached) if reached else plan.ladder.top
     name = plan.ladder.rungs[rung].name
-    keys = dict.fromkeys(e.job.config.network_key() for e in sorted(ledger.at(rung), key=lambda e: e.number))
-    configs = [next(e.job.config for e in ledger.at(rung) if e.job.config.network_key() == k) for k in keys]
-    candidates = [s for c in configs if (s := scored(ledger, c, rung, name)) is not None and s.macs <= budget]
-    over_latency = tuple(s for s in candidates if s.over_latency)
-    candidates = [s for s in candidates if not s.over_latency]
+    candidates = [n for n in ledger.networks(rung, name).values() if n.macs <= budget]
+    over_latency = tuple(n for n in candidates if n.over_latency)
+    candidates = [n for n in candidates if not n.over_latency]
     if surrogate is not None and candidates:
-        mean, std = surrogate.predict([s.config for s in candidates], rung=rung)
-        candidates = [Scored(**{**s.__dict__, "posterior_mean": float(m), "posterior_std": float(d)})
-                      for s, m, d in zip(candidates, mean, std)]
-    order = {id(s): i for i, s in enumerate(candidates)}
-    ranked = sorted(candidates, key=lambda s: (-_rank_value(s), -round(s.mean, 6), s.macs, order[id(s)]))
+        mean, std = surrogate.predict([n.config for n in candidates], rung=rung)
+        candidates = [dataclasses.replace(n, posterior_mean=float(m), posterior_std=float(d))
+                      for n, m, d in zip(candidates, mean, std)]
+    ranked = by_estimate(candidates)
     winner = ranked[0] if ranked else None
     margins = tuple(_margin(kind, winner, ledger, plan, rung, name, noise) for kind in KINDS)
     return Decision(rung, name, rung == plan.ladder.top, winner, margins, noise[rung], tuple(ranked), over_latency)
-
-
-def _rank_value(s: Scored) -> float:
-    """What ranks networks: the GP's posterior mean (else the mean over seeds), to 1e-6, so equal is equal."""
-    return round(s.posterior_mean if s.posterior_mean is not None else s.mean, 6)
 
 
 def _baseline_config(kind: str, ledger: Ledger, plan: Plan) -> ArchConfig | None:
@@ -228,13 +159,13 @@ def _rule(kind: str, plan: Plan, config: ArchConfig | None) -> str:
     return found.rule if found else ""
 
 
-def _margin(kind: str, winner: Scored | None, ledger: Ledger, plan: Plan, rung: int, name: str,
+def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung: int, name: str,
             noise: list[Noise]) -> Margin:
     if kind in plan.baselines.impossible:
         return Margin(kind, None, None, None, None, f"no {kind} baseline at this budget: {plan.baselines.impossible[kind]}")
     config = _baseline_config(kind, ledger, plan)
     rule = _rule(kind, plan, config)
-    base = scored(ledger, config, rung, name) if config is not None else None
+    base = ledger.network(config, rung, name) if config is not None else None
     if base is None:
         return Margin(kind, None, None, None, None, f"the {kind} baseline was not trained at rung {rung} ({name})",
                       rule=rule)
@@ -248,7 +179,8 @@ def _margin(kind: str, winner: Scored | None, ledger: Ledger, plan: Plan, rung: 
         said += f" (the {kind} baseline was measured over the latency budget: {base.latency['latency_ms']:.2f} ms)"
     by_rung = {}
     for r in range(plan.ladder.top + 1):
-        w, b = scored(ledger, winner.config, r, ""), scored(ledger, base.config, r, "")
+        networks = ledger.networks(r, plan.ladder.rungs[r].name)
+        w, b = networks.get(winner.config.network_key()), networks.get(base.config.network_key())
         if r != rung and w and b:
             by_rung[r] = w.mean - b.mean
     return Margin(kind, base, diff, interval, interval[0] > 0 or interval[1] < 0, said,

@@ -36,10 +36,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..gp.surrogate import GPSurrogate
 from ..model.config import ArchConfig
 from ..model.cost import closed_form_cost, distinct_networks
 from ..model.space import FACTORS, FactorSpace
-from ..gp.surrogate import GPSurrogate
 
 MIN_TRAINED = 6  # distinct trained networks
 MIN_SPAN = 1.5  # dearest / cheapest level

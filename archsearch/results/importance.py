@@ -32,9 +32,9 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
+from ..gp.surrogate import GPSurrogate
 from ..model.cost import closed_form_cost
 from ..model.space import FACTORS
-from ..gp.surrogate import GPSurrogate
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-
 from ..model.config import MAX_MULTIPLIER, MAX_RESOLUTION, MIN_RESOLUTION, ArchConfig
 from ..model.cost import closed_form_cost
 from ..model.space import FactorSpace

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from ..latency.budget import LatencyBudgetError, LatencyLimit, format_seconds
 from ..model.config import ArchConfig, ConfigError
 from ..model.cost import distinct_networks
 from ..model.space import FactorSpace
-
-if TYPE_CHECKING:
-    from ..latency.budget import LatencyLimit
 
 
 class BudgetError(ConfigError):
@@ -66,8 +63,6 @@ def feasible_grid(space: FactorSpace, budget: int, latency: LatencyLimit | None 
         predicted = latency.predicted_s(configs)
         kept = [i for i, p in enumerate(predicted) if p <= latency.budget_s]
         if not kept:
-            from ..latency.budget import LatencyBudgetError, format_seconds
-
             fastest = min(range(len(configs)), key=predicted.__getitem__)
             raise LatencyBudgetError(
                 f"--latency-budget: {format_seconds(latency.budget_s)} is below the fastest config within the MAC "

@@ -27,10 +27,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.config import ConfigError
-from ..train.recipe import PROFILES, Profile, get_profile, is_profile_name
+from ..model.space import FactorSpace
+from ..train.recipe import (
+    PROFILES,
+    Profile,
+    check_distinct_resolutions,
+    get_profile,
+    is_profile_name,
+)
+
+if TYPE_CHECKING:  # jobs reads the ladder from here
+    from .jobs import Ledger
 
 # Seed-to-seed std of top-1 at each profile (one config, several seeds), measured on Imagenette on the CPU;
 # benchmarks/RESULTS.md, "Noise of a score". Profiles not listed get DEFAULT_NOISE_STD until a study repeats.
@@ -165,6 +175,13 @@ def rung_noise(profile: Profile | str, scores_by_config: Iterable[Sequence[float
     return Noise(std, prior, df, f"{source}, updated with {df} degree(s) of freedom from this study's repeats", bias)
 
 
+def study_noise(ledger: Ledger, ladder: Ladder) -> list[Noise]:
+    """Each rung's noise: the profile's measured prior, updated with the seed repeats done at that rung (what
+    the GP sampler and the decision both weigh a score by)."""
+    return [rung_noise(profile, [n.scores for n in ledger.networks(rung, profile.name).values()])
+            for rung, profile in enumerate(ladder.rungs)]
+
+
 def fidelity_bias(rung: Sequence[float], reference: Sequence[float], seed_noise: float) -> tuple[float, int]:
     """(bias std, degrees of freedom): the scatter of ``rung`` scores about their least-squares line on the same
     networks' ``reference`` scores, less the rung's ``seed_noise`` (0 where the scatter is no larger)."""
@@ -176,3 +193,12 @@ def fidelity_bias(rung: Sequence[float], reference: Sequence[float], seed_noise:
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(reference, rung)) / sxx
     residual = sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(reference, rung)) / (n - 2)
     return math.sqrt(max(0.0, residual - seed_noise**2)), n - 2
+
+
+def check_ladder(space: FactorSpace, ladder: Ladder) -> None:
+    """Refuse a ladder under which two resolutions of the space would train as one network."""
+    for profile in ladder.rungs:
+        try:
+            check_distinct_resolutions(space.range("resolution").values(), profile)
+        except ConfigError as err:
+            raise ConfigError(f"--rungs: {err}") from None

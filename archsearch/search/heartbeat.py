@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .study import StudyError
 from .jobs import Job
+from .settings import StudyError
 
 GRACE_BEATS = 3
 BEAT_ATTR = "beat"

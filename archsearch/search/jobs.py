@@ -21,17 +21,18 @@ beyond reading frozen trials.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from .baselines import Baselines
 from ..model.config import ArchConfig
 from ..model.cost import closed_form_cost
+from ..train.record import decode_hits
+from .baselines import Baselines
 from .fidelity import Ladder
+from .networks import Network, by_score
 
 SEARCH, BASELINE = "search", "baseline"
 
@@ -78,17 +79,34 @@ class Done:
     """Everything the plan asks for is done (or failed)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Entry:
-    """One trial seen as a job."""
+    """One trial seen as a job: what every reader of a study takes a trained job to be."""
 
     job: Job
     number: int
     state: str  # "done" | "failed" | "running" | "queued"
     accuracy: float | None
     macs: int
-    record: dict[str, Any] = field(default_factory=dict)
+    params: int | None = None
+    record: dict[str, Any] = field(default_factory=dict)  # what the evaluator returned (``train.record``)
     latency: dict[str, Any] | None = None  # measured after training (``latency.trial``), or None
+    cached: bool = False  # its record came from the result cache
+    strategy: str | None = None  # the strategy that proposed it, where the trial says (else the study's)
+
+    @property
+    def trained_resolution(self) -> int | None:
+        """The side it was trained and scored at (the rung scales the config's)."""
+        return self.record.get("resolution")
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``summary.json`` stores it: config, cost, rung, seed, accuracy and how it was measured."""
+        r = self.record
+        return {"trial": self.number, "role": self.job.role, "baseline_kinds": list(self.job.kinds),
+                "rung": self.job.rung, "seed": self.job.seed, "config": self.job.config.to_dict(),
+                "config_id": self.job.config.id, "macs": self.macs, "accuracy": self.accuracy, "top5": r.get("top5"),
+                "fidelity": r.get("fidelity", {}).get("name"), "trained_resolution": self.trained_resolution,
+                "wall_s": r.get("wall_s"), "data": r.get("dataset"), "latency": self.latency}
 
 
 def _state(trial: FrozenTrial) -> str | None:
@@ -113,9 +131,11 @@ class Ledger:
             job = Job.from_attrs(t.user_attrs)
             if state is None or job is None:
                 continue
-            self.entries.append(Entry(job, t.number, state, t.user_attrs.get("accuracy"),
-                                      t.user_attrs.get("macs") or closed_form_cost(job.config).macs,
-                                      t.user_attrs.get("record", {}), t.user_attrs.get("latency")))
+            attrs = t.user_attrs
+            self.entries.append(Entry(job, t.number, state, attrs.get("accuracy"),
+                                      attrs.get("macs") or closed_form_cost(job.config).macs, attrs.get("params"),
+                                      attrs.get("record", {}), attrs.get("latency"), bool(attrs.get("cached")),
+                                      attrs.get("strategy")))
 
     def taken(self) -> set[tuple]:
         return {e.job.key for e in self.entries}
@@ -135,28 +155,32 @@ class Ledger:
             out.setdefault(e.job.config.network_key(), e.job.config)
         return out
 
-    def scores(self, rung: int) -> dict[tuple, tuple[ArchConfig, list[float], int]]:
-        """Per network done at ``rung``: (config, scores over seeds, MACs)."""
-        out: dict[tuple, tuple[ArchConfig, list[float], int]] = {}
+    def networks(self, rung: int, fidelity: str) -> dict[tuple, Network]:
+        """Every network done at ``rung`` (``fidelity``: its profile's name), by network, in the order first
+        trained; a seed counts once (its first job)."""
+        by_network: dict[tuple, dict[int, Entry]] = {}
         for e in sorted(self.at(rung), key=lambda e: e.number):
-            key = e.job.config.network_key()
-            if key not in out:
-                out[key] = (e.job.config, [], e.macs)
-            out[key][1].append(e.accuracy)
-        return out
+            by_network.setdefault(e.job.config.network_key(), {}).setdefault(e.job.seed, e)
+        timed: dict[tuple, dict[str, Any]] = {}  # the first latency measured, at any rung: untrained weights time alike
+        for e in self.entries:
+            if e.latency and "latency_ms" in e.latency:
+                timed.setdefault(e.job.config.network_key(), e.latency)
+        return {key: _network([by_seed[s] for s in sorted(by_seed)], rung, fidelity, timed.get(key))
+                for key, by_seed in by_network.items()}
 
-    def seeds_by_network(self, rung: int) -> dict[tuple, dict[int, Entry]]:
-        out: dict[tuple, dict[int, Entry]] = defaultdict(dict)
-        for e in sorted(self.at(rung), key=lambda e: e.number):
-            out[e.job.config.network_key()].setdefault(e.job.seed, e)
-        return out
+    def network(self, config: ArchConfig, rung: int, fidelity: str) -> Network | None:
+        """``config``'s network at ``rung``, or None if it was not trained there."""
+        return self.networks(rung, fidelity).get(config.network_key())
 
 
-def rank(scores: dict[tuple, tuple[ArchConfig, list[float], int]], among: Iterable[tuple]) -> list[tuple]:
-    """Networks by mean score, best first; ties go to the cheaper network, then to the earlier one."""
-    among = [k for k in among if k in scores]
-    order = {k: i for i, k in enumerate(among)}
-    return sorted(among, key=lambda k: (-sum(scores[k][1]) / len(scores[k][1]), scores[k][2], order[k]))
+def _network(jobs: list[Entry], rung: int, fidelity: str, latency: dict[str, Any] | None) -> Network:
+    """A network from its jobs at one rung, one per seed in seed order (config, cost and resolution: the first's)."""
+    hits = {e.job.seed: decode_hits(e.record["val_correct"], int(e.record["val_images"])) for e in jobs
+            if e.record.get("val_correct") and e.record.get("val_images")}
+    first = jobs[0]
+    return Network(first.job.config, first.macs, rung, fidelity, first.trained_resolution,
+                   tuple(e.job.seed for e in jobs), tuple(e.accuracy for e in jobs), tuple(e.number for e in jobs),
+                   hits, latency)
 
 
 @dataclass(frozen=True)
@@ -228,11 +252,11 @@ class Plan:
     def _promotions(self, ledger: Ledger, rung: int) -> list[Job]:
         """The best fraction of rung ``rung``'s search networks, at ``rung + 1`` (every top seed if that is
         the top)."""
-        scores = ledger.scores(rung)
-        candidates = [k for k in ledger.search_networks(rung, ("done",))]
-        chosen = rank(scores, candidates)[: self.ladder.promoted(len(candidates))]
+        networks = ledger.networks(rung, self.ladder.rungs[rung].name)
+        candidates = ledger.search_networks(rung, ("done",))
+        chosen = by_score(networks[k] for k in candidates)[: self.ladder.promoted(len(candidates))]
         seeds = self.top_seeds if rung + 1 == self.ladder.top else [self.seed]
-        return [Job(scores[k][0], rung + 1, s, SEARCH) for k in chosen for s in seeds]
+        return [Job(n.config, rung + 1, s, SEARCH) for n in chosen for s in seeds]
 
     def ranked(self, ledger: Ledger, rung: int) -> bool:
         """True once the jobs of ``rung`` can no longer change: every proposal is taken and no job of this or
@@ -269,10 +293,10 @@ class Plan:
 
     def best_width_resolution(self, ledger: Ledger, rung: int = 0) -> ArchConfig | None:
         """The most accurate width x resolution candidate at ``rung`` (mean over seeds; ties: cheaper)."""
-        scores = ledger.scores(rung)
-        keys = [c.config.network_key() for c in self.baselines.width_resolution]
-        ranked = rank(scores, keys)
-        return scores[ranked[0]][0] if ranked else None
+        networks = ledger.networks(rung, self.ladder.rungs[rung].name)
+        best = by_score(networks[k] for c in self.baselines.width_resolution
+                        if (k := c.config.network_key()) in networks)
+        return best[0].config if best else None
 
     def _fixed_top_baselines(self) -> list[Job]:
         """With several rungs: the width and compound baselines at the top, at every top seed."""
@@ -290,8 +314,8 @@ class Plan:
             if best is not None:
                 jobs += [Job(best, top, s, "baseline", self._kinds(best)) for s in self.top_seeds]
         else:
-            scores = ledger.scores(0)
-            candidates = list(ledger.search_networks(0, ("done",)))
-            for k in rank(scores, candidates)[: self.ladder.promoted(len(candidates))]:
-                jobs += [Job(scores[k][0], 0, s, SEARCH) for s in self.top_seeds]
+            networks = ledger.networks(0, self.ladder.rungs[0].name)
+            candidates = ledger.search_networks(0, ("done",))
+            for n in by_score(networks[k] for k in candidates)[: self.ladder.promoted(len(candidates))]:
+                jobs += [Job(n.config, 0, s, SEARCH) for s in self.top_seeds]
         return jobs

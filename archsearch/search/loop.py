@@ -12,27 +12,32 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from ..model.config import ConfigError
 from ..model.cost import closed_form_cost
-from .fidelity import Ladder
 from ..model.space import FactorSpace
-from .study import ResultCache, StudySettings, config_from_params, distributions, result_key
 from .budget import BudgetError
-from .heartbeat import GRACE_BEATS, Heartbeat, StaleWatcher, finished_error, heartbeat_interval, requeue
+from .fidelity import Ladder
+from .heartbeat import (
+    GRACE_BEATS,
+    Heartbeat,
+    StaleWatcher,
+    finished_error,
+    heartbeat_interval,
+    requeue,
+)
 from .jobs import SEARCH, Done, Job, Ledger, Plan, Proposal, Wait
+from .params import config_from_params, distributions
+from .settings import StudySettings
+from .study import ResultCache, result_key
 
 MAX_WASTED_STREAK = 200  # consecutive over-budget or repeated proposals before a strategy is declared stuck
 
@@ -61,19 +66,18 @@ class Evaluator(Protocol):
 
 @dataclass
 class SearchProgress:
+    """How far a ``run_trials`` call got: counts only (the winner is the summary's decision, not a score)."""
+
     trained: int  # jobs done (every rung and role)
     proposed: int  # distinct rung-0 networks of the strategy
     target: int
     cached: int  # results this process read from the cache instead of training
-    best: float | None  # best top-rung score so far
 
 
 def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluator: Evaluator,
                cache: ResultCache | None = None, progress: bool = True, max_trials: int | None = None,
-               poll_s: float = 2.0, on_job: Callable[[Job], None] | None = None,
-               heartbeats: bool = True) -> SearchProgress:
+               poll_s: float = 2.0, heartbeats: bool = True) -> SearchProgress:
     """Train due jobs until the plan is done, or this process has trained ``max_trials`` of them.
-    ``on_job`` is called before each job this process trains (e.g. to re-apply its share of the cores);
     ``heartbeats`` off only where no other process can see the study (an in-memory replay)."""
     space = settings.factor_space()
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -106,10 +110,10 @@ def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluat
                 time.sleep(poll_s)  # the jobs that decide what comes next run elsewhere
                 continue
             trial = study.ask()
-            with Heartbeat(trial, interval) as beat:
+            with Heartbeat(trial, interval):
                 try:
                     outcome = _run_one(study, trial, settings, space, plan, step, ledger, evaluator, cache,
-                                       worker, on_job)
+                                       worker)
                 except KeyboardInterrupt:
                     _requeue_interrupted(study, trial)
                     raise
@@ -129,9 +133,8 @@ def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluat
     ledger = Ledger(study.get_trials(deepcopy=False))
     if discard is not None:
         discard(plan.disposable(ledger))
-    top = [e.accuracy for e in ledger.at(plan.ladder.top) if e.macs <= settings.mac_budget]
     return SearchProgress(sum(e.state == "done" for e in ledger.entries), len(ledger.search_networks(0)),
-                          plan.trials, cached, max(top) if top else None)
+                          plan.trials, cached)
 
 
 def _show(bar: tqdm, ledger: Ledger, plan: Plan) -> None:
@@ -156,7 +159,7 @@ def suggest_all(trial: optuna.Trial, space: FactorSpace) -> dict[str, Any]:
 
 def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, space: FactorSpace, plan: Plan,
              step: Job | Proposal | Wait | Done, ledger: Ledger, evaluator: Evaluator, cache: ResultCache | None,
-             worker: str, on_job: Callable[[Job], None] | None) -> str:
+             worker: str) -> str:
     """Give ``trial`` a job and train it. Returns what happened: "trained", "cached", "failed", or why the
     trial trained nothing ("duplicate", "surplus", "infeasible", "repeat", "nothing")."""
     job = Job.from_attrs(trial.user_attrs)  # a queued job brings its own attributes
@@ -198,8 +201,6 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, settings: StudySettings, 
             trial.set_user_attr("surplus", True)  # another worker took the last proposal first
             study.tell(trial, state=TrialState.PRUNED)
             return "surplus"
-    if on_job is not None:
-        on_job(job)
     record, was_cached = _evaluate_cached(job, evaluator, cache)
     if record["status"] == "ok" and (latency := evaluator.latency(job)) is not None:
         trial.set_user_attr("latency", latency)  # after training: never inside its timer
@@ -282,85 +283,3 @@ def recover_interrupted(study: optuna.Study) -> int:
     exclusively: one process per SQLite study)."""
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return sum(requeue(study, t) for t in stale)
-
-
-class TrainingEvaluator:
-    """Proxy training of a job at its rung's profile (``training.evaluate``); beats the heartbeat per epoch.
-
-    With ``checkpoints`` (a folder of the study), every job checkpoints after each epoch into a folder keyed
-    by everything that fixes its trajectory (network, trained side, schedule, seed, context): an interrupted
-    job resumes, and a job whose rung continues the lower rung's schedule starts from the checkpoint its
-    lower-rung job left there. A worker that cannot see that folder (another machine) retrains from scratch,
-    to the same result on a CPU."""
-
-    def __init__(self, ladder: Ladder, data: str | None, progress: bool = True, device: str | None = None,
-                 latency: dict | None = None, measure_latency: bool = True, checkpoints: Path | None = None):
-        import torch
-
-        from ..train.data import fingerprint
-        from ..train.loop import default_device, result_context
-
-        self.ladder = ladder
-        self.data = data
-        self.progress = progress
-        self.device = torch.device(device) if device else default_device()
-        self._context = result_context(self.device, fingerprint(data))
-        self.latency_settings, self.measure_latency = latency, measure_latency
-        self._measured: dict[tuple, dict] = {}
-        self.checkpoints = checkpoints
-        self._discarded: set[tuple] = set()  # job keys whose checkpoint is gone: the loop offers them every pass
-
-    def context(self) -> dict:
-        return self._context
-
-    def trained_resolution(self, job: Job) -> int:
-        from ..train.recipe import train_resolution
-
-        return train_resolution(job.config, self.ladder.rungs[job.rung].resolution_scale)
-
-    def __call__(self, job: Job) -> dict:
-        from ..train import threads
-        from ..train.loop import evaluate
-
-        threads.rebalance()  # other workers may have started or ended on this host since the last job
-        record = evaluate(job.config, self.ladder.rungs[job.rung], self.data, job.seed, progress=self.progress,
-                          device=self.device, on_epoch=lambda _stats: threads.rebalance(),
-                          checkpoint_dir=self.checkpoint_dir(job))
-        return record.to_dict()
-
-    def checkpoint_dir(self, job: Job) -> Path | None:
-        """Where ``job`` checkpoints (shared with every job of the same network, schedule and seed), or None."""
-        if self.checkpoints is None:
-            return None
-        schedule = self.ladder.rungs[job.rung].schedule()
-        return self.checkpoints / result_key(job.config, self.trained_resolution(job), schedule, job.seed,
-                                             self._context)
-
-    def discard(self, jobs: list[Job]) -> None:
-        """Delete the checkpoints of ``jobs`` (``jobs.Plan.disposable``) where this process can see them."""
-        for job in jobs:
-            if job.key in self._discarded:
-                continue
-            self._discarded.add(job.key)
-            folder = self.checkpoint_dir(job)
-            if folder is not None and folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
-
-    def latency(self, job: Job) -> dict | None:
-        if not self.measure_latency:
-            return None
-        from ..latency.trial import measure_trial
-
-        return measure_trial(job.config, self.latency_settings, self._measured)
-
-
-def check_ladder(space: FactorSpace, ladder: Ladder) -> None:
-    """Refuse a ladder under which two resolutions of the space would train as one network."""
-    from ..train.recipe import check_distinct_resolutions
-
-    for profile in ladder.rungs:
-        try:
-            check_distinct_resolutions(space.range("resolution").values(), profile)
-        except ConfigError as err:
-            raise ConfigError(f"--rungs: {err}") from None
-

@@ -1,13 +1,11 @@
-"""Studies: Optuna storage, the settings a study carries, trial records and the trial-result cache.
+"""Studies: Optuna storage, study names, opening a study with its settings, and the trial-result cache.
 
-A study stores its own settings (space, budget, fidelity ladder, data, strategy, seed) as user attributes,
-so that a resumed run -- or a worker on another machine that knows only the study name and storage URL --
-searches exactly the same problem. Each trial is one job (``search.jobs``): its config, rung, seed, MACs,
-params, accuracy record and fidelity. Results are also cached on disk (``ResultCache``), keyed by everything
-that changes one (``result_key``): the network actually trained and its trained resolution, the fidelity,
-the seed, the data's content, the device and precision, the torch version and the code of the model,
-data pipeline and training loop. A result is then never trained twice, across studies too, and a stale or
-foreign one is never reused.
+A study stores its settings (``search.settings.StudySettings``) when it is created and refuses to resume with
+others. Each trial is one job (``search.jobs``): its config, rung, seed, MACs, params, accuracy record and
+profile. Results are also cached on disk (``ResultCache``), keyed by everything that changes one
+(``result_key``): the network actually trained and its trained resolution, the profile, the seed, the data's
+content, the device and precision, the torch version and the code of the model, data pipeline and training
+loop. A result is then never trained twice, across studies too, and a stale or foreign one is never reused.
 """
 
 from __future__ import annotations
@@ -17,82 +15,29 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from functools import cached_property
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..model.config import ArchConfig, ConfigError
-from ..model.space import FACTORS, FactorSpace
+from ..model.config import ArchConfig
+from .settings import StudyError, StudySettings
 
 # Under the current directory (an installed package has no source tree to write into); $ARCHSEARCH_STUDIES moves it.
 STUDIES_DIR = Path(os.environ.get("ARCHSEARCH_STUDIES") or "studies").absolute()
-STRATEGIES = ("gp", "nsga3", "tpe", "random", "design")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-class StudyError(ConfigError):
-    """A study that cannot be opened or resumed as asked; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """Everything that defines a search problem; stored in the study itself."""
-
-    space: dict  # the factor-space TOML, parsed (so remote workers need no file)
-    mac_budget: int
-    ladder: dict  # fidelity.Ladder.to_dict(): the rungs' profiles, the promoted fraction, the top seeds
-    data: str
-    strategy: str
-    seed: int
-    trials: int  # distinct networks the strategy proposes at the first rung
-    latency: dict | None = None  # latency.LatencyLimit.to_settings(), or None: no latency budget
-
-    def factor_space(self) -> FactorSpace:
-        return FactorSpace.from_dict(self.space)
-
-    def fidelity_ladder(self):  # -> fidelity.Ladder (imported late: fidelity imports training, i.e. torch)
-        from .fidelity import Ladder
-
-        return Ladder.from_dict(self.ladder)
-
-    def latency_limit(self):  # -> latency.LatencyLimit | None (imported late: the model needs numpy/sklearn)
-        return self._latency_limit
-
-    @cached_property
-    def _latency_limit(self):
-        """Read once per settings object: the loop checks every proposal against it."""
-        if self.latency is None or self.latency.get("budget_s") is None:
-            return None
-        from ..latency.budget import LatencyLimit
-
-        return LatencyLimit.from_settings(self.latency)
-
-    @property
-    def profile(self) -> str:
-        """The ladder in one word: its rungs' profile names, cheapest first (``smoke>short``)."""
-        return ">".join(r["name"] for r in self.ladder["rungs"])
-
-    @classmethod
-    def from_study(cls, study: optuna.Study) -> StudySettings:
-        try:
-            stored = dict(study.user_attrs["settings"])
-        except KeyError:
-            raise StudyError(f"study {study.study_name!r} was not created by archsearch run") from None
-        if "ladder" not in stored:
-            raise StudyError(f"study {study.study_name!r} was made by an older archsearch (one profile, no rungs); "
-                             "start a new study (another --study name)")
-        return cls(**stored)
-
-    def mismatches(self, other: StudySettings) -> list[str]:
-        """Settings that differ (the trial count may change on resume: it is how far to go)."""
-        return [k for k in ("space", "mac_budget", "ladder", "data", "strategy", "seed", "latency")
-                if json.dumps(getattr(self, k), sort_keys=True) != json.dumps(getattr(other, k), sort_keys=True)]
+def quiet_optuna() -> None:
+    """For the commands that open studies: Optuna's INFO lines, its experimental-feature warnings and gpytorch's
+    note on sparse tensors (internal to its index kernel) are noise there."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
 # ---- storage -----------------------------------------------------------------------------------------
@@ -130,23 +75,20 @@ def data_tag(data: str | Path) -> str:
     return f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:6]}"
 
 
-def default_study_name(family: str, mac_budget: int, strategy: str, profile: str, seed: int,
+def default_study_name(family: str, mac_budget: int, strategy: str, ladder_name: str, seed: int,
                        data: str | Path, latency: str | None = None) -> str:
     """The study ``archsearch run`` opens without ``--study``: one per search problem, the dataset included
     (a study refuses to resume with other settings, so a name without it would block a run on other data);
-    a latency budget adds e.g. ``-4ms-ort-cpu`` after the MAC budget."""
+    ``ladder_name`` is the rungs' profile names joined by ``-``; latency options add e.g. ``-4ms-ort-cpu``
+    (``LatencySettings.tag``) after the MAC budget."""
     lat = f"-{latency}" if latency else ""
-    return check_name(f"{family}-{mac_budget / 1e6:g}M{lat}-{strategy}-{profile}-s{seed}-{data_tag(data)}")
+    return check_name(f"{family}-{mac_budget / 1e6:g}M{lat}-{strategy}-{ladder_name}-s{seed}-{data_tag(data)}")
 
 
 def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise StudyError(f"--study: {name!r} is not a valid name (letters, digits, '_', '.', '-')")
     return name
-
-
-def directions(strategy: str) -> list[str]:
-    return ["maximize", "minimize"] if strategy == "nsga3" else ["maximize"]
 
 
 def open_study(name: str, storage: optuna.storages.BaseStorage, settings: StudySettings | None,
@@ -158,15 +100,15 @@ def open_study(name: str, storage: optuna.storages.BaseStorage, settings: StudyS
         if settings is None:
             raise StudyError(f"--study: no study named {name!r} in this storage")
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    directions=directions(settings.strategy))
-        study.set_user_attr("settings", asdict(settings))
+                                    directions=settings.directions)
+        study.set_user_attr("settings", settings.to_dict())
         return study
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     stored = StudySettings.from_study(study)
     if settings is not None:
         differing = stored.mismatches(settings)
         if differing:
-            details = ", ".join(f"{k}: stored {getattr(stored, k)!r}" for k in differing if k != "space")
+            details = ", ".join(f"{k}: stored {stored.to_dict()[k]!r}" for k in differing if k != "space")
             details += ", space differs" if "space" in differing else ""
             raise StudyError(f"study {name!r} exists with other settings ({details}); "
                              f"use another --study name or the same settings")
@@ -199,31 +141,7 @@ def study_dir(name: str) -> Path:
     return path
 
 
-# ---- trials <-> configs --------------------------------------------------------------------------------
-def distributions(space: FactorSpace) -> dict[str, optuna.distributions.BaseDistribution]:
-    """The factors as Optuna sees them: stepped floats (ordered, so TPE and NSGA-III can use the order)."""
-    dists: dict[str, optuna.distributions.BaseDistribution] = {}
-    for r in space.ranges:
-        if r.name == "resolution":
-            dists[r.name] = optuna.distributions.IntDistribution(int(r.min), int(r.max), step=int(r.step))
-        else:
-            dists[r.name] = optuna.distributions.FloatDistribution(r.min, r.max, step=r.step)
-    if len(space.variants) > 1:
-        dists["variant"] = optuna.distributions.CategoricalDistribution(list(space.variants))
-    return dists
-
-
-def config_params(config: ArchConfig, space: FactorSpace) -> dict[str, Any]:
-    params: dict[str, Any] = {name: getattr(config, name) for name in FACTORS}
-    if len(space.variants) > 1:
-        params["variant"] = config.variant
-    return params
-
-
-def config_from_params(params: dict[str, Any], space: FactorSpace) -> ArchConfig:
-    return space.config(params, params.get("variant"))
-
-
+# ---- trials -------------------------------------------------------------------------------------------
 def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Completed trials with a real accuracy (every rung and role)."""
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -231,19 +149,20 @@ def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 # ---- the result cache ----------------------------------------------------------------------------------
-def result_key(config: ArchConfig, trained_resolution: int, fidelity: dict, seed: int, context: dict) -> str:
+def result_key(config: ArchConfig, trained_resolution: int, profile: dict, seed: int, context: dict) -> str:
     """Everything that changes a result: the network built (not the factor values that name it) and the
-    side it was trained at, the fidelity, the seed, and ``context`` (data content, device and precision,
-    torch and code versions: ``search.TrainingEvaluator.context``)."""
+    side it was trained at, the profile (its dict, or its schedule for a checkpoint; hashed under the key
+    "fidelity", so cached results keep their names), the seed, and ``context`` (data content, device and
+    precision, torch and code versions: ``search.TrainingEvaluator.context``)."""
     family, variant, resolution, classes, stages = config.network_key()
     network = [family, variant, resolution, classes, [asdict(s) for s in stages]]
-    blob = json.dumps({"network": network, "trained_resolution": trained_resolution, "fidelity": fidelity,
+    blob = json.dumps({"network": network, "trained_resolution": trained_resolution, "fidelity": profile,
                        "seed": seed, "context": context}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 class ResultCache:
-    """Accuracy records on disk, one JSON file per (config, fidelity, data, seed); written atomically."""
+    """Accuracy records on disk, one JSON file per (config, profile, data, seed); written atomically."""
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else STUDIES_DIR / "cache" / "results"

@@ -51,21 +51,3 @@ def restore(folder: Path, identity: dict, model: torch.nn.Module, optimizer: tor
     torch.set_rng_state(state["torch_rng"])
     outcome.update(state["outcome"])
     return state["epoch"] + 1, state["history"]
-
-
-def write_curve(folder: Path, history: list[dict], title: str) -> Path:
-    """The training curve (train loss and validation top-1 per epoch) as self-contained Plotly HTML."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    epochs = [h["epoch"] for h in history]
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=epochs, y=[h["train_loss"] for h in history], name="train loss", mode="lines+markers"))
-    fig.add_trace(go.Scatter(x=epochs, y=[100 * h["val_top1"] for h in history], name="val top-1 %",
-                             mode="lines+markers"), secondary_y=True)
-    fig.update_layout(title=title, xaxis_title="epoch", template="plotly_white")
-    fig.update_yaxes(title_text="train loss (label-smoothed)", secondary_y=False)
-    fig.update_yaxes(title_text="validation top-1 %", secondary_y=True)
-    path = folder / "curve.html"
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
-    return path

@@ -19,10 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
-import multiprocessing.pool
 import os
-import signal
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -32,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from tqdm import tqdm
 
 from ..model.config import ConfigError
+from .decoding import decoded
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"})
 MEAN = (0.485, 0.456, 0.406)
@@ -84,10 +81,8 @@ class Dataset:
 def default_data_candidates() -> tuple[Path, ...]:
     """Imagenette in ``shared/datasets`` under or beside the current directory, and beside the source checkout
     when the package runs from one (an installed package's folder says nothing about where data lives)."""
-    import archsearch
-
     candidates = [Path.cwd() / ".." / DEFAULT_DATASET, Path.cwd() / DEFAULT_DATASET]
-    repo = Path(archsearch.__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]  # archsearch/train/data.py -> the checkout, if any
     if (repo / "pyproject.toml").is_file():
         candidates.append(repo / ".." / DEFAULT_DATASET)
     return tuple(dict.fromkeys(p.resolve() for p in candidates))
@@ -171,57 +166,6 @@ def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, separators=(",", ":")).encode()).hexdigest()
 
 
-# ---- decoding --------------------------------------------------------------------------------------
-def _decode(task: tuple[str, int]) -> tuple[np.ndarray | None, str]:
-    """One image as ``[r, r, 3]`` uint8 (shorter side to ``r``, centre crop), or the reason it failed."""
-    path, size = task
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))  # JPEG: let the decoder downscale by 1/2..1/8 where it can
-            im = im.convert("RGB")
-            w, h = im.size
-            side = min(w, h)
-            box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
-            im = im.resize((size, size), Image.Resampling.BILINEAR, box=box)
-            return np.asarray(im, dtype=np.uint8), ""
-    except Exception as err:  # PIL raises many types for corrupt files; any of them means "skip it"
-        return None, f"{type(err).__name__}: {err}"
-
-
-def _plain_signals() -> None:
-    """Pool workers leave Ctrl-C to the parent (no traceback from each of them) and die at once on SIGTERM
-    rather than run the handler they inherit from the CLI (``cli.common.sigterm_as_interrupt``)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def decoding_pool(workers: int) -> multiprocessing.pool.Pool:
-    """A pool of ``workers`` processes for image decoding. Fork where the platform has it: the workers only
-    run PIL, and start at once instead of re-importing torch."""
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    return multiprocessing.get_context(method).Pool(workers, initializer=_plain_signals)
-
-
-def _decoded(tasks: list[tuple[str, int]], workers: int) -> Iterator[tuple[np.ndarray | None, str]]:
-    if workers <= 1 or len(tasks) < 64:
-        yield from map(_decode, tasks)
-        return
-    # Done: close and join, so the workers take their end-of-work sentinel and exit. Ending the pool with
-    # terminate() (what `with Pool()` does) under the CLI's SIGTERM handler sometimes never returned
-    # (CPython 3.11: 2 of 3 runs of 400 pools hung; close/join: none of 9,000). Interrupted: terminate.
-    # The caller must run this generator to its end for that (``_build`` does).
-    pool = decoding_pool(workers)
-    try:
-        yield from pool.imap(_decode, tasks, chunksize=32)
-    except BaseException:
-        pool.terminate()
-        raise
-    else:
-        pool.close()
-    finally:
-        pool.join()
-
-
 def _build(root: Path, split: str, files: list[tuple[str, int, int, int]], classes: Sequence[str], resolution: int,
            target: Path, manifest: dict, workers: int, progress: bool) -> None:
     """Decode ``files`` into a temporary folder beside ``target`` and rename it into place."""
@@ -232,7 +176,7 @@ def _build(root: Path, split: str, files: list[tuple[str, int, int, int]], class
         images = np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+", shape=(len(files), resolution, resolution, 3))
         labels, skipped = [], []
         tasks = [(str(root / rel), resolution) for rel, *_ in files]
-        bar = tqdm(_decoded(tasks, workers), total=len(tasks), desc=f"decoding {split} @ {resolution}px",
+        bar = tqdm(decoded(tasks, workers), total=len(tasks), desc=f"decoding {split} @ {resolution}px",
                    unit="img", disable=not progress, leave=False)
         # strict: zip runs the decoder to its end (and the pool to its close/join); a plain zip stops at the
         # last file and leaves it suspended, to be terminated later by the garbage collector

@@ -36,7 +36,14 @@ from tqdm import tqdm
 from ..model.config import ArchConfig
 from ..model.generator import build_model
 from . import checkpoint
-from .data import Dataset, Split, iterate_batches, load_dataset, normalize, random_resized_crop
+from .data import (
+    Dataset,
+    Split,
+    iterate_batches,
+    load_dataset,
+    normalize,
+    random_resized_crop,
+)
 from .recipe import Profile, get_profile, train_resolution
 from .record import EpochStats, EvalRecord, encode_hits
 
@@ -45,7 +52,8 @@ class _Diverged(Exception):
     pass
 
 
-_CODE_MODULES = ("model/config.py", "model/generator.py", "train/data.py", "train/recipe.py", "train/loop.py")
+_CODE_MODULES = ("model/config.py", "model/blocks.py", "model/generator.py", "train/data.py", "train/recipe.py",
+                 "train/loop.py")
 
 
 def code_version() -> str:

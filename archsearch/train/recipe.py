@@ -13,6 +13,7 @@ from typing import Any
 
 from ..model.config import ArchConfig, ConfigError
 
+
 @dataclass(frozen=True)
 class Profile:
     """A named training recipe: how much data, how long, at what resolution and with what optimiser."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class EpochStats:
     """What ``on_epoch`` receives after every epoch (e.g. to report to an Optuna trial, or as a heartbeat)."""

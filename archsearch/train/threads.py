@@ -153,6 +153,7 @@ def rebalance() -> ThreadChoice | None:
 
 
 def apply(choice: ThreadChoice) -> ThreadChoice:
+    # local: torch loads only in a trainer (light commands parse --threads with this module)
     import torch
 
     if torch.get_num_threads() != choice.threads:

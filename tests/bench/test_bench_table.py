@@ -12,23 +12,23 @@ from helpers.imagefolder import make_image_folder
 from helpers.synthetic_tables import CHEAP, SAMPLE, SPACE, bowl, write_table
 
 from archsearch.bench import table as bench
-from archsearch.train import loop, recipe
+from archsearch.bench.scoring import generate_table
 from archsearch.bench.table import (
     COLUMNS,
     append_row,
     baseline_configs,
     distinct_in_range,
-    generate_table,
     grid_width_baseline,
     make_row,
     read_rows,
     resolve_profile,
     select_configs,
 )
+from archsearch.bench.tables import chain_agreement, load_table, rank_agreement
 from archsearch.cli import main
 from archsearch.model.config import ConfigError
 from archsearch.model.cost import closed_form_cost
-from archsearch.bench.tables import chain_agreement, load_table, rank_agreement
+from archsearch.train import loop, recipe
 
 M = 1_000_000
 

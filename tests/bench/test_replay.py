@@ -9,13 +9,17 @@ import math
 import numpy as np
 import optuna
 import pytest
-from helpers.synthetic_tables import BUDGET, CHEAP, SAMPLE, SPACE, STAR, bowl, jitter, write_table
+from helpers.synthetic_tables import (
+    BUDGET,
+    CHEAP,
+    SAMPLE,
+    SPACE,
+    STAR,
+    bowl,
+    jitter,
+    write_table,
+)
 
-from archsearch.cli import main
-from archsearch.model.config import ConfigError
-from archsearch.model.cost import closed_form_cost
-from archsearch.search.fidelity import NOISE_STD
-from archsearch.search.fidelity import ladder as make_ladder
 from archsearch.bench.replay import (
     Problem,
     Rung,
@@ -30,8 +34,13 @@ from archsearch.bench.replay import (
     trials_for,
     write_outputs,
 )
-from archsearch.search import BudgetError, Job
 from archsearch.bench.tables import load_table
+from archsearch.cli import main
+from archsearch.model.config import ConfigError
+from archsearch.model.cost import closed_form_cost
+from archsearch.search import BudgetError, Job
+from archsearch.search.fidelity import NOISE_STD
+from archsearch.search.fidelity import ladder as make_ladder
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 M = 1_000_000

@@ -1,4 +1,5 @@
-"""``archsearch count`` and ``archsearch presets``: output, JSON, and one-line errors with exit code 2."""
+"""``archsearch count`` and ``archsearch presets``: output, JSON, and one-line errors with exit code 2; the
+command line imports only the chosen command's module, and importing the package loads no torch."""
 
 import json
 import subprocess
@@ -7,7 +8,9 @@ import sys
 import pytest
 
 from archsearch import PRESETS, count, preset
-from archsearch.cli import main
+from archsearch.cli import COMMANDS, build_parser, main
+
+HEAVY = ("torch", "gpytorch", "optuna", "plotly", "scipy", "sklearn", "onnxruntime", "sqlalchemy")
 
 
 def run_cli(capsys, *argv):
@@ -74,3 +77,51 @@ def test_help_explains_every_option():
     assert proc.returncode == 0
     for option in ("--preset", "--family", "--width", "--mv2-depth", "--vit-depth", "--resolution", "--json"):
         assert option in proc.stdout
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_help_lists_every_command_and_imports_none_of_them():
+    proc = _python(
+        "import sys\n"
+        "from archsearch.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as exit:\n    assert exit.code == 0\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('archsearch.cli.')), file=sys.stderr)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in COMMANDS:
+        assert f"    {name} " in proc.stdout or f"    {name}\n" in proc.stdout
+    assert proc.stderr.splitlines()[-2:] == ["[]", "['archsearch.cli.common']"]
+
+
+def test_the_table_agrees_with_every_command_parser():
+    for name, (module, help_line) in COMMANDS.items():
+        (sub,) = [a for a in build_parser(name)._actions if a.dest == "command"]
+        assert [a.help for a in sub._choices_actions if a.dest == name] == [help_line]
+        assert sub.choices[name].get_default("handler").__module__ == f"archsearch.cli.{module}"
+    assert list(build_parser()._actions[-1].choices) == list(COMMANDS)
+
+
+def test_unknown_or_missing_command_is_one_line_exit_2():
+    for argv, needle in ((["nope"], "invalid choice: 'nope'"), ([], "required: COMMAND")):
+        proc = subprocess.run([sys.executable, "-m", "archsearch", *argv], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+
+
+def test_importing_the_package_loads_no_torch_until_a_model_is_built():
+    proc = _python(
+        "import sys\n"
+        "import archsearch.model.config\n"
+        "import archsearch\n"
+        "assert 'torch' not in sys.modules, 'torch at import'\n"
+        "from archsearch.model.generator import build_model\n"
+        "assert archsearch.build_model is build_model and 'build_model' in dir(archsearch)\n"
+        "from archsearch.model.cost import count\n"
+        "assert archsearch.count is count\n"
+        "try:\n    archsearch.nope\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('nope')\n"
+    )
+    assert proc.returncode == 0, proc.stderr

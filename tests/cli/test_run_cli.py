@@ -13,7 +13,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-
 pytestmark = pytest.mark.slow
 
 
@@ -106,16 +105,47 @@ def test_ctrl_c_stops_cleanly(tmp_path, imagenette):
                             env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_running_search_trial(tmp_path, "sigint", proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    _, err = proc.communicate(timeout=120)
+    _assert_stopped_cleanly(tmp_path, "sigint", proc.returncode, err)
+
+
+CTRL_C_AT_FORK = """
+import os, signal, sys
+from archsearch.cli import main
+
+sent = []
+
+def ctrl_c():  # once: as the first job's decoding pool forks its first worker (the run's first fork)
+    if not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGINT)
+
+os.register_at_fork(after_in_parent=ctrl_c)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_while_the_pool_forks_stops_cleanly(tmp_path, imagenette):
+    """Ctrl-C was ignored when it landed while the first job's data store was decoded: handled inside
+    os.fork's at-fork hooks, the KeyboardInterrupt was dropped as unraisable and the run finished (exit 0)."""
+    env = {**_env(tmp_path), "ARCHSEARCH_CACHE": str(tmp_path / "cache")}  # a fresh cache: the job decodes
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AT_FORK, *RUN, "--trials", "2", "--study", "fork"],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    _assert_stopped_cleanly(tmp_path, "fork", done.returncode, done.stderr)
+    assert "Exception ignored" not in done.stderr
+
+
+def _assert_stopped_cleanly(studies, name, returncode, err):
+    """Exit 130 without a traceback; the interrupted job failed and queued again; the summary written."""
+    assert returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    study = load(tmp_path, "sigint")
+    study = load(studies, name)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 1 and failed[0].user_attrs["interrupted"]
     queued = study.get_trials(states=(TrialState.WAITING,))
     assert len(queued) == 1 and queued[0].user_attrs["retry_of"] == failed[0].number
     assert queued[0].user_attrs["config"] == failed[0].user_attrs["config"]
-    assert (tmp_path / "sigint" / "summary.json").exists()
+    assert (studies / name / "summary.json").exists()
 
 
 @pytest.mark.parametrize(

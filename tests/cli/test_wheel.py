@@ -1,9 +1,11 @@
 """The package as a user gets it: a wheel built from the source tree, installed into a fresh virtual environment,
 run from an unrelated directory (issue 14, item 1).
 
-The environment is created with ``--system-site-packages`` so that torch and the other dependencies come from
-the machine (no download, no CUDA build), while archsearch itself comes only from the wheel: the test checks
-that the imported package is the environment's, not the source tree or the editable install.
+Torch and the other dependencies come from the interpreter running the tests, wherever it keeps them (no
+download, no CUDA build): once the wheel is installed, a ``.pth`` file adds that interpreter's site directories
+to the environment. ``--system-site-packages`` would reach only the base interpreter's, which inside a virtual
+environment has no torch. archsearch itself comes only from the wheel: the test checks that the imported
+package is the environment's, not the source tree or the editable install.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-
 from helpers.imagefolder import make_image_folder
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _site_dirs() -> list[str]:
+    """Where this interpreter finds its packages: the user's site directory (when enabled), then its
+    site-packages (a virtual environment's, and the base's when it includes them)."""
+    user = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+    return [path for path in [*user, *site.getsitepackages()] if Path(path).is_dir()]
 
 
 def _run(cmd: list, cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -47,10 +56,14 @@ def installed(tmp_path_factory):
           source], root, env)
     (wheel,) = (root / "dist").glob("archsearch-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert {"archsearch/spaces/mobilevit_v1.toml", "archsearch/spaces/mobilevit_v2.toml"} <= set(archive.namelist())
-    _run([sys.executable, "-m", "venv", "--system-site-packages", root / "venv"], root, env)
+        spaces = {f"archsearch/model/spaces/mobilevit_{family}.toml" for family in ("v1", "v2")}
+        assert spaces <= set(archive.namelist())
+    _run([sys.executable, "-m", "venv", root / "venv"], root, env)
     python = root / "venv" / "bin" / "python"
     _run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", wheel], root, env)
+    # after the install: pip sees only the environment (not the editable install among this interpreter's)
+    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root, env)
+    (Path(purelib.stdout.strip()) / "outer-site.pth").write_text("".join(f"{path}\n" for path in _site_dirs()))
     env["PATH"] = f"{root / 'venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["ARCHSEARCH_CACHE"] = str(root / "cache")
     return python, env

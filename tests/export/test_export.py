@@ -25,14 +25,15 @@ import torch
 import yaml
 from helpers.studies import settings_for
 
-from archsearch.search import study as st
 from archsearch.cli import main
+from archsearch.export.cvnets import recipe
+from archsearch.export.onnx import export_onnx
+from archsearch.export.record import load_exported_config
+from archsearch.export.timm import timm_source
 from archsearch.model.config import ArchConfig, ConfigError
 from archsearch.model.cost import count
-from archsearch.export.record import export_onnx, load_exported_config
-from archsearch.export.cvnets import recipe
-from archsearch.export.timm import timm_source
 from archsearch.model.generator import build_model
+from archsearch.search import study as st
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGET = 300_000_000
@@ -58,9 +59,10 @@ def run_cli(capsys, *argv):
 def demo(tmp_path_factory):
     """The dashboard tests' two-rung GP study (synthetic scores, trained at half the side, two seeds at the
     top), with its facts, summary and winner.json."""
-    from dashboard_fixtures import searched_study
+    from helpers.dashboard_fixtures import searched_study
 
-    from archsearch.report.summary import study_facts, summarize, write_summary
+    from archsearch.report.summary import summarize, write_summary
+    from archsearch.results.judge import study_facts
 
     study, url = searched_study(tmp_path_factory)
     folder = tmp_path_factory.mktemp("demo")

@@ -24,11 +24,11 @@ import torch
 import yaml
 from torch import nn
 
+from archsearch.export.cvnets import recipe, to_yaml
+from archsearch.export.cvnets_module import model_module
 from archsearch.model import generator as M
 from archsearch.model.config import ArchConfig
 from archsearch.model.cost import count
-from archsearch.export.cvnets import recipe, to_yaml
-from archsearch.export.cvnets_module import model_module
 
 NAME = "archsearch_test_model"
 # Weight-initialisation settings (read by ml-cvnets' reset_parameters): they shape no layer.

@@ -8,9 +8,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from archsearch.gp.proposer import CandidatesExhausted, GPProposer
+from archsearch.gp.acquisition import (
+    CandidatesExhausted,
+    GPProposer,
+    expected_improvement,
+)
+from archsearch.gp.surrogate import GPSurrogate
 from archsearch.model.space import FactorSpace
-from archsearch.gp.surrogate import GPSurrogate, expected_improvement
 
 SPACE = FactorSpace.default("v2")
 GRID = list(SPACE.grid())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
+from archsearch.gp.acquisition import expected_improvement
+from archsearch.gp.surrogate import JOINT_PAIRS, GPSurrogate
 from archsearch.model.config import ArchConfig
 from archsearch.model.space import FACTORS, FactorSpace
-from archsearch.gp.surrogate import JOINT_PAIRS, GPSurrogate, expected_improvement
 
 SPACE = FactorSpace.default("v2")
 GRID = list(SPACE.grid())

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-from helpers.evaluator import SyntheticEvaluator
 from optuna.trial import TrialState
-from helpers.studies import open_synthetic, run_synthetic, settings_for
 
 from archsearch.search import run_trials
 from archsearch.search.study import ResultCache, open_study
 from archsearch.train.recipe import train_resolution
+from helpers.evaluator import SyntheticEvaluator
+from helpers.studies import open_synthetic, run_synthetic, settings_for
 
 BUDGET = 300_000_000
 

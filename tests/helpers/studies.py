@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import tomllib
 
-from archsearch.search.fidelity import ladder as make_ladder
-from archsearch.search.samplers import make_sampler
-from archsearch.search import feasible_grid, run_trials
 from archsearch.model.space import DEFAULT_SPACES
-from archsearch.search.study import ResultCache, StudySettings, make_storage, open_study
-from archsearch.report.summary import plan_for
+from archsearch.search.fidelity import ladder as make_ladder
+from archsearch.search.session import Session
+from archsearch.search.settings import StudySettings
+from archsearch.search.study import ResultCache
 
 BUDGET = 300_000_000
 TWO_RUNGS = ("smoke", "short")
@@ -23,19 +22,20 @@ def settings_for(strategy="gp", trials=8, budget=BUDGET, seed=0, rungs=TWO_RUNGS
                          data="synthetic", strategy=strategy, seed=seed, trials=trials, latency=latency)
 
 
+def study_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/studies.db"
+
+
 def open_synthetic(tmp_path, settings, name="s", storage=None):
     """The study (created or resumed), its URL and its plan."""
-    url = f"sqlite:///{tmp_path}/studies.db"
-    space = settings.factor_space()
-    feasible = feasible_grid(space, settings.mac_budget, settings.latency_limit())
-    sampler = make_sampler(settings.strategy, space, feasible.configs, feasible.macs, settings.mac_budget,
-                           settings.fidelity_ladder(), settings.seed)
-    study = open_study(name, storage or make_storage(url), settings, sampler)
-    return study, url, plan_for(settings)
+    url = study_url(tmp_path)
+    session = Session(settings, name, storage or url)
+    return session.study, url, session.plan
 
 
 def run_synthetic(tmp_path, settings, evaluator, name="s", cache=None, **kwargs):
-    study, url, plan = open_synthetic(tmp_path, settings, name)
-    progress = run_trials(study, settings, plan, evaluator, cache if cache is not None else
-                          ResultCache(tmp_path / "cache"), progress=False, poll_s=0.05, **kwargs)
-    return study, url, plan, progress
+    url = study_url(tmp_path)
+    session = Session(settings, name, url)
+    progress = session.run(evaluator, cache if cache is not None else ResultCache(tmp_path / "cache"),
+                           progress=False, poll_s=0.05, **kwargs)
+    return session.study, url, session.plan, progress

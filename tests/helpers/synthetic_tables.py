@@ -7,7 +7,14 @@ import zlib
 
 import numpy as np
 
-from archsearch.bench.table import append_row, baseline_configs, load_space, make_row, meta_path, select_configs
+from archsearch.bench.table import (
+    append_row,
+    baseline_configs,
+    load_space,
+    make_row,
+    meta_path,
+    select_configs,
+)
 from archsearch.train.recipe import Profile, get_profile, train_resolution
 
 M = 1_000_000

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from archsearch.cli import main
-from archsearch.model.config import ArchConfig
 from archsearch.latency import measure
-from archsearch.latency.blocks import build_block, network_blocks
 from archsearch.latency.backends import LatencyError, Target
+from archsearch.latency.blocks import build_block, network_blocks
 from archsearch.latency.measure import latency_stats, measure_modules, time_targets
+from archsearch.model.config import ArchConfig
 from archsearch.model.generator import build_model
 
 SMALLEST_V2 = ["--family", "v2", "--resolution", "128", "--width", "0.25", "--mv2-depth", "0.5", "--vit-depth",

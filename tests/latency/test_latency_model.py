@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archsearch.model.config import ArchConfig
-from archsearch.model.cost import distinct_networks
 from archsearch.latency import (
     LatencyBudgetError,
+    LatencyLimit,
     LatencyRecord,
     check_latency,
-    LatencyLimit,
     load_model,
     parse_latency,
 )
@@ -30,10 +28,18 @@ from archsearch.latency.figures import (
     pareto_front,
     table_points,
 )
-from archsearch.latency.predict import KINDS, error_summary, feature_matrix, fit_model, save_model
+from archsearch.latency.predict import (
+    KINDS,
+    error_summary,
+    feature_matrix,
+    fit_model,
+    save_model,
+)
 from archsearch.latency.table import LatencyTable
-from archsearch.search import BudgetError, feasible_grid
+from archsearch.model.config import ArchConfig
+from archsearch.model.cost import distinct_networks
 from archsearch.model.space import FactorSpace
+from archsearch.search import BudgetError, feasible_grid
 
 SPACE_DICT = {"family": "v2", "num_classes": 1000,
               "resolution": {"min": 128, "max": 192, "step": 32}, "width": {"min": 0.25, "max": 0.75, "step": 0.125},

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from archsearch.cli import main
-from archsearch.model.cost import distinct_networks
 from archsearch.latency import LatencyError, LatencyRecord, load_model
 from archsearch.latency.blocks import distinct_blocks, feature_names
 from archsearch.latency.predict import KINDS, feature_matrix
@@ -26,6 +25,7 @@ from archsearch.latency.table import (
     read_rows,
     table_meta,
 )
+from archsearch.model.cost import distinct_networks
 from archsearch.model.space import FactorSpace
 
 TINY = {"family": "v2", "num_classes": 1000, "resolution": {"min": 64, "max": 96, "step": 32},

@@ -12,22 +12,6 @@ import numpy as np
 import optuna
 import plotly.graph_objects as go
 import pytest
-
-import archsearch.report.dashboard as dashboard
-from archsearch.cli import main
-from archsearch.model.config import ArchConfig
-from archsearch.model.cost import closed_form_cost
-from archsearch.report.figures.cube import CUBE_TRACES_PER_STEP, KIND_LABELS, best_so_far, networks, pareto_front
-from archsearch.report.figures.gp import GP_MAP_TRACES_PER_PAIR, MARGINAL_TRACES_PER_FACTOR
-from archsearch.model.space import FACTORS
-from archsearch.search.study import trained_trials
-from archsearch.report.summary import plan_for, study_facts, summarize
-from archsearch.gp.surrogate import JOINT_PAIRS, GPSurrogate
-from archsearch.train.recipe import train_resolution
-from helpers.studies import open_synthetic, settings_for
-
-from archsearch.search import Ledger, run_trials
-from archsearch.search.study import ResultCache
 from helpers.dashboard_fixtures import (
     BUDGET,
     FlatEvaluator,
@@ -38,6 +22,30 @@ from helpers.dashboard_fixtures import (
     searched_study,
     single_trial_study,
 )
+from helpers.studies import open_synthetic, settings_for
+
+import archsearch.report.dashboard as dashboard
+from archsearch.cli import main
+from archsearch.gp.surrogate import JOINT_PAIRS, GPSurrogate
+from archsearch.model.config import ArchConfig
+from archsearch.model.cost import closed_form_cost
+from archsearch.model.space import FACTORS
+from archsearch.report.figures.cube import (
+    CUBE_TRACES_PER_STEP,
+    best_so_far,
+    pareto_front,
+)
+from archsearch.report.figures.gp import (
+    GP_MAP_TRACES_PER_PAIR,
+    MARGINAL_TRACES_PER_FACTOR,
+)
+from archsearch.report.figures.view import KIND_LABELS
+from archsearch.report.summary import summarize
+from archsearch.results.judge import study_facts
+from archsearch.search import Ledger, run_trials
+from archsearch.search.session import plan_for
+from archsearch.search.study import ResultCache, trained_trials
+from archsearch.train.recipe import train_resolution
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
@@ -67,7 +75,7 @@ def mixed(tmp_path_factory):
 
 
 def _dominates(q, p) -> bool:
-    return q.accuracy >= p.accuracy and q.macs <= p.macs and (q.accuracy > p.accuracy or q.macs < p.macs)
+    return q.mean >= p.mean and q.macs <= p.macs and (q.mean > p.mean or q.macs < p.macs)
 
 
 def _recorded(study) -> dict[tuple, dict[int, list[float]]]:
@@ -83,15 +91,20 @@ def _recorded(study) -> dict[tuple, dict[int, list[float]]]:
 def test_collect_reads_every_job_with_rung_seed_and_trained_resolution(searched, view):
     study, _ = searched
     trials = {t.number: t for t in trained_trials(study)}
-    assert [p.number for p in view.points] == sorted(trials)
-    assert {p.rung for p in view.points} == {0, 1} and {p.seed for p in view.at(1)} == {0, 1}
-    for p in view.points:
-        attrs = trials[p.number].user_attrs
-        assert (p.rung, p.seed, p.role, p.accuracy) == (attrs["rung"], attrs["seed"], attrs["role"], attrs["accuracy"])
-        assert p.trained_resolution == attrs["record"]["resolution"] == attrs["trained_resolution"]
-        assert p.trained_resolution == train_resolution(p.config, 0.5) != p.config.resolution  # half the side
-        assert p.fidelity == ("smoke", "short")[p.rung]
-    assert view.counts == summarize(*searched)["counts"]
+    assert [e.number for e in view.jobs] == sorted(trials)
+    assert {e.job.rung for e in view.jobs} == {0, 1} and {e.job.seed for e in view.at(1)} == {0, 1}
+    for e in view.jobs:
+        attrs = trials[e.number].user_attrs
+        assert (e.job.rung, e.job.seed, e.job.role, e.accuracy) == (attrs["rung"], attrs["seed"], attrs["role"],
+                                                                    attrs["accuracy"])
+        assert (e.params, e.cached) == (attrs["params"], attrs["cached"])
+        assert e.trained_resolution == attrs["record"]["resolution"] == attrs["trained_resolution"]
+        assert e.trained_resolution == train_resolution(e.job.config, 0.5) != e.job.config.resolution  # half
+        assert f"rung {e.job.rung} ({('smoke', 'short')[e.job.rung]})" in view.hover(e)
+    # 8 proposals and the 6 width x resolution candidates at smoke; at short the best third of the proposals (3)
+    # and the 3 baselines, 2 seeds each; the synthetic evaluator never caches, resumes or fails, GP never skips
+    assert view.counts == {"trained": 26, "by_rung": {"smoke": 14, "short": 12}, "cached": 0, "continued": 0,
+                           "infeasible_skipped": 0, "failed": 0, "running": 0}
     assert view.decision.rung == 1 and view.decision.reached_top and view.surrogate is not None
 
 
@@ -139,13 +152,13 @@ def test_cube_shows_the_first_rung_with_colour_size_hover(view, figures):
     fig = figures["cube"]
     trained = [t for k, t in enumerate(fig.data) if k % CUBE_TRACES_PER_STEP == 2]
     first = view.at(0)
-    assert sum(len(t.x) for t in trained) == len(first) < len(view.points)  # no later rung on this scale
-    by_id = {p.config_id: p for p in first}
+    assert sum(len(t.x) for t in trained) == len(first) < len(view.jobs)  # no later rung on this scale
+    by_id = {e.job.config.id: e for e in first}
     for trace in trained:
         for text, colour in zip(trace.text, trace.marker.color):
             point = by_id[re.search(r"<b>(.+?)</b>", text).group(1)]
             assert colour == pytest.approx(100 * point.accuracy)
-            for word in ("MACs", "params", "top-1", "rung 0 (smoke)", f"seed {point.seed}",
+            for word in ("MACs", "params", "top-1", "rung 0 (smoke)", f"seed {point.job.seed}",
                          f"trained at {point.trained_resolution} px", "width", "ViT"):
                 assert word in text
         order = np.argsort([by_id[re.search(r"<b>(.+?)</b>", t).group(1)].macs for t in trace.text])
@@ -176,7 +189,7 @@ def test_gp_maps_show_the_gp_at_the_deciding_rung_with_its_jobs(view, figures):
                                                fy: ys[k] if fy != "resolution" else int(ys[k])})
         assert np.asarray(contour.z)[k, j] == closed_form_cost(config).macs
         assert np.asarray(contour.z).min() <= BUDGET < np.asarray(contour.z).max()  # the line crosses the map
-        assert len(points.x) == len(at_rung) and all(p.config_id in t for p, t in zip(at_rung, points.text))
+        assert len(points.x) == len(at_rung) and all(e.job.config.id in t for e, t in zip(at_rung, points.text))
         assert (winner.x[0], winner.y[0]) == (getattr(view.winner.config, fx), getattr(view.winner.config, fy))
         assert any(fx.split("_")[0] in t.lower() and fy.split("_")[0][:3] in t.lower() for t in titles)
     assert "rung 1 (short)" in fig.layout.title.text
@@ -214,17 +227,20 @@ def test_marginals_band_contains_the_mean_at_the_deciding_rung(view, figures):
 
 
 # ---- Pareto front: the deciding rung's networks --------------------------------------------------
-def test_pareto_front_uses_the_deciding_rung_with_the_winner_and_three_baselines(view, figures):
-    nets = networks(view.at(view.rung))
+def test_pareto_front_uses_the_deciding_rung_with_the_winner_and_three_baselines(searched, view, figures):
+    study, _ = searched
+    nets = list(view.networks(view.rung).values())
     front = pareto_front(nets)
     for n in nets:  # the front: the networks no other beats (one of equal twins)
         if n in front:
             assert not any(_dominates(q, n) for q in nets)
         else:
-            assert any(_dominates(q, n) or (q.macs, q.accuracy) == (n.macs, n.accuracy) for q in front)
+            assert any(_dominates(q, n) or (q.macs, q.mean) == (n.macs, n.mean) for q in front)
     traces = {t.name: t for t in figures["pareto"].data}
     assert len(traces["trained at short"].x) == len(nets)
-    assert sorted(traces["trained at short"].y) == sorted(100 * np.mean([p.accuracy for p in n.points]) for n in nets)
+    recorded = _recorded(study)  # every network's mean over seeds at the deciding rung, from the trials
+    assert sorted(traces["trained at short"].y) == pytest.approx(
+        sorted(100 * np.mean(rungs[view.rung]) for rungs in recorded.values() if view.rung in rungs))
     assert list(traces["Pareto front"].x) == [n.macs / 1e6 for n in front]
     assert list(traces["Pareto front"].y) == sorted(traces["Pareto front"].y)  # cheaper never better
     assert set(traces[f"MAC budget {BUDGET / 1e6:g}M"].x) == {BUDGET / 1e6}
@@ -236,12 +252,12 @@ def test_pareto_front_uses_the_deciding_rung_with_the_winner_and_three_baselines
         assert len(m.baseline.seeds) == 2
 
 
-def test_pareto_front_helper_on_hand_made_points(view):
-    a = view.points[0]
-    cheap_bad = dataclasses.replace(a, number=100, macs=1, accuracy=0.1)
-    dear_good = dataclasses.replace(a, number=101, macs=10, accuracy=0.9)
-    dominated = dataclasses.replace(a, number=102, macs=10, accuracy=0.5)
-    twin = dataclasses.replace(a, number=103, macs=10, accuracy=0.9)
+def test_pareto_front_helper_on_hand_made_networks(view):
+    a = next(iter(view.networks(0).values()))
+    cheap_bad = dataclasses.replace(a, trials=(100,), macs=1, scores=(0.1,))
+    dear_good = dataclasses.replace(a, trials=(101,), macs=10, scores=(0.9,))
+    dominated = dataclasses.replace(a, trials=(102,), macs=10, scores=(0.5,))
+    twin = dataclasses.replace(a, trials=(103,), macs=10, scores=(0.9,))
     assert pareto_front([dominated, dear_good, cheap_bad, twin]) == [cheap_bad, dear_good]
     assert pareto_front([]) == []
 
@@ -253,7 +269,7 @@ def test_rungs_figure_has_a_line_per_promoted_network_through_its_recorded_score
     promoted = {key for key, rungs in recorded.items() if 1 in rungs}
     lines = [t for t in figures["rungs"].data if t.mode == "lines+markers"]
     assert len(lines) == len(promoted)
-    key_of = {p.config_id: p.config.network_key() for p in view.points}
+    key_of = {e.job.config.id: e.job.config.network_key() for e in view.jobs}
     assert {key_of[re.search(r"<b>(.+?)</b>", line.text[0]).group(1)] for line in lines} == promoted
     for line in lines:
         key = key_of[re.search(r"<b>(.+?)</b>", line.text[0]).group(1)]
@@ -277,14 +293,14 @@ def test_history_is_monotone_over_the_first_rung(view, figures):
     y = list(lines[0].y)
     first = view.at(0)
     assert all(a <= b for a, b in zip(y, y[1:])) and len(y) == len(first)
-    assert y[-1] == pytest.approx(100 * max(p.accuracy for p in first if p.macs <= BUDGET))
+    assert y[-1] == pytest.approx(100 * max(e.accuracy for e in first if e.macs <= BUDGET))
 
 
 def test_best_so_far_ignores_over_budget_jobs(view):
-    p = view.points[0]
-    over = dataclasses.replace(p, number=99, macs=BUDGET + 1, accuracy=0.99)
-    low = dataclasses.replace(p, number=98, accuracy=0.2)
-    assert best_so_far([over, low, p], BUDGET) == [None, 0.2, max(0.2, p.accuracy)]
+    e = view.jobs[0]
+    over = dataclasses.replace(e, number=99, macs=BUDGET + 1, accuracy=0.99)
+    low = dataclasses.replace(e, number=98, accuracy=0.2)
+    assert best_so_far([over, low, e], BUDGET) == [None, 0.2, max(0.2, e.accuracy)]
 
 
 def test_several_strategies_give_one_history_line_each(mixed):
@@ -428,7 +444,7 @@ def test_small_studies_say_so_without_gp_plots(make, says, tmp_path):
     assert view.surrogate is None
     figures = dashboard.build_figures(view)
     assert "gp-maps" not in figures and "marginals" not in figures and "cube" in figures
-    assert ("history" in figures) == ("rungs" in figures) == (len(view.points) == 1)
+    assert ("history" in figures) == ("rungs" in figures) == (len(view.jobs) == 1)
     assert "pareto" not in figures  # nothing reached the deciding rung
     page = dashboard.render_html(view, figures)
     assert 'id="notice"' in page and says in page

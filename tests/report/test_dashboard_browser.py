@@ -19,9 +19,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers.dashboard_fixtures import empty_study, searched_study, single_trial_study
 
 import archsearch.report.dashboard as dashboard
-from helpers.dashboard_fixtures import empty_study, searched_study, single_trial_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",

@@ -6,20 +6,21 @@ import random
 
 import numpy as np
 import pytest
-from optuna.trial import TrialState, create_trial
 from helpers.studies import TWO_RUNGS, run_synthetic, settings_for
+from optuna.trial import TrialState, create_trial
 
-from archsearch.search import fidelity
-
-from archsearch.search.baselines import KINDS, MIN_FILL, baselines_for
 from archsearch.model.config import ArchConfig
 from archsearch.model.cost import closed_form_cost
-from archsearch.report.dashboard import collect, winner_html
-from archsearch.results.decision import Scored, decide, margin, words
-from archsearch.search.samplers import study_noise
-from archsearch.search import Job, Ledger, feasible_grid
 from archsearch.model.space import FactorSpace
-from archsearch.report.summary import fit_surrogate, plan_for, study_facts, summarize, render
+from archsearch.report.dashboard import collect, winner_html
+from archsearch.report.summary import render, summarize
+from archsearch.results.decision import decide, margin, words
+from archsearch.results.judge import fit_surrogate, study_facts
+from archsearch.search import Job, Ledger, feasible_grid, fidelity
+from archsearch.search.baselines import KINDS, MIN_FILL, baselines_for
+from archsearch.search.fidelity import study_noise
+from archsearch.search.networks import Network
+from archsearch.search.session import plan_for
 
 SPACE = FactorSpace.default("v2")
 
@@ -55,9 +56,9 @@ def test_a_budget_too_small_for_a_rule_says_so_in_one_line():
     assert b.width is None and "width" in b.impossible and "\n" not in b.impossible["width"]
 
 
-def _scored(acc: list[float], hits: dict[int, np.ndarray] | None = None, macs: int = 1) -> Scored:
-    return Scored(ArchConfig("v2"), macs, 1, "short", 128, tuple(range(len(acc))), tuple(acc), tuple(range(len(acc))),
-                  hits or {})
+def _network(acc: list[float], hits: dict[int, np.ndarray] | None = None, macs: int = 1) -> Network:
+    return Network(ArchConfig("v2"), macs, 1, "short", 128, tuple(range(len(acc))), tuple(acc), tuple(range(len(acc))),
+                   hits or {})
 
 
 def test_margin_interval_adds_training_noise_and_the_paired_validation_error():
@@ -66,7 +67,7 @@ def test_margin_interval_adds_training_noise_and_the_paired_validation_error():
     b = a.copy()
     flip = rng.choice(2000, 100, replace=False)  # the two networks disagree on 100 images
     b[flip] = ~b[flip]
-    w, base = _scored([a.mean()], {0: a}), _scored([b.mean()], {0: b})
+    w, base = _network([a.mean()], {0: a}), _network([b.mean()], {0: b})
     diff, (lo, hi), se = margin(w, base, noise_std=0.0)
     d = a.astype(float) - b.astype(float)
     assert diff == pytest.approx(d.mean())
@@ -75,8 +76,8 @@ def test_margin_interval_adds_training_noise_and_the_paired_validation_error():
     assert se < unpaired / 2
     _, _, se_noisy = margin(w, base, noise_std=0.02)
     assert se_noisy == pytest.approx(np.hypot(se, 0.02 * np.sqrt(2)))
-    repeated = _scored([a.mean(), a.mean()], {0: a, 1: a})
-    _, _, se_two = margin(repeated, _scored([b.mean(), b.mean()], {0: b, 1: b}), noise_std=0.02)
+    repeated = _network([a.mean(), a.mean()], {0: a, 1: a})
+    _, _, se_two = margin(repeated, _network([b.mean(), b.mean()], {0: b, 1: b}), noise_std=0.02)
     assert se_two == pytest.approx(np.sqrt(0.02**2 + se**2 / 2))  # two seeds each halve both variances
 
 
@@ -130,7 +131,7 @@ def test_noise_aware_winner_is_the_true_best_more_often_than_the_highest_score(m
 
 
 class _Scoring:
-    """An evaluator that scores each network by ``top1(config)``, exactly, at its own resolution."""
+    """An evaluator that scores each job by ``top1(job)``, exactly, at its config's resolution."""
 
     def __init__(self, settings, data: str, top1) -> None:
         self.ladder, self.data, self.top1 = settings.fidelity_ladder(), data, top1
@@ -145,15 +146,29 @@ class _Scoring:
         return None
 
     def __call__(self, job) -> dict:
-        return {"status": "ok", "reason": None, "top1": self.top1(job.config), "resolution": job.config.resolution}
+        return {"status": "ok", "reason": None, "top1": self.top1(job), "resolution": job.config.resolution}
+
+
+def _trained(study) -> dict[str, dict]:
+    """Per network (config id) trained at the top rung, read from the trials themselves: its config, MACs,
+    baseline kinds and mean score over its seeds."""
+    top = max(t.user_attrs["rung"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    out: dict[str, dict] = {}
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        a = t.user_attrs
+        if a["rung"] == top:
+            n = out.setdefault(a["config_id"], {"config": a["config"], "macs": a["macs"], "kinds": set(), "scores": []})
+            n["kinds"] |= set(a["baseline_kinds"])
+            n["scores"].append(a["accuracy"])
+    return {k: {**n, "mean": float(np.mean(n["scores"]))} for k, n in out.items()}
 
 
 def test_ties_go_to_the_cheaper_network(tmp_path, synthetic_evaluator):
     settings = settings_for("random", trials=6, rungs=("smoke",), promote=1.0)
 
-    study, url, *_ = run_synthetic(tmp_path, settings, _Scoring(settings, "flat", lambda config: 0.5))
+    study, url, *_ = run_synthetic(tmp_path, settings, _Scoring(settings, "flat", lambda job: 0.5))
     decision = study_facts(study, url).decision
-    cheapest = min(e.macs for e in Ledger(study.get_trials()).at(0))
+    cheapest = min(n["macs"] for n in _trained(study).values())
     assert decision.winner.macs == cheapest
     assert decision.tied == len(decision.ranked) - 1 > 0
     assert "level with" in render(summarize(study, url))
@@ -187,14 +202,14 @@ def test_a_baseline_that_scores_best_is_the_winner_and_says_so(tmp_path):
     far ahead of everything the strategy proposed, so it wins, its margin over itself is zero, and the
     summary says the search found nothing better."""
     settings = settings_for("random", trials=6, rungs=("smoke",), promote=1.0)
-    compound = plan_for(settings).baselines.compound.config.network_key()
 
-    def top1(config):
-        return 0.9 if config.network_key() == compound else 0.3 + config.width / 10
+    def top1(job):
+        return 0.9 if "compound" in job.kinds else 0.3 + job.config.width / 10
 
     study, url, *_ = run_synthetic(tmp_path, settings, _Scoring(settings, "compound-best", top1))
     summary = summarize(study, url)
-    assert summary["winner"]["config"] == plan_for(settings).baselines.compound.config.to_dict()
+    compound = [n["config"] for n in _trained(study).values() if "compound" in n["kinds"]]
+    assert summary["winner"]["config"] == compound[0] and len(compound) == 1
     assert summary["winner"]["baseline_of"] == ["compound"]
     by_kind = {b["kind"]: b for b in summary["baselines"]}
     assert by_kind["compound"]["margin"] == 0.0 and "itself" in by_kind["compound"]["words"]
@@ -208,17 +223,21 @@ def test_summary_records_the_winner_and_every_baseline_with_its_margin(tmp_path,
     evaluator = synthetic_evaluator(settings.fidelity_ladder(), noise=0.01)
     study, url, *_ = run_synthetic(tmp_path, settings, evaluator)
     summary = summarize(study, url)
+    trained = _trained(study)
     assert {k: summary["decided_at"][k] for k in ("rung", "fidelity", "reached_top")} == {
         "rung": 1, "fidelity": "short", "reached_top": True}
     assert [b["kind"] for b in summary["baselines"]] == list(KINDS)
+    winner = summary["winner"]
+    assert winner["accuracy"] == pytest.approx(trained[winner["config_id"]]["mean"])
     for b in summary["baselines"]:
         assert b["config_id"] and b["macs"] <= settings.mac_budget and len(b["seeds"]) == 2
-        if b["config_id"] == summary["winner"]["config_id"]:  # a baseline may win: then it is compared with itself
-            assert b["margin"] == 0.0 and b["kind"] in summary["winner"]["baseline_of"]
+        assert b["kind"] in trained[b["config_id"]]["kinds"]
+        if b["config_id"] == winner["config_id"]:  # a baseline may win: then it is compared with itself
+            assert b["margin"] == 0.0 and b["kind"] in winner["baseline_of"]
             continue
         lo, hi = b["margin_interval"]
         assert lo < b["margin"] < hi
-        assert b["margin"] == pytest.approx(summary["winner"]["accuracy"] - b["accuracy"])
+        assert b["margin"] == pytest.approx(trained[winner["config_id"]]["mean"] - trained[b["config_id"]]["mean"])
         assert b["significant"] == (lo > 0 or hi < 0)
     assert summary["winner"]["trained_resolution"] and len(summary["winner"]["seeds"]) == 2
     noise = summary["noise"][1]
@@ -226,7 +245,7 @@ def test_summary_records_the_winner_and_every_baseline_with_its_margin(tmp_path,
 
 
 def test_margin_interval_counts_the_fidelity_bias_of_both_networks():
-    a, b = _scored([0.66, 0.68]), _scored([0.60, 0.61])
+    a, b = _network([0.66, 0.68]), _network([0.60, 0.61])
     _, _, se = margin(a, b, noise_std=0.02)
     _, (lo, hi), se_biased = margin(a, b, noise_std=0.02, bias_std=0.03)
     assert se_biased == pytest.approx(np.sqrt(se**2 + 2 * 0.03**2))  # seeds average noise out, not bias

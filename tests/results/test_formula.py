@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 
 import archsearch.results.formula as formula_module
-from archsearch.model.cost import closed_form_cost, distinct_networks
-from archsearch.results.formula import WINDOW, FormulaDeclined, ScalingFormula, apply_formula, derive_formula, formula_text
-from archsearch.model.space import FACTORS, FactorSpace
 from archsearch.gp.surrogate import GPSurrogate
+from archsearch.model.cost import closed_form_cost, distinct_networks
+from archsearch.model.space import FACTORS, FactorSpace
+from archsearch.results.formula import (
+    WINDOW,
+    FormulaDeclined,
+    ScalingFormula,
+    apply_formula,
+    derive_formula,
+    formula_text,
+)
 
 SPACE = FactorSpace.default("v2")
 BUDGET = 1_000_000_000
@@ -149,10 +156,12 @@ def make_study(tmp_path, trained, accuracies):
 
     import optuna
 
-    from archsearch.search.fidelity import ladder
-    from archsearch.search import Job
     from archsearch.model.space import DEFAULT_SPACES
-    from archsearch.search.study import StudySettings, config_params, distributions, make_storage, open_study
+    from archsearch.search import Job
+    from archsearch.search.fidelity import ladder
+    from archsearch.search.params import config_params, distributions
+    from archsearch.search.settings import StudySettings
+    from archsearch.search.study import make_storage, open_study
 
     url = f"sqlite:///{tmp_path}/formula.db"
     settings = StudySettings(space=tomllib.loads(DEFAULT_SPACES["v2"].read_text()), mac_budget=BUDGET,

@@ -9,11 +9,15 @@ import numpy as np
 import optuna
 import pytest
 
-from archsearch.model.cost import closed_form_cost
-from archsearch.results.importance import factor_importance, fanova_importance, importance_text
-from archsearch.model.space import FACTORS, FactorSpace
-from archsearch.search.study import config_params, distributions
 from archsearch.gp.surrogate import GPSurrogate
+from archsearch.model.cost import closed_form_cost
+from archsearch.model.space import FACTORS, FactorSpace
+from archsearch.results.importance import (
+    factor_importance,
+    fanova_importance,
+    importance_text,
+)
+from archsearch.search.params import config_params, distributions
 
 SPACE = FactorSpace.default("v2")
 WEIGHTS = {"width": 3.0, "resolution": 1.5, "mv2_depth": 0.5, "vit_depth": 0.0}  # known order; ViT depth: nothing

@@ -12,12 +12,12 @@ import tomllib
 
 import optuna
 import pytest
+from helpers.postgres import PostgresServer, find_bin
 from optuna.trial import TrialState
 
 from archsearch.model.space import DEFAULT_SPACES
-from archsearch.search.study import StudySettings, exclusive_run, make_storage, open_study
-
-from helpers.postgres import PostgresServer, find_bin
+from archsearch.search.settings import StudySettings
+from archsearch.search.study import exclusive_run, make_storage, open_study
 
 pytestmark = pytest.mark.slow
 RUN = ["run", "--mac-budget", "300M", "--profile", "tiny", "--quiet", "--no-dashboard"]
@@ -121,9 +121,9 @@ def test_dead_worker_job_is_failed_and_redone(tmp_path, postgres_url, imagenette
 
 SLOW_ASK = """
 import time
-import archsearch.gp.proposer as proposer
+import archsearch.gp.acquisition as acquisition
 
-_ask = proposer.GPProposer.ask
+_ask = acquisition.GPProposer.ask
 
 
 def slow_ask(self, *args, **kwargs):
@@ -131,7 +131,7 @@ def slow_ask(self, *args, **kwargs):
     return _ask(self, *args, **kwargs)
 
 
-proposer.GPProposer.ask = slow_ask
+acquisition.GPProposer.ask = slow_ask
 """
 
 

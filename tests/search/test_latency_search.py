@@ -13,15 +13,17 @@ import optuna
 import pytest
 from helpers.studies import BUDGET, run_synthetic, settings_for
 
-from archsearch.search.baselines import MIN_FILL
 from archsearch.cli import main
-from archsearch.model.cost import closed_form_cost, distinct_networks
-from archsearch.report.dashboard import build_figures, collect
 from archsearch.latency import LatencyLimit, check_latency
 from archsearch.latency.predict import fit_model, save_model
-from archsearch.search import feasible_grid
+from archsearch.model.cost import closed_form_cost, distinct_networks
 from archsearch.model.space import DEFAULT_SPACES, FactorSpace
-from archsearch.report.summary import plan_for, render, study_facts, summarize
+from archsearch.report.dashboard import build_figures, collect
+from archsearch.report.summary import render, summarize
+from archsearch.results.judge import study_facts
+from archsearch.search import feasible_grid
+from archsearch.search.baselines import MIN_FILL
+from archsearch.search.session import plan_for
 
 SPACE_DICT = tomllib.loads(DEFAULT_SPACES["v2"].read_text())
 SPACE = FactorSpace.from_dict(SPACE_DICT)

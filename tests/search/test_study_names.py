@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import optuna
 
 import archsearch.cli.run as run_command
 from archsearch.cli import main
-from archsearch.search.study import NAME_PATTERN, data_tag, default_study_name, default_storage
+from archsearch.search.study import (
+    NAME_PATTERN,
+    data_tag,
+    default_storage,
+    default_study_name,
+)
 
 
 def name(data) -> str:
@@ -46,5 +52,7 @@ def test_run_on_other_data_opens_another_study(tmp_path, monkeypatch, capsys, is
         assert main([*argv, "--data", str(root)]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(default_storage()))
-    assert names == sorted(default_study_name("v2", 300_000_000, "gp", "tiny", 0, root) for root in roots)
+    # the rule: the search problem, then the data folder's name and 6 hex digits of the SHA-256 of its full path
+    digests = [hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:6] for root in roots]
+    assert names == sorted(f"v2-300M-gp-tiny-s0-train-{d}" for d in digests)
     assert all(f"study {n} in" in out for n in names)

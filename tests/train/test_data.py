@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers.imagefolder import CLASSES, COLOURS, UNREADABLE, make_image_folder, write_image
+from helpers.imagefolder import (
+    CLASSES,
+    COLOURS,
+    UNREADABLE,
+    make_image_folder,
+    write_image,
+)
 
-import archsearch.train.data as data
+from archsearch.train import data, decoding
 from archsearch.train.data import (
     DataError,
-    decoding_pool,
     fingerprint,
     iterate_batches,
     load_dataset,
@@ -23,6 +31,7 @@ from archsearch.train.data import (
     random_resized_crop,
     resolve_data_root,
 )
+from archsearch.train.decoding import decoding_pool
 
 
 @pytest.fixture
@@ -87,7 +96,7 @@ def test_store_is_rebuilt_when_a_source_file_changes(folder, cache):
 
 
 def test_an_interrupted_build_leaves_nothing_behind(folder, cache, monkeypatch):
-    decode = data._decode
+    decode = decoding.decode
     calls = []
 
     def failing(task):
@@ -96,11 +105,11 @@ def test_an_interrupted_build_leaves_nothing_behind(folder, cache, monkeypatch):
             raise KeyboardInterrupt
         return decode(task)
 
-    monkeypatch.setattr(data, "_decode", failing)
+    monkeypatch.setattr(decoding, "decode", failing)
     with pytest.raises(KeyboardInterrupt):
         load_dataset(folder, 32, cache_dir=cache, progress=False, workers=1)
     assert list(cache.iterdir()) == []  # neither a store nor a temporary folder
-    monkeypatch.setattr(data, "_decode", decode)
+    monkeypatch.setattr(decoding, "decode", decode)
     assert load_dataset(folder, 32, cache_dir=cache, progress=False).train.built
 
 
@@ -123,7 +132,8 @@ POOL_ROUNDS = """
 import signal, sys
 from pathlib import Path
 from archsearch.cli.common import sigterm_as_interrupt
-from archsearch.train.data import decoding_pool, load_dataset
+from archsearch.train.data import load_dataset
+from archsearch.train.decoding import decoding_pool
 
 def dispositions(_):
     return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.getsignal(signal.SIGINT) == signal.SIG_IGN
@@ -150,18 +160,60 @@ def test_decoding_ends_under_the_cli_sigterm_handler(tmp_path):
     assert "Exception ignored" not in result.stderr, result.stderr
 
 
-def test_a_finished_decode_closes_its_pool_and_an_interrupted_one_terminates_it(tmp_path, monkeypatch):
+FORK_INTERRUPTED = """
+import os, signal, sys
+from pathlib import Path
+from archsearch.cli.common import sigterm_as_interrupt
+from archsearch.train.data import load_dataset
+
+root, signum, hook = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+sent = []
+
+def send():  # the signal lands while the pool forks its first worker
+    if not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signum)
+
+os.register_at_fork(**{hook: send})
+try:
+    with sigterm_as_interrupt():
+        load_dataset(root, 4, cache_dir=root / "cache", progress=False, workers=2)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("signum, hook", [(signal.SIGINT, "after_in_parent"), (signal.SIGTERM, "before")],
+                         ids=["sigint-after-fork", "sigterm-before-fork"])
+def test_a_signal_while_the_pool_forks_stops_the_decode(tmp_path, signum, hook):
+    """A signal handled inside os.fork's at-fork hooks (logging registers two) raised KeyboardInterrupt
+    there, where CPython reports it as unraisable and drops it: the decode, and the run, carried on."""
+    root = make_image_folder(tmp_path / "big", train_per_class=24)  # over the pool threshold
+    # a worker left behind would hold the pipes open: the timeout
+    result = subprocess.run([sys.executable, "-c", FORK_INTERRUPTED, str(root), str(int(signum)), hook],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert (result.returncode, result.stdout) == (130, "interrupted\n"), result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert not list((root / "cache").glob("*/manifest.json"))  # no store was finished
+
+
+def test_a_decode_ends_its_pool_with_close_and_join_finished_or_interrupted(tmp_path, monkeypatch):
+    """Interrupted, the pool was ended with terminate(), which SIGTERMs the workers: one killed inside its result
+    queue's put() leaves that queue's write lock held, and terminate() then waited for ever on the pool's task
+    handler (a Ctrl-C in the middle of a decode hung the run)."""
     root = make_image_folder(tmp_path / "big", train_per_class=24)  # over the pool threshold
     pools, terminated = [], []
 
-    def spied_pool(workers):
-        pool = decoding_pool(workers)
-        stop = pool.terminate
-        pool.terminate = lambda: (terminated.append(pool), stop())
+    def spied_pool(workers, stop=None):
+        pool = decoding_pool(workers, stop)
+        kill = pool.terminate
+        pool.terminate = lambda: (terminated.append(pool), kill())
         pools.append(pool)
         return pool
 
-    monkeypatch.setattr(data, "decoding_pool", spied_pool)
+    monkeypatch.setattr(decoding, "decoding_pool", spied_pool)
     load_dataset(root, 16, cache_dir=tmp_path / "a", progress=False, workers=2)
     assert pools and not terminated  # the decoder ran to its end: close/join, the workers exited by themselves
     assert all(worker.exitcode == 0 for pool in pools for worker in pool._pool)
@@ -169,8 +221,24 @@ def test_a_finished_decode_closes_its_pool_and_an_interrupted_one_terminates_it(
     pools.clear()
     monkeypatch.setattr(data.np, "memmap", lambda *args, **kwargs: _Interrupting())
     with pytest.raises(KeyboardInterrupt):
-        load_dataset(root, 16, cache_dir=tmp_path / "b", progress=False, workers=2)
-    assert terminated == pools and len(pools) == 1
+        try:
+            load_dataset(root, 16, cache_dir=tmp_path / "b", progress=False, workers=2)
+        finally:  # the interrupt is still in flight: the workers have exited already, by themselves
+            exitcodes = [worker.exitcode for pool in pools for worker in pool._pool]
+    assert len(pools) == 1 and not terminated and exitcodes == [0, 0]
+
+
+def test_stopped_workers_skip_their_tasks(folder):
+    stop = multiprocessing.RawValue(ctypes.c_bool, False)
+    pool = decoding_pool(2, stop)
+    tasks = [(str(folder / "train/apple/apple_000.jpg"), 8)] * 4
+    first = pool.map(decoding._decode_unless_stopped, tasks)
+    stop.value = True
+    second = pool.map(decoding._decode_unless_stopped, tasks)
+    pool.close()
+    pool.join()
+    assert [pixels.shape for pixels, _ in first] == [(8, 8, 3)] * 4
+    assert second == [(None, "stopped")] * 4
 
 
 class _Interrupting:

@@ -11,11 +11,10 @@ import time
 
 import pytest
 import torch
+from helpers.imagefolder import make_image_folder
 
 from archsearch import ArchConfig
 from archsearch.train.loop import evaluate
-
-from helpers.imagefolder import make_image_folder
 
 CONFIG = ArchConfig("v2", resolution=64, width=0.25, mv2_depth=0.5, vit_depth=0.25)
 EPOCHS = 40

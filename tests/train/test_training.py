@@ -12,11 +12,17 @@ from helpers.imagefolder import make_image_folder
 
 from archsearch.cli import main
 from archsearch.model.config import ArchConfig, ConfigError, preset
-from archsearch.train.data import DataError, resolve_data_root
 from archsearch.model.generator import build_model
 from archsearch.model.space import FactorSpace
+from archsearch.train.data import DataError, resolve_data_root
 from archsearch.train.loop import evaluate
-from archsearch.train.recipe import MIN_TRAIN_RESOLUTION, PROFILES, check_distinct_resolutions, get_profile, train_resolution
+from archsearch.train.recipe import (
+    MIN_TRAIN_RESOLUTION,
+    PROFILES,
+    check_distinct_resolutions,
+    get_profile,
+    train_resolution,
+)
 from archsearch.train.record import EpochStats, decode_hits
 
 V2_050 = preset("mobilevitv2_050")

@@ -7,11 +7,31 @@ runs one search and decides its winner at a few costs, ``report`` gathers many a
 """
 
 from .problem import COST_MODELS, Problem, Rung
-from .report import TOLERANCE_POINTS, Report, default_costs, median, render, replay, write_outputs
-from .search import STRATEGIES, Pick, Search, Setup, SnapToTable, TableEvaluator, planned_cost, search, trials_for
+from .report import (
+    TOLERANCE_POINTS,
+    Report,
+    default_costs,
+    median,
+    render,
+    replay,
+    write_outputs,
+)
+from .search import (
+    DEFAULT_STRATEGIES,
+    MULTI,
+    STRATEGIES,
+    Pick,
+    Search,
+    Setup,
+    SnapToTable,
+    TableEvaluator,
+    planned_cost,
+    search,
+    trials_for,
+)
 
 __all__ = [
-    "COST_MODELS", "STRATEGIES", "TOLERANCE_POINTS", "Pick", "Problem", "Report", "Rung", "Search", "Setup",
-    "SnapToTable", "TableEvaluator", "default_costs", "median", "planned_cost", "render", "replay", "search",
-    "trials_for", "write_outputs",
+    "COST_MODELS", "DEFAULT_STRATEGIES", "MULTI", "STRATEGIES", "TOLERANCE_POINTS", "Pick", "Problem", "Report",
+    "Rung", "Search", "Setup", "SnapToTable", "TableEvaluator", "default_costs", "median", "planned_cost", "render",
+    "replay", "search", "trials_for", "write_outputs",
 ]

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..table import grid_width_baseline
 from ...model.config import ArchConfig, ConfigError
 from ...model.cost import closed_form_cost
-from ...search.fidelity import Noise, rung_noise
-from ...search import BudgetError
 from ...model.space import FactorSpace
-from ..tables import BenchTable, check_group
+from ...search import BudgetError
+from ...search.fidelity import Noise, rung_noise
 from ...train.recipe import Profile
+from ..table import grid_width_baseline
+from ..tables import BenchTable, check_group
 
 COST_MODELS = ("images", "wall")
 

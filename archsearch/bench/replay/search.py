@@ -13,8 +13,8 @@
   the search asks for more seeds than the tables hold; with one seed, the score plus Gaussian noise of the
   rung's std (``Rung.noise``), drawn from (replay seed, config, rung, k). Without noise every job scores the
   config's mean over the table seeds.
-* **Picks.** What a search would report is ``decision.decide``'s winner (the GP posterior mean at the highest
-  rung reached, as ``run``'s summary decides); its quality is the winner's *true* accuracy (top-rung mean
+* **Picks.** What a search would report is the judge's winner (``results.judge``: the GP posterior mean at the
+  highest rung reached, as ``run``'s summary decides); its quality is the winner's *true* accuracy (top-rung mean
   over seeds), never its noisy score. A search is judged at a few costs: where its plan is a prefix of a
   longer one (one rung, one top seed: it only proposes), at the prefix of the longest search that fits the
   cost; otherwise (rungs, repeats) by a search of its own with as many proposals as the cost buys
@@ -33,22 +33,27 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from ...search.baselines import KINDS, Baselines
 from ...model.config import ArchConfig, ConfigError
 from ...model.cost import closed_form_cost
-from ...results.decision import decide
-from ...search.fidelity import Ladder
-from ...search.samplers import make_sampler, study_noise
-from ...search import BudgetError, Job, Ledger, Plan, run_trials
 from ...model.space import FactorSpace
-from ...search.study import STRATEGIES as BASE_STRATEGIES
-from ...search.study import StudySettings, config_from_params, config_params, distributions, open_study
-from ...report.summary import fit_surrogate
+from ...results.judge import judge
+from ...search import BudgetError, Job, Ledger, Plan
+from ...search.baselines import KINDS, Baselines
+from ...search.fidelity import Ladder
+from ...search.params import config_from_params, config_params, distributions
+from ...search.session import Session
+from ...search.settings import StudySettings
+from ...search.strategies import STRATEGIES as REGISTRY
+from ...search.strategies import get_strategy
 from ...train.recipe import train_resolution
 from .problem import Problem
 
 MULTI = "mf-"
-STRATEGIES = (*BASE_STRATEGIES, *(MULTI + s for s in BASE_STRATEGIES if s != "nsga3"))
+# Every registered strategy alone, then over every rung those that can climb a ladder.
+STRATEGIES = (*REGISTRY, *(MULTI + s.name for s in REGISTRY.values() if not s.one_rung))
+# Compared by default: each that can climb a ladder, followed by its mf- search where it models every rung.
+DEFAULT_STRATEGIES = tuple(name for s in REGISTRY.values() if not s.one_rung
+                           for name in (s.name, *([MULTI + s.name] if s.models_rungs else [])))
 NO_BASELINES = {k: "a replay trains no baseline (the hand-scaling rules' configs are not in the tables)" for k in KINDS}
 
 
@@ -250,18 +255,18 @@ def _run(problem: Problem, strategy: str, seed: int, trials: int, setup: Setup) 
     base = strategy.removeprefix(MULTI)
     settings = StudySettings(space=problem.space_dict, mac_budget=problem.budget, ladder=ladder.to_dict(),
                              data="replay", strategy=base, seed=seed, trials=trials)
-    sampler = make_sampler(base, problem.space, problem.points, problem.costs, problem.budget, ladder, seed)
-    if base not in ("gp", "design"):
-        sampler = SnapToTable(sampler, problem.space, problem.points, problem.budget)
-    study = open_study(f"replay-{strategy}-s{seed}", optuna.storages.InMemoryStorage(), settings, sampler)
-    plan = Plan(ladder, trials, Baselines(problem.budget, None, (), None, NO_BASELINES), seed)
+    snap = None if get_strategy(base).within_budget else (
+        lambda sampler: SnapToTable(sampler, problem.space, problem.points, problem.budget))
+    session = Session(settings, f"replay-{strategy}-s{seed}", optuna.storages.InMemoryStorage(),
+                      candidates=(problem.points, problem.costs), wrap_sampler=snap,
+                      plan=Plan(ladder, trials, Baselines(problem.budget, None, (), None, NO_BASELINES), seed))
     stuck = False
     try:
-        run_trials(study, settings, plan, TableEvaluator(problem, ladder, index, seed, setup.noisy), progress=False,
-                   poll_s=0.0, heartbeats=False)
+        session.run(TableEvaluator(problem, ladder, index, seed, setup.noisy), progress=False, poll_s=0.0,
+                    heartbeats=False)
     except BudgetError:  # MAX_WASTED_STREAK proposals in a row over the budget or already evaluated
         stuck = True
-    return _Run(study, settings, plan, tuple(problem.weights[i] for i in index), index, stuck)
+    return _Run(session.study, settings, session.plan, tuple(problem.weights[i] for i in index), index, stuck)
 
 
 def _counted(trial: FrozenTrial) -> Job | None:
@@ -286,8 +291,7 @@ def _prefix(run: _Run, cost: float) -> tuple[list[FrozenTrial], float]:
 
 def _pick(problem: Problem, run: _Run, cost: float, trials: int, prefix: list[FrozenTrial], spent: float) -> Pick:
     ledger = Ledger(prefix)
-    noise = study_noise(ledger, run.plan.ladder)
-    decision = decide(ledger, run.plan, problem.budget, noise, fit_surrogate(ledger, run.plan, run.settings, noise))
+    decision = judge(ledger, run.plan, run.settings).decision
     if decision.winner is None:
         return Pick(cost, trials, spent)
     config = decision.winner.config

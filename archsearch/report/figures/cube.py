@@ -1,9 +1,8 @@
-"""The dashboard's view of a study and its Plotly figures: the factor cube, the Pareto front, the history.
+"""The dashboard's figures of a study's jobs: the 4-D factor cube, the Pareto front, the search history.
 
-``StudyView`` is what ``dashboard.collect`` reads from a study's jobs and from ``summary.study_facts`` (its
-one GP and its decision). Each builder takes a view and returns a ``plotly.graph_objects.Figure``, or
-``None`` where the study has too little data for it; the GP maps and marginals are in ``figures_gp``, the
-rungs figure in ``figures_rungs``. Accuracies are plotted in percent, MACs in millions; the budget is drawn
+Each builder takes a ``view.StudyView`` and returns a ``plotly.graph_objects.Figure``, or ``None`` where the
+study has too little data for it; the GP maps and marginals are in ``gp``, the rungs figure in ``rungs``, the
+latency figures in ``latency``. Accuracies are plotted in percent, MACs in millions; the budget is drawn
 from the closed-form cost model, so it shows exactly where the search could and could not go.
 
 Scores of different rungs are never put on one accuracy scale (each rung trains on other images for other
@@ -14,235 +13,70 @@ Pareto front the deciding rung, and the rungs figure each network across the run
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import plotly.graph_objects as go
 
 from ...model.config import ArchConfig
 from ...model.cost import closed_form_cost
-from ...results.decision import Decision, Scored
-from ...search.fidelity import Ladder, Noise
 from ...model.space import FACTORS, FactorSpace
-from ...search.study import StudySettings
-from ...gp.surrogate import GPSurrogate
-
-LABELS = {"resolution": "resolution (px)", "width": "width", "mv2_depth": "MV2 depth", "vit_depth": "ViT depth"}
-SHORT = {"resolution": "res", "width": "width", "mv2_depth": "MV2", "vit_depth": "ViT"}
-COLORSCALE = "Viridis"
-BUDGET_COLOR = "#d62728"
-WINNER_COLOR = "#ff7f0e"
-BASELINE_COLOR = "#1f77b4"
-STRATEGY_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-# The three baselines (``baselines.KINDS``) wherever they are marked.
-KIND_COLORS = {"width": BASELINE_COLOR, "width_resolution": "#17becf", "compound": "#9467bd"}
-KIND_LABELS = {"width": "width", "width_resolution": "width × resolution", "compound": "compound"}
-KIND_SYMBOLS = {"width": "diamond", "width_resolution": "square", "compound": "triangle-up"}
-
-
-@dataclass(frozen=True)
-class TrialPoint:
-    """One trained job, as every figure shows it."""
-
-    number: int
-    role: str  # "search" | "baseline"
-    strategy: str
-    config: ArchConfig
-    config_id: str
-    macs: int
-    params: int
-    accuracy: float  # top-1, 0..1
-    fidelity: str  # the rung's profile name
-    rung: int
-    seed: int
-    trained_resolution: int | None  # the side it was trained and scored at (the rung scales the config's)
-    cached: bool = False
-    latency: dict | None = None  # its measured latency (``latency.trial``), or None
-
-    def hover(self, score: str | None = None, trials: str | None = None) -> str:
-        """Full config, cost, score, rung, seed and trained resolution, as HTML lines for a hover label
-        (``score`` and ``trials`` replace the job's own lines, for a network over several seeds)."""
-        factors = " · ".join(f"{SHORT[f]} {getattr(self.config, f):g}" for f in FACTORS)
-        extra = ", ".join(f"{k} {v}" for k, v in self.config.to_dict().items() if k not in FACTORS and v is not None)
-        trained = f"{self.trained_resolution} px" if self.trained_resolution else "?"
-        return "<br>".join([
-            f"<b>{html.escape(self.config_id)}</b>",
-            factors,
-            extra,
-            f"MACs {self.macs / 1e6:.1f}M · params {self.params / 1e6:.2f}M",
-            score or f"top-1 {100 * self.accuracy:.2f} % · seed {self.seed}",
-            f"rung {self.rung} ({html.escape(self.fidelity)}) · trained at {trained}",
-            trials or f"trial #{self.number} ({self.role}, {html.escape(self.strategy)}"
-                      f"{', cached' if self.cached else ''})",
-        ])
-
-
-@dataclass(frozen=True)
-class NetworkMean:
-    """One network at one rung: its jobs there, one per seed, shown at their mean score."""
-
-    points: tuple[TrialPoint, ...]  # in seed order, one per seed
-
-    @property
-    def first(self) -> TrialPoint:
-        return self.points[0]
-
-    @property
-    def number(self) -> int:
-        return self.first.number
-
-    @property
-    def macs(self) -> int:
-        return self.first.macs
-
-    @property
-    def accuracy(self) -> float:
-        return float(np.mean([p.accuracy for p in self.points]))
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        return tuple(p.seed for p in self.points)
-
-    @property
-    def strategy(self) -> str:
-        return self.first.strategy
-
-    def hover(self) -> str:
-        """The first job's hover with the score over seeds and every trial number."""
-        p = self.first
-        if len(self.points) == 1:
-            return p.hover()
-        scores = ", ".join(f"{100 * q.accuracy:.2f}" for q in self.points)
-        return p.hover(
-            score=f"top-1 {100 * self.accuracy:.2f} % (mean over seeds {', '.join(map(str, self.seeds))}: {scores})",
-            trials=f"trials {', '.join(f'#{q.number}' for q in self.points)} ({p.role}, {html.escape(p.strategy)})")
-
-
-def networks(points: Iterable[TrialPoint]) -> list[NetworkMean]:
-    """``points`` (of one rung) grouped by the network trained, in trial order; a seed counts once (its
-    first job), as ``decision.scored`` counts it."""
-    by_network: dict[tuple, dict[int, TrialPoint]] = {}
-    for p in sorted(points, key=lambda p: p.number):
-        by_network.setdefault(p.config.network_key(), {}).setdefault(p.seed, p)
-    return [NetworkMean(tuple(by_seed[s] for s in sorted(by_seed))) for by_seed in by_network.values()]
-
-
-@dataclass(frozen=True)
-class StudyView:
-    """What the dashboard shows of a study (see ``dashboard.collect``): its jobs as points, and the facts
-    ``summary.study_facts`` established once (the GP, the decision, the noise)."""
-
-    name: str
-    storage: str  # redacted URL
-    settings: StudySettings
-    points: tuple[TrialPoint, ...]  # trained jobs of every rung, in trial order
-    counts: dict[str, Any]  # summary["counts"]
-    decision: Decision
-    noise: tuple[Noise, ...]  # per rung
-    surrogate: GPSurrogate | None
-    importance: dict[str, Any]  # summary["importance"]
-
-    @cached_property
-    def space(self) -> FactorSpace:
-        return self.settings.factor_space()
-
-    @cached_property
-    def ladder(self) -> Ladder:
-        return self.settings.fidelity_ladder()
-
-    @property
-    def budget(self) -> int:
-        return self.settings.mac_budget
-
-    @property
-    def rung(self) -> int:
-        """The deciding rung: where the GP maps, marginals and Pareto front are drawn."""
-        return self.decision.rung
-
-    @property
-    def winner(self) -> Scored | None:
-        return self.decision.winner
-
-    @property
-    def base(self) -> ArchConfig | None:
-        """Where the GP slices are taken: the winner."""
-        return self.winner.config if self.winner else None
-
-    @cached_property
-    def baseline_kinds(self) -> dict[tuple, tuple[str, ...]]:
-        """Network -> the baseline kinds it is at the deciding rung (one network may be two kinds)."""
-        kinds: dict[tuple, tuple[str, ...]] = {}
-        for m in self.decision.margins:
-            if m.baseline is not None:
-                key = m.baseline.config.network_key()
-                kinds[key] = kinds.get(key, ()) + (m.kind,)
-        return kinds
-
-    def at(self, rung: int) -> list[TrialPoint]:
-        return [p for p in self.points if p.rung == rung]
-
-    def network(self, config: ArchConfig, rung: int) -> NetworkMean | None:
-        """``config``'s network at ``rung`` (its jobs there over seeds), or None if it was not trained there."""
-        key = config.network_key()
-        return next((n for n in networks(self.at(rung)) if n.first.config.network_key() == key), None)
-
-    def is_winner(self, p: TrialPoint) -> bool:
-        return self.winner is not None and p.config.network_key() == self.winner.config.network_key()
-
+from ...search.jobs import Entry
+from ...search.networks import Network
+from .view import (
+    BUDGET_COLOR,
+    COLORSCALE,
+    KIND_COLORS,
+    KIND_LABELS,
+    KIND_SYMBOLS,
+    LABELS,
+    STRATEGY_COLORS,
+    WINNER_COLOR,
+    StudyView,
+    symbol_of,
+    with_factors,
+)
 
 # ---- pure helpers (tested directly) ----------------------------------------------------------------
-Point = TypeVar("Point", TrialPoint, NetworkMean)
+T = TypeVar("T")
 
 
-def pareto_front(points: Sequence[Point]) -> list[Point]:
-    """Points no other point beats on both accuracy (higher) and MACs (lower), by MACs ascending; one per
-    (MACs, accuracy) pair (a network trained twice is one point of the front)."""
-    front: list[Point] = []
+def pareto_front(networks: Sequence[Network]) -> list[Network]:
+    """Networks no other network beats on both mean score (higher) and MACs (lower), by MACs ascending; one
+    per (MACs, score) pair."""
+    front: list[Network] = []
     seen: set[tuple[int, float]] = set()
-    for p in sorted(points, key=lambda p: (p.macs, -p.accuracy, p.number)):
-        dominated = any(q.accuracy >= p.accuracy and q.macs <= p.macs and (q.accuracy > p.accuracy or q.macs < p.macs)
-                        for q in points)
-        if not dominated and (p.macs, p.accuracy) not in seen:
-            seen.add((p.macs, p.accuracy))
-            front.append(p)
+    for n in sorted(networks, key=lambda n: (n.macs, -n.mean, n.trials[0])):
+        dominated = any(q.mean >= n.mean and q.macs <= n.macs and (q.mean > n.mean or q.macs < n.macs)
+                        for q in networks)
+        if not dominated and (n.macs, n.mean) not in seen:
+            seen.add((n.macs, n.mean))
+            front.append(n)
     return front
 
 
-def best_so_far(points: Sequence[TrialPoint], budget: int) -> list[float | None]:
+def best_so_far(jobs: Sequence[Entry], budget: int) -> list[float | None]:
     """Best feasible accuracy after each job (``None`` until the first feasible one); of one rung's jobs."""
     best, out = None, []
-    for p in points:
-        if p.macs <= budget and (best is None or p.accuracy > best):
-            best = p.accuracy
+    for e in jobs:
+        if e.macs <= budget and (best is None or e.accuracy > best):
+            best = e.accuracy
         out.append(best)
     return out
 
 
-def by_strategy(points: Iterable[Point]) -> dict[str, list[Point]]:
-    groups: dict[str, list[Point]] = {}
-    for p in points:
-        groups.setdefault(p.strategy, []).append(p)
+def by_strategy(items: Iterable[T], strategy: Callable[[T], str]) -> dict[str, list[T]]:
+    groups: dict[str, list[T]] = {}
+    for x in items:
+        groups.setdefault(strategy(x), []).append(x)
     return groups
 
 
-def macs_grid(base: ArchConfig, factor_x: str, xs: Sequence[float], factor_y: str, ys: Sequence[float]) -> np.ndarray:
-    """Closed-form MACs over a 2-D slice through ``base``: ``[len(ys), len(xs)]``."""
-    return np.array([[closed_form_cost(with_factors(base, {factor_x: x, factor_y: y})).macs for x in xs] for y in ys],
-                    dtype=np.float64)
-
-
-def with_factors(base: ArchConfig, values: dict[str, float]) -> ArchConfig:
-    values = {k: (int(round(v)) if k == "resolution" else float(v)) for k, v in values.items()}
-    return base.replace(**values)
-
-
-def _accuracy_range(points: Sequence[TrialPoint]) -> tuple[float, float]:
-    if not points:
+def _accuracy_range(jobs: Sequence[Entry]) -> tuple[float, float]:
+    if not jobs:
         return 0.0, 100.0
-    accs = [100 * p.accuracy for p in points]
+    accs = [100 * e.accuracy for e in jobs]
     lo, hi = min(accs), max(accs)
     return (lo - 0.5, hi + 0.5) if hi - lo < 1e-9 else (lo, hi)
 
@@ -276,7 +110,7 @@ def cube_figure(view: StudyView) -> go.Figure:
     vits = space.range("vit_depth").values()
     variant = base.variant if len(space.variants) > 1 else None  # the budget surface is for one variant
     cmin, cmax = _accuracy_range(first)
-    max_macs = max([p.macs for p in first] + [1])
+    max_macs = max([e.macs for e in first] + [1])
     fig = go.Figure()
     for vit in vits:
         gx, gy, gz, value, feasible = [], [], [], [], []
@@ -299,27 +133,27 @@ def cube_figure(view: StudyView) -> go.Figure:
             caps=dict(x_show=False, y_show=False, z_show=False), opacity=0.3, showscale=False,
             colorscale=[[0, BUDGET_COLOR], [1, BUDGET_COLOR]], name=f"budget {budget / 1e6:g}M MACs",
             showlegend=vit == vits[0], legendgroup="budget", hoverinfo="skip"))
-        here = [p for p in first if abs(p.config.vit_depth - vit) < 1e-6]
+        here = [e for e in first if abs(e.job.config.vit_depth - vit) < 1e-6]
         fig.add_trace(go.Scatter3d(
-            x=[p.config.resolution for p in here], y=[p.config.width for p in here],
-            z=[p.config.mv2_depth for p in here], mode="markers", name=f"trained at {view.ladder.rungs[0].name}",
+            x=[e.job.config.resolution for e in here], y=[e.job.config.width for e in here],
+            z=[e.job.config.mv2_depth for e in here], mode="markers", name=f"trained at {view.ladder.rungs[0].name}",
             legendgroup="trained",
-            showlegend=vit == vits[0], text=[p.hover() for p in here], hovertemplate="%{text}<extra></extra>",
+            showlegend=vit == vits[0], text=[view.hover(e) for e in here], hovertemplate="%{text}<extra></extra>",
             marker=dict(
-                color=[100 * p.accuracy for p in here], colorscale=COLORSCALE, cmin=cmin, cmax=cmax,
+                color=[100 * e.accuracy for e in here], colorscale=COLORSCALE, cmin=cmin, cmax=cmax,
                 showscale=True, colorbar=dict(title=dict(text=f"top-1 % at {view.ladder.rungs[0].name}"), len=0.6),
-                size=[5 + 15 * np.sqrt(p.macs / max_macs) for p in here],
-                symbol=[symbol_of(view, p) for p in here], line=dict(width=1, color="#222"), opacity=0.95)))
+                size=[5 + 15 * np.sqrt(e.macs / max_macs) for e in here],
+                symbol=[symbol_of(view, e) for e in here], line=dict(width=1, color="#222"), opacity=0.95)))
     active = vits.index(base.vit_depth) if base.vit_depth in vits else len(vits) // 2
     steps = []
     for i, vit in enumerate(vits):
         visible = [i == j for j in range(len(vits)) for _ in range(CUBE_TRACES_PER_STEP)]
-        n = sum(abs(p.config.vit_depth - vit) < 1e-6 for p in first)
+        n = sum(abs(e.job.config.vit_depth - vit) < 1e-6 for e in first)
         steps.append(dict(method="update", label=f"{vit:g}",
                           args=[{"visible": visible}, {"title.text": _cube_title(view, vit, n, variant)}]))
     for k, trace in enumerate(fig.data):
         trace.visible = k // CUBE_TRACES_PER_STEP == active
-    n_active = sum(abs(p.config.vit_depth - vits[active]) < 1e-6 for p in first)
+    n_active = sum(abs(e.job.config.vit_depth - vits[active]) < 1e-6 for e in first)
     fig.update_layout(
         title=dict(text=_cube_title(view, vits[active], n_active, variant)), height=720, uirevision="cube",
         margin=dict(l=0, r=0, t=50, b=0), legend=dict(x=0, y=1),
@@ -337,34 +171,28 @@ def _cube_title(view: StudyView, vit: float, trained: int, variant: str | None =
             f"the search's coverage (red surface: the MAC budget{where})")
 
 
-def symbol_of(view: StudyView, p: TrialPoint) -> str:
-    if view.is_winner(p):
-        return "diamond"
-    return "square" if p.role == "baseline" else "circle"
-
-
 # ---- accuracy vs MACs ----------------------------------------------------------------------------
 def pareto_figure(view: StudyView) -> go.Figure | None:
     """The networks trained at the deciding rung (mean over seeds) by MACs and top-1, the non-dominated
     front, the budget, the winner and every baseline trained there."""
-    nets = networks(view.at(view.rung))
+    nets = list(view.networks(view.rung).values())
     if not nets:
         return None
     rung = view.ladder.rungs[view.rung].name
     fig = go.Figure()
-    groups = by_strategy(nets)
+    groups = by_strategy(nets, lambda n: view.strategy(view.job(n.trials[0])))
     for k, (strategy, group) in enumerate(groups.items()):
         fig.add_trace(go.Scatter(
-            x=[n.macs / 1e6 for n in group], y=[100 * n.accuracy for n in group], mode="markers",
+            x=[n.macs / 1e6 for n in group], y=[100 * n.mean for n in group], mode="markers",
             name=f"trained at {rung} ({strategy})" if len(groups) > 1 else f"trained at {rung}",
             marker=dict(size=9, color=STRATEGY_COLORS[k % len(STRATEGY_COLORS)], opacity=0.75),
-            text=[n.hover() for n in group], hovertemplate="%{text}<extra></extra>"))
+            text=[view.network_hover(n) for n in group], hovertemplate="%{text}<extra></extra>"))
     front = pareto_front(nets)
     fig.add_trace(go.Scatter(
-        x=[n.macs / 1e6 for n in front], y=[100 * n.accuracy for n in front], mode="lines+markers",
+        x=[n.macs / 1e6 for n in front], y=[100 * n.mean for n in front], mode="lines+markers",
         name="Pareto front", line=dict(color="black", width=1.5, shape="hv"), marker=dict(size=5, color="black"),
-        text=[n.hover() for n in front], hovertemplate="%{text}<extra></extra>"))
-    accs = [100 * n.accuracy for n in nets]
+        text=[view.network_hover(n) for n in front], hovertemplate="%{text}<extra></extra>"))
+    accs = [100 * n.mean for n in nets]
     pad = max(0.5, 0.05 * (max(accs) - min(accs)))
     fig.add_trace(go.Scatter(x=[view.budget / 1e6] * 2, y=[min(accs) - pad, max(accs) + pad], mode="lines",
                              name=f"MAC budget {view.budget / 1e6:g}M", hoverinfo="name",
@@ -372,13 +200,13 @@ def pareto_figure(view: StudyView) -> go.Figure | None:
     marked = [("winner", view.winner, "star", WINNER_COLOR, 20)]
     marked += [(f"{KIND_LABELS[m.kind]} baseline", m.baseline, KIND_SYMBOLS[m.kind], KIND_COLORS[m.kind], 18 - 2 * i)
                for i, m in enumerate(view.decision.margins)]  # smaller on top: one network may be two kinds
-    for label, scored, symbol, color, size in marked:
-        network = view.network(scored.config, view.rung) if scored is not None else None
+    for label, decided, symbol, color, size in marked:
+        network = view.network(decided.config, view.rung) if decided is not None else None
         if network is not None:
             fig.add_trace(go.Scatter(
-                x=[network.macs / 1e6], y=[100 * network.accuracy], mode="markers", name=label,
+                x=[network.macs / 1e6], y=[100 * network.mean], mode="markers", name=label,
                 marker=dict(size=size, symbol=symbol, color=color, line=dict(width=1.5, color="black")),
-                text=[network.hover()], hovertemplate=f"<b>{label}</b><br>%{{text}}<extra></extra>"))
+                text=[view.network_hover(network)], hovertemplate=f"<b>{label}</b><br>%{{text}}<extra></extra>"))
     fig.update_layout(title=dict(text=f"Accuracy vs MACs at rung {view.rung} ({rung}), the deciding rung (mean over "
                                       "seeds): Pareto front, budget, winner and baselines"),
                       xaxis=dict(title=dict(text="MACs (M, batch 1)")), yaxis=dict(title=dict(text="top-1 %")),
@@ -395,18 +223,18 @@ def history_figure(view: StudyView) -> go.Figure | None:
         return None
     rung = view.ladder.rungs[0].name
     fig = go.Figure()
-    for k, (strategy, points) in enumerate(by_strategy(first).items()):
+    for k, (strategy, jobs) in enumerate(by_strategy(first, view.strategy).items()):
         color = STRATEGY_COLORS[k % len(STRATEGY_COLORS)]
-        x = list(range(1, len(points) + 1))
-        best = best_so_far(points, view.budget)
+        x = list(range(1, len(jobs) + 1))
+        best = best_so_far(jobs, view.budget)
         fig.add_trace(go.Scatter(
             x=x, y=[None if b is None else 100 * b for b in best], mode="lines", name=f"best feasible ({strategy})",
             legendgroup=strategy, line=dict(color=color, width=3, shape="hv"),
             hovertemplate="after %{x} trained: best %{y:.2f} %<extra>" + html.escape(strategy) + "</extra>"))
         fig.add_trace(go.Scatter(
-            x=x, y=[100 * p.accuracy for p in points], mode="markers", name=f"each job ({strategy})",
+            x=x, y=[100 * e.accuracy for e in jobs], mode="markers", name=f"each job ({strategy})",
             legendgroup=strategy, marker=dict(color=color, size=7, opacity=0.45),
-            text=[p.hover() for p in points], hovertemplate="%{text}<extra></extra>"))
+            text=[view.hover(e) for e in jobs], hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(title=dict(text=f"Search history at rung 0 ({rung}): best feasible accuracy per trained job"),
                       xaxis=dict(title=dict(text=f"jobs trained at {rung} (baseline candidates included)"),
                                  dtick=1 if len(first) <= 30 else None),

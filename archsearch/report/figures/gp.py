@@ -1,4 +1,4 @@
-"""The GP figures: the study's one GP (``summary.study_facts``) at the deciding rung, as maps of two factors
+"""The GP figures: the study's one GP (``results.judge``) at the deciding rung, as maps of two factors
 at a time and as marginals along one, each slice through the winner, with the jobs of that rung.
 
 The GP pools every rung; it is asked for the deciding rung (``GPSurrogate.predict(..., rung=...)``), so the
@@ -11,9 +11,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ...gp.surrogate import JOINT_PAIRS
 from ...model.config import RESOLUTION_MULTIPLE
 from ...model.cost import closed_form_cost
-from .cube import (
+from ...model.space import FACTORS
+from .view import (
     BASELINE_COLOR,
     BUDGET_COLOR,
     COLORSCALE,
@@ -25,8 +27,6 @@ from .cube import (
     symbol_of,
     with_factors,
 )
-from ...model.space import FACTORS
-from ...gp.surrogate import JOINT_PAIRS
 
 MARGINAL_POINTS = 41  # GP curve resolution along one factor (the GP is defined between grid points too)
 
@@ -85,15 +85,15 @@ def gp_maps_figure(view: StudyView) -> go.Figure | None:
             line=dict(color="white", width=2.5), fillcolor="rgba(255,255,255,0.45)",
             legendgroup="budget", showlegend=i == 0), row=row, col=col)
         fig.add_trace(go.Scatter(
-            x=[getattr(p.config, fx) for p in points], y=[getattr(p.config, fy) for p in points],
+            x=[getattr(e.job.config, fx) for e in points], y=[getattr(e.job.config, fy) for e in points],
             mode="markers", name=f"trained at {rung} (projected)", legendgroup="trained", showlegend=i == 0,
             marker=dict(size=8, color="rgba(255,255,255,0.85)", line=dict(width=1.2, color="black")),
-            text=[p.hover() for p in points], hovertemplate="%{text}<extra></extra>"), row=row, col=col)
+            text=[view.hover(e) for e in points], hovertemplate="%{text}<extra></extra>"), row=row, col=col)
         fig.add_trace(go.Scatter(
             x=[getattr(base, fx)], y=[getattr(base, fy)], mode="markers", name="winner", legendgroup="winner",
             showlegend=i == 0,
             marker=dict(size=15, symbol="star", color=WINNER_COLOR, line=dict(width=1, color="black")),
-            text=[winner.hover()], hovertemplate="%{text}<extra></extra>"), row=row, col=col)
+            text=[view.network_hover(winner)], hovertemplate="%{text}<extra></extra>"), row=row, col=col)
         fig.update_xaxes(title_text=LABELS[fx], row=row, col=col)
         fig.update_yaxes(title_text=LABELS[fy], row=row, col=col)
     fig.update_layout(
@@ -132,10 +132,10 @@ def marginals_figure(view: StudyView) -> go.Figure | None:
                                  hovertemplate=f"{SHORT[factor]} %{{x:.3g}}<br>GP top-1 %{{y:.2f}} % "
                                                "± %{customdata:.2f} (95 %)<extra></extra>"), row=1, col=col)
         fig.add_trace(go.Scatter(
-            x=[getattr(p.config, factor) for p in points], y=[100 * p.accuracy for p in points],
+            x=[getattr(e.job.config, factor) for e in points], y=[100 * e.accuracy for e in points],
             mode="markers", name=f"trained at {rung} (projected)", legendgroup="trained", showlegend=first,
-            marker=dict(size=7, color="rgba(0,0,0,0.55)", symbol=[symbol_of(view, p) for p in points]),
-            text=[p.hover() for p in points], hovertemplate="%{text}<extra></extra>"), row=1, col=col)
+            marker=dict(size=7, color="rgba(0,0,0,0.55)", symbol=[symbol_of(view, e) for e in points]),
+            text=[view.hover(e) for e in points], hovertemplate="%{text}<extra></extra>"), row=1, col=col)
         over = _over_budget_from(view, factor)
         if over is not None:
             fig.add_vrect(x0=over, x1=view.space.range(factor).max, row=1, col=col, fillcolor=BUDGET_COLOR,

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .cube import StudyView
-from ...latency.figures import AccuracyPoint, LatencyPoint, accuracy_pareto_figure, grid_points, latency_macs_figure
+from ...latency.figures import (
+    AccuracyPoint,
+    LatencyPoint,
+    accuracy_pareto_figure,
+    grid_points,
+    latency_macs_figure,
+)
+from ...latency.predict import find_model
 from ...latency.trial import over_budget
+from .view import StudyView
 
 
 def _measured(view: StudyView) -> dict[tuple, tuple]:
     """network -> (config, MACs, latency attribute) of every trained network with a measured latency."""
     out = {}
-    for p in view.points:
-        if p.latency and "latency_ms" in p.latency:
-            out.setdefault(p.config.network_key(), (p.config, p.macs, p.latency))
+    for e in view.jobs:
+        if e.latency and "latency_ms" in e.latency:
+            out.setdefault(e.job.config.network_key(), (e.job.config, e.macs, e.latency))
     return out
 
 
@@ -25,9 +32,7 @@ def _models(view: StudyView) -> list:
     """The study's latency model, and the other family's model for the same backend where one is at hand."""
     limit = view.settings.latency_limit()
     models = [limit.model] if limit is not None else []
-    backend = limit.backend if limit is not None else (view.settings.latency or {}).get("backend", "ort-cpu")
-    from ...latency.predict import find_model
-
+    backend = limit.backend if limit is not None else view.settings.timing.backend
     for family in ("v1", "v2"):
         if not any(m.space.family == family for m in models):
             try:
@@ -56,17 +61,13 @@ def pareto_latency(view: StudyView) -> go.Figure | None:
     for m in view.decision.margins:
         if m.baseline is not None:
             labels.setdefault(m.baseline.config.network_key(), m.kind)
-    scores: dict[tuple, list[float]] = {}
-    for p in view.points:
-        if p.rung == rung and p.config.network_key() in latency:
-            scores.setdefault(p.config.network_key(), []).append(p.accuracy)
-    if not scores:
+    timed = [(key, n) for key, n in view.networks(rung).items() if key in latency]
+    if not timed:
         return None
     points = []
-    for key, accs in scores.items():
+    for key, n in timed:
         config, macs, lat = latency[key]
-        points.append(AccuracyPoint(config.id, sum(accs) / len(accs), macs, lat["latency_ms"], over_budget(lat),
-                                    labels.get(key, "")))
+        points.append(AccuracyPoint(config.id, n.mean, macs, lat["latency_ms"], over_budget(lat), labels.get(key, "")))
     limit = view.settings.latency_limit()
     backend = next(iter(latency.values()))[2].get("backend", "")
     return accuracy_pareto_figure(points, view.budget, limit.budget_s * 1e3 if limit else None, backend)

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .cube import KIND_COLORS, KIND_LABELS, WINNER_COLOR, NetworkMean, StudyView, networks
+from ...search.networks import Network
+from .view import KIND_COLORS, KIND_LABELS, WINNER_COLOR, StudyView
 
 OTHER_COLOR = "#9e9e9e"
 
@@ -32,33 +33,34 @@ def rungs_figure(view: StudyView) -> go.Figure | None:
     rung (winner and baselines highlighted), the networks that stopped at the first rung as dots, and the
     single seeds where a network has several. None for a one-rung ladder or a study without a trained job."""
     names = [p.name for p in view.ladder.rungs]
-    if len(names) < 2 or not view.points:
+    if len(names) < 2 or not view.jobs:
         return None
-    per_rung = [{n.first.config.network_key(): n for n in networks(view.at(r))} for r in range(len(names))]
+    per_rung = [view.networks(r) for r in range(len(names))]
     fig = go.Figure()
-    stopped: dict[str, list[NetworkMean]] = {}
-    for key in dict.fromkeys(p.config.network_key() for p in view.points):  # in the order first trained
+    stopped: dict[str, list[Network]] = {}
+    for key in dict.fromkeys(e.job.config.network_key() for e in view.jobs):  # in the order first trained
         reached = [(r, at[key]) for r, at in enumerate(per_rung) if key in at]
         if reached[-1][0] == 0:
-            first = reached[0][1].first
-            stopped.setdefault("width × resolution candidates" if first.role == "baseline" else "search",
-                               []).append(reached[0][1])
+            network = reached[0][1]
+            role = view.job(network.trials[0]).job.role
+            stopped.setdefault("width × resolution candidates" if role == "baseline" else "search",
+                               []).append(network)
         else:
             fig.add_trace(_network_line(view, key, reached, names))
     for group, nets in stopped.items():
         candidates = group != "search"
         fig.add_trace(go.Scatter(
-            x=[names[0]] * len(nets), y=[100 * n.accuracy for n in nets], mode="markers",
+            x=[names[0]] * len(nets), y=[100 * n.mean for n in nets], mode="markers",
             name=f"stopped at {names[0]} ({group})",
             marker=dict(size=8, opacity=0.7, color=KIND_COLORS["width_resolution"] if candidates else OTHER_COLOR,
                         symbol="square" if candidates else "circle"),
-            text=[n.hover() for n in nets], hovertemplate="%{text}<extra></extra>"))
-    seeds = [p for at in per_rung for n in at.values() if len(n.points) > 1 for p in n.points]
+            text=[view.network_hover(n) for n in nets], hovertemplate="%{text}<extra></extra>"))
+    seeds = [view.job(t) for at in per_rung for n in at.values() if len(n.trials) > 1 for t in n.trials]
     if seeds:
         fig.add_trace(go.Scatter(
-            x=[names[p.rung] for p in seeds], y=[100 * p.accuracy for p in seeds], mode="markers",
+            x=[names[e.job.rung] for e in seeds], y=[100 * e.accuracy for e in seeds], mode="markers",
             name="single seeds", marker=dict(size=9, color="black", symbol="line-ew-open", line=dict(width=1.5)),
-            text=[p.hover() for p in seeds], hovertemplate="%{text}<extra></extra>"))
+            text=[view.hover(e) for e in seeds], hovertemplate="%{text}<extra></extra>"))
     fig.update_layout(
         title=dict(text=f"Rungs ({' > '.join(names)}): each network's top-1 at every rung it reached "
                         "(mean over seeds)"),
@@ -68,7 +70,7 @@ def rungs_figure(view: StudyView) -> go.Figure | None:
     return fig
 
 
-def _network_line(view: StudyView, key: tuple, reached: Sequence[tuple[int, NetworkMean]],
+def _network_line(view: StudyView, key: tuple, reached: Sequence[tuple[int, Network]],
                   names: Sequence[str]) -> go.Scatter:
     label = role_label(view, key)
     if label is not None and label.startswith("winner"):
@@ -77,9 +79,9 @@ def _network_line(view: StudyView, key: tuple, reached: Sequence[tuple[int, Netw
         color, width, dash = KIND_COLORS[view.baseline_kinds[key][0]], 3, "dash"
     else:
         color, width, dash = OTHER_COLOR, 1.5, "solid"
-    config_id = reached[0][1].first.config_id
+    config_id = reached[0][1].config.id
     return go.Scatter(
-        x=[names[r] for r, _ in reached], y=[100 * n.accuracy for _, n in reached], mode="lines+markers",
+        x=[names[r] for r, _ in reached], y=[100 * n.mean for _, n in reached], mode="lines+markers",
         name=f"{label}: {config_id}" if label else config_id,
         line=dict(color=color, width=width, dash=dash), marker=dict(size=9 if label else 6, color=color),
-        text=[n.hover() for _, n in reached], hovertemplate="%{text}<extra></extra>")
+        text=[view.network_hover(n) for _, n in reached], hovertemplate="%{text}<extra></extra>")

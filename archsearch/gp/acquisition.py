@@ -1,4 +1,5 @@
-"""Ask/tell Bayesian optimisation over a finite set of candidate configs (issue 4).
+"""Acquisition: expected improvement, and with it ask/tell Bayesian optimisation over a finite set of
+candidate configs (``GPProposer``, issue 4).
 
 The candidates are the grid points that fit the MAC budget (the caller filters them with the cost model).
 A proposer is stateless between asks apart from its fixed setup: every ``ask`` gets the whole history, so
@@ -27,13 +28,32 @@ candidates and that history.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.special import ndtr
 
 from ..model.config import ArchConfig
 from ..model.space import FactorSpace
-from .surrogate import GPSurrogate, expected_improvement
+from .surrogate import GPSurrogate
+
+
+def expected_improvement(
+    mean: np.ndarray, std: np.ndarray, best: float, xi: float = 0.0
+) -> np.ndarray:
+    """Expected improvement of a maximisation over ``best + xi`` under N(mean, std^2).
+
+    Where ``std`` is (near) zero the outcome is certain and EI is the plain improvement ``max(mean -
+    best - xi, 0)``; elsewhere the closed form, clipped at 0 against round-off.
+    """
+    mean, std = np.broadcast_arrays(np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64))
+    improvement = mean - best - xi
+    certain = std <= 1e-12
+    safe_std = np.where(certain, 1.0, std)
+    z = improvement / safe_std
+    ei = improvement * ndtr(z) + safe_std * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return np.where(certain, np.maximum(improvement, 0.0), np.maximum(ei, 0.0))
 
 
 class CandidatesExhausted(RuntimeError):

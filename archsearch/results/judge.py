@@ -1,0 +1,60 @@
+"""The judge: a study's jobs read once, its one GP fitted once, its decision made once.
+
+Noise, GP and decision belong together: the GP weighs each rung's scores by that rung's noise and the
+decision ranks by the GP, so whoever needs a winner -- the summary, ``summary.json``, the dashboard, the
+export, ``archsearch status``, ``archsearch formula`` and the replays -- asks ``judge`` (or ``study_facts``
+for a stored study) and reads the same verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+
+from ..gp.surrogate import GPSurrogate
+from ..search.fidelity import Noise, study_noise
+from ..search.jobs import Ledger, Plan
+from ..search.session import plan_for
+from ..search.settings import StudySettings
+from ..search.study import redact
+from .decision import Decision, decide
+
+
+@dataclass(frozen=True)
+class StudyFacts:
+    """What a study found: its jobs, each rung's noise, its GP (None below two results) and its decision."""
+
+    study: str
+    storage: str  # redacted URL
+    settings: StudySettings
+    plan: Plan
+    ledger: Ledger
+    noise: list[Noise]
+    surrogate: GPSurrogate | None
+    decision: Decision
+
+
+def fit_surrogate(ledger: Ledger, plan: Plan, settings: StudySettings, noise: list[Noise]) -> GPSurrogate | None:
+    """The study's GP: every finished job at every rung, with its rung's noise (None below two results)."""
+    done = [e for e in ledger.entries if e.state == "done"]
+    if len(done) < 2:
+        return None
+    return GPSurrogate(settings.factor_space(), seed=settings.seed, fidelities=len(plan.ladder.rungs)).fit(
+        [e.job.config for e in done], [e.accuracy for e in done], [e.job.rung for e in done],
+        [noise[e.job.rung].std for e in done])
+
+
+def judge(ledger: Ledger, plan: Plan, settings: StudySettings, study: str = "", storage: str = "") -> StudyFacts:
+    """The facts of the jobs in ``ledger`` (all of a study's, or the first of a replay's): noise, GP, decision."""
+    noise = study_noise(ledger, plan.ladder)
+    surrogate = fit_surrogate(ledger, plan, settings, noise)
+    decision = decide(ledger, plan, settings.mac_budget, noise, surrogate)
+    return StudyFacts(study, storage, settings, plan, ledger, noise, surrogate, decision)
+
+
+def study_facts(study: optuna.Study, storage_url: str = "") -> StudyFacts:
+    """``judge`` of a stored study, with its plan (from its settings) and its redacted storage URL."""
+    settings = StudySettings.from_study(study)
+    return judge(Ledger(study.get_trials(deepcopy=False)), plan_for(settings), settings, study.study_name,
+                 redact(storage_url))

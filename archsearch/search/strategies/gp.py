@@ -1,0 +1,51 @@
+"""The GP proposer (``gp.acquisition.GPProposer``) as an Optuna sampler, and its space-filling design alone.
+
+``GPSampler`` reads every job of the study: finished ones at every rung are the observations, each with its
+rung's noise; running and queued ones are pending. ``DesignSampler`` never leaves the design: the baseline
+that shows what the GP adds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
+
+from ...gp.acquisition import GPProposer
+from ..params import config_params, distributions
+from ._ledger import observations, other_jobs
+from .base import N_INITIAL, SearchProblem
+
+
+class GPSampler(optuna.samplers.BaseSampler):
+    """Augmented expected improvement of a (multi-fidelity) Matern-5/2 GP over the feasible grid points."""
+
+    def __init__(self, problem: SearchProblem, seed: int = 0, n_initial: int = N_INITIAL):
+        self.space = problem.space
+        self.ladder = problem.ladder
+        self.proposer = GPProposer(problem.space, problem.candidates, costs=problem.costs, budget=problem.budget,
+                                   n_initial=n_initial, seed=seed, fidelities=len(problem.ladder.rungs))
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return distributions(self.space)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if trial.system_attrs.get("fixed_params") or trial.params:  # a queued job brings its own
+            return {}
+        observed, pending, failed, noise = observations(other_jobs(study, trial), self.ladder)
+        return config_params(self.proposer.ask(observed, pending, failed, noise), self.space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+class DesignSampler(GPSampler):
+    """The GP sampler whose space-filling design outlasts every candidate, so the GP is never fitted."""
+
+    def __init__(self, problem: SearchProblem, seed: int = 0):
+        super().__init__(problem, seed, n_initial=len(problem.candidates) + 1)
