@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                   "re-run the same command to resume", file=sys.stderr)
         except BudgetError as err:
             raise CLIError(str(err)) from None
-        facts = study_facts(study, storage_url)
+        facts = study_facts(study, storage_url, session.plan)
         summary = summarize(study, storage_url, facts)
         summary_path, winner_path = write_summary(summary)
         dashboard_path = write_dashboard(study, storage_url, facts=facts, summary=summary) if args.dashboard else None

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import optuna
 
 from ..gp.surrogate import GPSurrogate
-from ..search.fidelity import Noise, study_noise
-from ..search.jobs import Ledger, Plan
+from ..search.fidelity import Noise
+from ..search.jobs import Ledger, Plan, study_noise
 from ..search.session import plan_for
 from ..search.settings import StudySettings
 from ..search.study import redact
@@ -53,8 +53,9 @@ def judge(ledger: Ledger, plan: Plan, settings: StudySettings, study: str = "", 
     return StudyFacts(study, storage, settings, plan, ledger, noise, surrogate, decision)
 
 
-def study_facts(study: optuna.Study, storage_url: str = "") -> StudyFacts:
-    """``judge`` of a stored study, with its plan (from its settings) and its redacted storage URL."""
+def study_facts(study: optuna.Study, storage_url: str = "", plan: Plan | None = None) -> StudyFacts:
+    """``judge`` of a stored study, with its redacted storage URL; ``plan``: the one the search ran (a
+    ``search.session.Session``'s), else the plan its stored settings define."""
     settings = StudySettings.from_study(study)
-    return judge(Ledger(study.get_trials(deepcopy=False)), plan_for(settings), settings, study.study_name,
+    return judge(Ledger(study.get_trials(deepcopy=False)), plan or plan_for(settings), settings, study.study_name,
                  redact(storage_url))

@@ -1,8 +1,11 @@
-"""The search: budgets (``budget``), jobs and the plan of rungs (``jobs``), liveness (``heartbeat``) and the
-loop that trains due jobs (``loop``; the evaluator that trains, which needs torch, is ``evaluator``). Data flows one way: the closed-form cost model filters the factor grid
-to the configs within the MAC budget; a strategy (an Optuna sampler) proposes rung-0 configs; the plan
-promotes the best up the fidelity ladder and adds the baselines; an evaluator scores each job (proxy
-training, or a table lookup in replays); the result is stored on the trial and cached.
+"""The search: what a study trains and how it runs.
+
+``settings`` (what defines a study), ``study`` (Optuna storage, names, the result cache), ``params`` (trials
+<-> configs), ``budget`` (the configs within the MAC and latency budgets), ``fidelity`` (ladders, noise,
+bias), ``baselines``, ``jobs`` (the plan of rungs, the ledger of jobs), ``networks`` (a network's jobs at one
+rung: the one per-network view), ``strategies/`` (the registry of samplers), ``heartbeat``, ``loop`` (trains
+due jobs with any evaluator), ``evaluator`` (the one that trains; needs torch) and ``session`` (the one
+pipeline every command and test searches through).
 """
 
 from .budget import BudgetError, Feasible, feasible_grid, parse_macs

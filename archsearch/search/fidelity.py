@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..model.config import ConfigError
 from ..model.space import FactorSpace
@@ -38,9 +38,6 @@ from ..train.recipe import (
     get_profile,
     is_profile_name,
 )
-
-if TYPE_CHECKING:  # jobs reads the ladder from here
-    from .jobs import Ledger
 
 # Seed-to-seed std of top-1 at each profile (one config, several seeds), measured on Imagenette on the CPU;
 # benchmarks/RESULTS.md, "Noise of a score". Profiles not listed get DEFAULT_NOISE_STD until a study repeats.
@@ -173,13 +170,6 @@ def rung_noise(profile: Profile | str, scores_by_config: Iterable[Sequence[float
         return Noise(prior, prior, 0, source, bias)
     std = math.sqrt((PRIOR_DF * prior**2 + ss) / (PRIOR_DF + df))
     return Noise(std, prior, df, f"{source}, updated with {df} degree(s) of freedom from this study's repeats", bias)
-
-
-def study_noise(ledger: Ledger, ladder: Ladder) -> list[Noise]:
-    """Each rung's noise: the profile's measured prior, updated with the seed repeats done at that rung (what
-    the GP sampler and the decision both weigh a score by)."""
-    return [rung_noise(profile, [n.scores for n in ledger.networks(rung, profile.name).values()])
-            for rung, profile in enumerate(ladder.rungs)]
 
 
 def fidelity_bias(rung: Sequence[float], reference: Sequence[float], seed_noise: float) -> tuple[float, int]:

@@ -31,7 +31,7 @@ from ..model.config import ArchConfig
 from ..model.cost import closed_form_cost
 from ..train.record import decode_hits
 from .baselines import Baselines
-from .fidelity import Ladder
+from .fidelity import Ladder, Noise, rung_noise
 from .networks import Network, by_score
 
 SEARCH, BASELINE = "search", "baseline"
@@ -319,3 +319,10 @@ class Plan:
             for n in by_score(networks[k] for k in candidates)[: self.ladder.promoted(len(candidates))]:
                 jobs += [Job(n.config, 0, s, SEARCH) for s in self.top_seeds]
         return jobs
+
+
+def study_noise(ledger: Ledger, ladder: Ladder) -> list[Noise]:
+    """Each rung's noise: the profile's measured prior, updated with the seed repeats done at that rung (what
+    the GP sampler and the decision both weigh a score by)."""
+    return [rung_noise(profile, [n.scores for n in ledger.networks(rung, profile.name).values()])
+            for rung, profile in enumerate(ladder.rungs)]

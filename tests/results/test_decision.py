@@ -18,7 +18,7 @@ from archsearch.results.decision import decide, margin, words
 from archsearch.results.judge import fit_surrogate, study_facts
 from archsearch.search import Job, Ledger, feasible_grid, fidelity
 from archsearch.search.baselines import KINDS, MIN_FILL, baselines_for
-from archsearch.search.fidelity import study_noise
+from archsearch.search.jobs import study_noise
 from archsearch.search.networks import Network
 from archsearch.search.session import plan_for
 

@@ -6,8 +6,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ...model.config import ArchConfig
-from ..fidelity import Ladder, study_noise
-from ..jobs import Ledger
+from ..fidelity import Ladder
+from ..jobs import Ledger, study_noise
 
 
 def other_jobs(study: optuna.Study, trial: FrozenTrial) -> Ledger:
