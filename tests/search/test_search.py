@@ -352,7 +352,7 @@ def test_a_result_that_arrives_after_a_takeover_is_kept_in_the_cache_not_a_crash
     assert outcome == "late" and study.get_trials()[trial.number].state == TrialState.FAIL
     retry = study.ask()  # the queued job: served by the cache, not trained again
     assert _run_one(study, retry, settings, settings.factor_space(), plan, None, Ledger(study.get_trials()), inner,
-                    cache, "w", None) == "cached"
+                    cache, "w") == "cached"
     assert inner.calls == [(job.config.id, 1, 0)]
 
 
