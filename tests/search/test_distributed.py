@@ -41,9 +41,16 @@ def spawn(tmp_path, *args, heartbeat="30", extra_env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
 def load(url, name):
+    """The study through one storage per server: a storage per call leaves its connection pool open until the garbage
+    collector finds it, and polling every 0.3 s then exhausts the server's 100 connections."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=url)
+    if url not in _STORAGES:
+        _STORAGES[url] = optuna.storages.RDBStorage(url)
+    return optuna.load_study(study_name=name, storage=_STORAGES[url])
 
 
 def wait_for(predicate, timeout=240, what="condition"):
