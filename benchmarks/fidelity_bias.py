@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from archsearch.bench.tables import load_table
-from archsearch.search.fidelity import FIDELITY_BIAS_STD, NOISE_STD, fidelity_bias
+from archsearch.search.noise import FIDELITY_BIAS_STD, NOISE_STD, fidelity_bias
 
 HERE = Path(__file__).resolve().parent
 MIN_SHARED = 8

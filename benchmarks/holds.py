@@ -23,7 +23,7 @@ from pathlib import Path
 from archsearch.model.config import ArchConfig
 from archsearch.model.cost import closed_form_cost
 from archsearch.results.decision import margin, words
-from archsearch.search.fidelity import rung_noise
+from archsearch.search.noise import rung_noise
 from archsearch.search.networks import Network
 from archsearch.search.study import study_dir
 from archsearch.train.loop import evaluate
@@ -114,7 +114,7 @@ def main() -> int:
                 print(f"  {kind:<17} {config.id:<34} the winner itself (the study's answer was this baseline)")
                 continue
             base = scored(config, rows, seeds, profile.name)
-            diff, interval, _ = margin(winner, base, noise.std, noise.bias)
+            diff, interval, _ = margin(winner, base, noise.std, noise.bias_std)
             then_text = (f"{100 * then['margin']:+.2f} [{100 * then['margin_interval'][0]:+.2f}, "
                          f"{100 * then['margin_interval'][1]:+.2f}]" if then.get("margin") is not None else "-")
             print(f"  {kind:<17} {config.id:<34} {100 * base.mean:6.2f} %  margin {words(kind, diff, interval)}"

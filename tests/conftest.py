@@ -15,8 +15,8 @@ def synthetic_evaluator():
 @pytest.fixture(autouse=True)
 def isolated_studies(tmp_path, monkeypatch):
     """Every test gets its own studies/ and dashboards/ folders (databases, summaries, cache, HTML)."""
-    import archsearch.report.dashboard as dashboard
-    import archsearch.search.study as study
+    from archsearch.report import dashboard
+    from archsearch.search import study
 
     folder = tmp_path / "studies"
     folder.mkdir()
@@ -25,6 +25,9 @@ def isolated_studies(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHSEARCH_STUDIES", str(folder))
     monkeypatch.setenv("ARCHSEARCH_DASHBOARDS", str(tmp_path / "dashboards"))
     monkeypatch.setenv("ARCHSEARCH_TRIAL_LATENCY", "0")  # runs skip timing each network; test_latency_search times
+    # summaries skip the importance and formula permutation tests (20 GP refits each);
+    # tests/results/test_importance_permutation.py and test_formula.py ask for their shuffles explicitly
+    monkeypatch.setenv("ARCHSEARCH_SHUFFLES", "0")
     return folder
 
 
@@ -34,7 +37,7 @@ def isolated_workers(tmp_path, monkeypatch):
     the user's; torch's thread count is restored afterwards."""
     import torch
 
-    import archsearch.train.threads as threads
+    from archsearch.train import threads
 
     monkeypatch.setenv(threads.REGISTRY_ENV, str(tmp_path / "workers"))
     monkeypatch.setattr(threads, "_registration", None)

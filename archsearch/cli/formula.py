@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fit the study's GP and, over the MAC range its trained configs span (up to its budget), "
         "take the best config at several MAC levels in each of many GP posterior draws; fit per factor "
         "factor = f_B * (MACs / budget)^e with a 90 % interval on e, and apply it to --mac-budget. Declines when "
-        "the evidence is too thin to pin the exponents down.",
+        "the evidence is too thin to pin the exponents down, or when the same GP fitted to the accuracies "
+        "shuffled across configs gives formulas as narrow (a permutation test; ARCHSEARCH_SHUFFLES refits, "
+        "default 20).",
     )
     add_study_option(parser)
     add_storage_option(parser)

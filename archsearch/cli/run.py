@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import torch
@@ -23,14 +24,26 @@ from ..results.judge import study_facts
 from ..search import BudgetError, feasible_grid, parse_macs, recover_interrupted
 from ..search.evaluator import TrainingEvaluator
 from ..search.fidelity import (
+    DEFAULT_FINALISTS,
     DEFAULT_LADDERS,
     DEFAULT_PROMOTE,
+    DEFAULT_REPEATS,
+    DEFAULT_TIME_BUDGET,
     DEFAULT_TOP_SEEDS,
     check_ladder,
     ladder,
     parse_rungs,
 )
-from ..search.session import Session
+from ..search.planner import (
+    CostModel,
+    DataSize,
+    TimePlanner,
+    expected_width_line,
+    parse_duration,
+    time_clock,
+    typical_network,
+)
+from ..search.session import Session, plan_for
 from ..search.settings import StudySettings
 from ..search.strategies import (
     DEFAULT_STRATEGY,
@@ -85,14 +98,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed and "
                         "dataset, e.g. v2-300M-gp-smoke-e2-smoke-s0-imagenette2-224-1a2b3c)")
     add_storage_option(parser)
-    fid = parser.add_argument_group("ladder (default: smoke-e2,smoke on a CPU -- screen after 2 of smoke's 4 "
-                                    "epochs, continue the promoted networks from their checkpoints; "
+    fid = parser.add_argument_group("ladder (default: smoke-e2,smoke,decide on a CPU -- screen after 2 of "
+                                    "smoke's 4 epochs, continue the promoted networks from their checkpoints, and "
+                                    "decide at decide: 2 epochs on every training image, every validation image; "
                                     "proxy-r0,proxy-r1,proxy on a GPU)")
     fid.add_argument("--rungs", help="training profiles of the rungs, cheapest first, e.g. quick,smoke; NAME-eK "
                      "stops NAME after epoch K, and a next rung of the same schedule continues from its checkpoint")
     fid.add_argument("--profile", help="one profile only: a ladder of one rung (tiny, quick, smoke, short, proxy, ...)")
     fid.add_argument("--promote", type=float,
                      help="fraction of a rung's configs promoted to the next (default: 1/4 on a CPU, 1/3 on a GPU)")
+    fid.add_argument("--finalists", type=int,
+                     help="make the top rung a deciding rung: this many best screened networks by the GP's posterior "
+                     "and the three baselines are trained there afresh and compared on the same validation images "
+                     f"(default: {DEFAULT_FINALISTS['cpu']} with the default CPU ladder; 0: decide at the top rung "
+                     "as promoted)")
+    fid.add_argument("--repeats", type=int,
+                     help="finalists trained at one seed more, so that the study measures its own noise at the "
+                     f"deciding rung (default {DEFAULT_REPEATS} with a deciding rung)")
+    fid.add_argument("--time-budget", metavar="DURATION",
+                     help="plan the run to finish within DURATION (45m, 2h, 1h30m; like AutoGluon's time_limit): the "
+                     "deciding rung is reserved first, the rest screens as many proposals as fit, and the plan is "
+                     "re-made as jobs finish, from their measured times. Too short for a verdict: screens only, and "
+                     f"says so (default: {DEFAULT_TIME_BUDGET['cpu']} with the default CPU ladder and no --trials)")
     fid.add_argument("--top-seeds", type=int,
                      help="seeds of every top-rung job, for the winner's and the baselines' noise (default: 1 on a "
                      "CPU, 2 on a GPU)")
@@ -130,17 +157,22 @@ def device_kind() -> tuple[str, str]:
 
 
 def choose_ladder(args: argparse.Namespace):
-    """The fidelity ladder the options ask for, the default trial count for it, and why."""
+    """The fidelity ladder the options ask for, the default trial count for it, the default time budget (or
+    None), and why."""
     kind, why = device_kind()
     if args.profile and args.rungs:
         raise CLIError("--profile and --rungs: give one (--profile NAME is --rungs NAME)")
     top_seeds = args.top_seeds if args.top_seeds is not None else DEFAULT_TOP_SEEDS[kind]
     promote = args.promote if args.promote is not None else DEFAULT_PROMOTE[kind]
-    if args.profile or args.rungs:
-        names = parse_rungs(args.profile or args.rungs)
+    asked = bool(args.profile or args.rungs)
+    names = parse_rungs(args.profile or args.rungs) if asked else DEFAULT_LADDERS[kind]
+    finalists = args.finalists if args.finalists is not None else (0 if asked else DEFAULT_FINALISTS[kind])
+    repeats = args.repeats if args.repeats is not None else (min(DEFAULT_REPEATS, finalists) if finalists else 0)
+    lad = ladder(names, promote, top_seeds, finalists, repeats)
+    if asked:
         trials = SINGLE_TRIALS.get(names[0], 8) if len(names) == 1 else DEFAULT_TRIALS[kind]
-        return ladder(names, promote, top_seeds), trials, "as asked"
-    return ladder(DEFAULT_LADDERS[kind], promote, top_seeds), DEFAULT_TRIALS[kind], why
+        return lad, trials, None, "as asked"
+    return lad, DEFAULT_TRIALS[kind], DEFAULT_TIME_BUDGET[kind] if args.trials is None else None, why
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,14 +183,17 @@ def run(args: argparse.Namespace) -> int:
     space_path = args.space or DEFAULT_SPACES["v2"]
     space_toml = read_space_toml(space_path)
     space = FactorSpace.from_dict(space_toml, source=str(space_path))
-    lad, default_trials, why = choose_ladder(args)
+    lad, default_trials, default_time, why = choose_ladder(args)
+    time_budget = args.time_budget or default_time
+    budget_s = parse_duration(time_budget) if time_budget else None
     check_ladder(space, lad)
     if get_strategy(args.strategy).one_rung and lad.top > 0:
         raise CLIError(f"--strategy {args.strategy} searches one rung: add --profile NAME")
     trials = args.trials if args.trials is not None else default_trials
     if trials < 1:
         raise CLIError(f"--trials: {trials} is not a positive number")
-    print(join_threads(args).note())
+    threads = join_threads(args)
+    print(threads.note())
     data = str(resolve_data_root(args.data))
     latency = latency_settings(args, space)
     limit = latency_limit(latency)
@@ -170,10 +205,23 @@ def run(args: argparse.Namespace) -> int:
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
     settings = StudySettings(space=space_toml, mac_budget=budget, ladder=lad.to_dict(),
                              data=data, strategy=args.strategy, seed=args.seed, trials=trials, latency=latency)
+    planner = None
+    if budget_s is not None:
+        typical = typical_network(feasible.configs, feasible.macs)
+        planner = TimePlanner(budget_s, plan_for(settings), typical, DataSize.scan(data), time_clock(),
+                              CostModel.prior(torch.get_num_threads()))
+        first = planner.first
+        lad, trials = first.ladder, first.trials
+        settings = dataclasses.replace(settings, ladder=lad.to_dict(), trials=trials)
+        print(f"time budget {time_budget}: {first.words}; expected {first.screen_s / 60:.0f} min screening + "
+              f"{first.decide_s / 60:.0f} min deciding (cost model: {planner.cost.source}); re-planned as jobs finish"
+              + ("" if lad.deciding else " -- too short for a verdict: this run only screens"))
     name = args.study or default_study_name(space.family, budget, args.strategy, lad.name.replace(">", "-"),
                                             args.seed, data, latency_tag(latency))
     storage_url = args.storage or default_storage()
     session = Session(settings, name, storage_url, candidates=(feasible.configs, feasible.macs))
+    if lad.deciding:
+        print(expected_width_line(lad, DataSize.scan(data), data))
     print(f"study {name} in {redact(storage_url)}")
     print(f"rungs {lad.name} ({why}), {trials} proposals at {lad.rungs[0].name}, promote {lad.promote:.2g}, "
           f"{lad.top_seeds} seed(s) at the top; strategy {args.strategy}; {len(feasible.configs)} distinct feasible "
@@ -191,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
                                       checkpoints=study_dir(name) / "checkpoints")
         interrupted = False
         try:
-            result = session.run(evaluator, ResultCache(), progress=not args.quiet)
+            result = session.run(evaluator, ResultCache(), progress=not args.quiet,
+                                 replan=planner.replan if planner else None)
             print(f"{result.trained} jobs done; {result.cached} of this run's came from the result cache")
         except KeyboardInterrupt:
             interrupted = True

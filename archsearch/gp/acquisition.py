@@ -36,6 +36,7 @@ from scipy.special import ndtr
 
 from ..model.config import ArchConfig
 from ..model.space import FactorSpace
+from .models import BetaParams
 from .surrogate import GPSurrogate
 
 
@@ -73,6 +74,7 @@ class GPProposer:
         seed: int = 0,
         design_fill: float = 0.5,
         fidelities: int = 1,
+        rung_prior: BetaParams | Sequence[BetaParams] | None = None,
     ) -> None:
         self.space = space
         self.candidates = list(candidates)
@@ -85,6 +87,7 @@ class GPProposer:
         self.n_initial = n_initial
         self.seed = seed
         self.fidelities = fidelities
+        self.rung_prior = rung_prior  # the GP's prior on the rungs' correlation (``GPSurrogate``)
         self.surrogate: GPSurrogate | None = None  # fitted by the last ask past the initial design
         self._x = space.encode(self.candidates)
         self._order = np.random.default_rng(seed).permutation(len(self.candidates))
@@ -107,11 +110,14 @@ class GPProposer:
 
     def ask(
         self, observed: Sequence[tuple], pending: Sequence[ArchConfig] = (), failed: Sequence[ArchConfig] = (),
-        noise_std: Sequence[float] | None = None,
+        noise_std: Sequence[float] | None = None, proposed: int | None = None,
     ) -> ArchConfig:
         """The next config to train at rung 0, given all finished ``(config, accuracy)`` or ``(config,
         accuracy, rung)`` observations, the pending configs (being trained elsewhere) and the failed ones
         (diverged: never proposed again, not modelled), and the noise std of each rung (None: learnt).
+        ``proposed``: how many of the networks are this proposer's own proposals (the design runs until
+        ``n_initial`` of them; None: every observed network counts, as when the proposer made them all). The
+        design keeps its distance from every network, baselines included.
         Never one of these; raises ``CandidatesExhausted``. (The caller's candidates are one config per
         distinct network, as ``search.feasible_grid`` gives them.)"""
         observed = [(o[0], float(o[1]), int(o[2]) if len(o) > 2 else self.fidelities - 1) for o in observed]
@@ -123,7 +129,7 @@ class GPProposer:
                 f"all {len(self.candidates)} candidates are observed or pending; widen the space or budget"
             )
         anchors = list(dict.fromkeys(c for c, _, _ in observed))
-        if len(anchors) < self.n_initial:
+        if (len(anchors) if proposed is None else proposed) < self.n_initial:
             return self.candidates[self._design_point(anchors + pending, free)]
         return self.candidates[self._ei_point(observed, pending, free, noise_std)]
 
@@ -149,7 +155,8 @@ class GPProposer:
         y = np.array([a for _, a, _ in observed], dtype=np.float64)
         rungs = np.array([r for _, _, r in observed])
         noise = None if noise_std is None else [noise_std[r] for r in rungs]
-        self.surrogate = GPSurrogate(self.space, seed=self.seed, fidelities=self.fidelities).fit(
+        self.surrogate = GPSurrogate(self.space, seed=self.seed, fidelities=self.fidelities,
+                                     rung_prior=self.rung_prior).fit(
             configs, y, rungs, noise)
         model = self.surrogate
         if pending:  # constant liar at rung 0, at the mean observed there

@@ -15,11 +15,17 @@ Two things make its answers hold up against noisy, multi-fidelity evidence:
   seed standard deviation of its fidelity, measured, not learnt from a handful of points) as fixed noise.
   Without it the noise is learnt, as a plain GP does.
 * **Fidelities (rungs).** With ``fidelities > 1`` every observation carries the rung it was trained at and
-  the kernel is the product of the factor kernel and a rung kernel (``IndexKernel`` of rank 1: a variance
-  per rung and a correlation between rungs, learnt), with a constant mean per rung: an intrinsic
+  the kernel is the product of the factor kernel and a rung kernel (``models.RungKernel``: a scale per rung
+  and a correlation in (0, 1) between adjacent rungs), with a constant mean per rung: an intrinsic
   coregionalisation model, the discrete-fidelity form of BoTorch's multi-fidelity GP. Cheap rungs then
-  inform the prediction at the top rung as far as the data show the rungs agree. ``predict`` and
-  everything else report the top rung unless asked for another.
+  inform the prediction at the top rung as far as the rungs agree. ``predict`` and everything else report
+  the top rung unless asked for another.
+* **A correlation is fitted only where the data identify it.** Scores at one rung say nothing about how
+  they move to the next; that takes networks scored at both (promoted ones). Each adjacent pair's
+  correlation has a Beta prior (``rung_prior``; ``models.RUNG_PRIOR``, or ``CONTINUED_RUNG_PRIOR`` where the
+  upper rung continues the lower one's schedule), and with fewer than ``MIN_SHARED_NETWORKS`` networks at
+  both rungs it is held at the prior mean, not fitted. ``rung_correlation_report`` says which, and from how
+  many networks.
 
 The gpytorch model, its settings and its hyper-parameter fit are in ``models``; expected improvement and the
 proposer that maximises it in ``acquisition``.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import gpytorch
 import numpy as np
@@ -36,7 +43,15 @@ import torch
 
 from ..model.config import ArchConfig
 from ..model.space import FACTORS, FactorSpace
-from .models import MIN_NOISE, ExactGPModel, gp_settings, maximise_marginal_likelihood
+from .models import (
+    MIN_NOISE,
+    RUNG_PRIOR,
+    BetaParams,
+    ExactGPModel,
+    gp_settings,
+    maximise_marginal_likelihood,
+    prior_interval,
+)
 
 # The joint-factor maps of the seed paper (x factor, y factor).
 JOINT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -48,6 +63,30 @@ JOINT_PAIRS: tuple[tuple[str, str], ...] = (
 
 # ExactGP evaluates the joint (train + test) kernel matrix, so predict in chunks of about the training size.
 _PREDICT_CHUNK = 256
+# Networks scored at both of two rungs below which their correlation is the prior's: two points always lie
+# on a line, so a correlation needs a third to be evidence.
+MIN_SHARED_NETWORKS = 3
+
+
+@dataclass(frozen=True)
+class RungCorrelation:
+    """The correlation of rungs ``lower`` and ``lower + 1`` as the surrogate uses it, and where it came from:
+    ``source`` "fitted" (from ``shared`` networks scored at both) or "prior" (too few: the prior mean)."""
+
+    lower: int
+    value: float
+    source: str
+    shared: int
+    prior_mean: float
+    prior_interval: tuple[float, float]  # the prior's central 90 %
+
+    def describe(self) -> str:
+        low, high = self.prior_interval
+        prior = f"prior {self.prior_mean:.2f}, 90 % in {low:.2f}-{high:.2f}"
+        networks = f"{self.shared} network{'s' if self.shared != 1 else ''} at both rungs"
+        if self.source == "fitted":
+            return f"{self.value:.2f}, fitted from {networks} ({prior})"
+        return f"{self.value:.2f}, the prior's ({networks}, {MIN_SHARED_NETWORKS} needed to fit it; {prior})"
 
 
 class GPSurrogate:
@@ -57,30 +96,47 @@ class GPSurrogate:
     fixed initial values (length scales 0.5, output scale 1, noise 0.01) and from ``n_restarts - 1`` seeded
     log-uniform length scales in [0.1, 2]; the best optimum is kept.
 
+    ``rung_prior``: the Beta(a, b) prior of the correlation of adjacent rungs, one ``(a, b)`` for all pairs
+    or one per pair (default ``models.RUNG_PRIOR``; see ``models.rung_priors`` for a ladder's).
+
     Degenerate data do not fail: with fewer than two observations, or constant accuracies, the marginal
     likelihood has no informative optimum, so hyper-parameters stay at their initial values and the target
     scale is 1 (predictions: the observed mean, with prior uncertainty of one accuracy unit). With no
     observation at all, predictions are the prior (mean 0, std 1).
     """
 
-    def __init__(self, space: FactorSpace, seed: int = 0, n_restarts: int = 3, fidelities: int = 1) -> None:
+    def __init__(self, space: FactorSpace, seed: int = 0, n_restarts: int = 3, fidelities: int = 1,
+                 rung_prior: BetaParams | Sequence[BetaParams] | None = None) -> None:
         if fidelities < 1:
             raise ValueError(f"fidelities: need at least 1, got {fidelities}")
         self.space = space
         self.seed = seed
         self.n_restarts = max(1, n_restarts)
         self.fidelities = fidelities
+        self.rung_prior = self._check_rung_prior(rung_prior)
+        self._shared = np.zeros(fidelities - 1, dtype=np.int64)  # networks at both rungs, per adjacent pair
         self._names = FACTORS + (("variant",) if space.dims > len(FACTORS) else ())
         self._configs: list[ArchConfig] = []
         self._rungs = np.zeros(0, dtype=np.int64)
         self._noise_std: np.ndarray | None = None
         self._y = np.zeros(0)
         self._y_mean, self._y_scale = 0.0, 1.0
-        self.model = ExactGPModel(None, None, space.dims, fidelities)
+        self.model = self._model()
 
     @property
     def top(self) -> int:
         return self.fidelities - 1
+
+    def _check_rung_prior(self, prior: BetaParams | Sequence[BetaParams] | None) -> list[BetaParams]:
+        pairs = self.fidelities - 1
+        if prior is None:
+            return [RUNG_PRIOR] * pairs
+        if len(prior) == 2 and all(isinstance(v, (int, float, np.number)) for v in prior):
+            prior = [prior] * pairs  # one (a, b) for every pair
+        out = [(float(a), float(b)) for a, b in prior]
+        if len(out) != pairs or any(not (a > 0 and b > 0) for a, b in out):
+            raise ValueError(f"rung_prior: need one positive (a, b) or {pairs} of them, got {prior}")
+        return out
 
     # ---- fitting --------------------------------------------------------------------------------
     def fit(self, configs: Sequence[ArchConfig], accuracies: Sequence[float], rungs: Sequence[int] | None = None,
@@ -97,6 +153,7 @@ class GPSurrogate:
             raise ValueError("fit: accuracies must be finite")
         self._configs, self._y = configs, y
         self._rungs = self._check_rungs(rungs, len(y))
+        self._shared = self._count_shared()
         self._noise_std = None if noise_std is None else np.broadcast_to(
             np.asarray(noise_std, dtype=np.float64), y.shape).copy()
         if self._noise_std is not None and not np.all(self._noise_std > 0):
@@ -126,12 +183,17 @@ class GPSurrogate:
             raise ValueError(f"rungs: need {n} values in 0..{self.top}")
         return out
 
+    def _count_shared(self) -> np.ndarray:
+        at = [{c for c, r in zip(self._configs, self._rungs) if r == rung} for rung in range(self.fidelities)]
+        return np.array([len(at[r] & at[r + 1]) for r in range(self.top)], dtype=np.int64)
+
     def _model(self) -> ExactGPModel:
         x, z = self._train_tensors()
         noise = None
         if self._noise_std is not None and len(self._y):
             noise = torch.as_tensor((self._noise_std / self._y_scale) ** 2).clamp_min(MIN_NOISE)
-        return ExactGPModel(x, z, self.space.dims, self.fidelities, noise)
+        return ExactGPModel(x, z, self.space.dims, self.fidelities, noise, self.rung_prior,
+                            pinned=(self._shared < MIN_SHARED_NETWORKS).tolist())
 
     def condition(self, configs: Sequence[ArchConfig], accuracies: Sequence[float],
                   rungs: Sequence[int] | None = None) -> GPSurrogate:
@@ -146,7 +208,8 @@ class GPSurrogate:
         if len(configs) != len(y_new):
             raise ValueError(f"condition: {len(configs)} configs but {len(y_new)} accuracies")
         rungs_new = self._check_rungs(rungs, len(y_new))
-        other = GPSurrogate(self.space, self.seed, self.n_restarts, self.fidelities)
+        other = GPSurrogate(self.space, self.seed, self.n_restarts, self.fidelities, self.rung_prior)
+        other._shared = self._shared  # what the hyper-parameters were fitted from, not the fantasies
         other._configs, other._y = self._configs + configs, np.concatenate([self._y, y_new])
         other._rungs = np.concatenate([self._rungs, rungs_new])
         if self._noise_std is not None:
@@ -226,13 +289,26 @@ class GPSurrogate:
         return dict(zip(self._names, values))
 
     def rung_correlation(self) -> np.ndarray | None:
-        """Correlation between the rungs' latent accuracies (``fidelities x fidelities``); None for one rung."""
+        """Correlation between the rungs' latent accuracies (``fidelities x fidelities``), as the model uses
+        it: fitted where identified, the prior mean elsewhere (``rung_correlation_report`` says which).
+        Positive by construction. None for one rung."""
         if self.fidelities == 1:
             return None
         with torch.no_grad():
-            b = self.model.rung_covar.covar_matrix.to_dense()
-        d = b.diagonal().sqrt()
-        return (b / d[:, None] / d[None, :]).numpy()
+            return self.model.rung_covar.correlation().numpy()
+
+    def rung_correlation_source(self) -> list[str]:
+        """Per adjacent pair of rungs: "fitted" (identified by at least ``MIN_SHARED_NETWORKS`` networks at
+        both rungs) or "prior" (held at the prior mean)."""
+        return ["fitted" if n >= MIN_SHARED_NETWORKS else "prior" for n in self._shared]
+
+    def rung_correlation_report(self) -> list[RungCorrelation]:
+        """Per adjacent pair of rungs: the correlation used, its source, the networks behind it and the
+        prior to compare it with. Empty for one rung."""
+        correlation = self.rung_correlation()
+        return [RungCorrelation(r, float(correlation[r, r + 1]), source, int(self._shared[r]), a / (a + b),
+                                prior_interval((a, b)))
+                for r, (source, (a, b)) in enumerate(zip(self.rung_correlation_source(), self.rung_prior))]
 
     def incumbent(self) -> ArchConfig | None:
         """Among the configs observed at the top rung (all observed configs if none is), the one with the

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from ..model.config import ArchConfig
 from ..model.space import FACTORS
 from ..results.decision import Margin
 from ..results.judge import StudyFacts, study_facts
-from ..search.fidelity import BIAS_MEANING
 from .figures.cube import cube_figure, history_figure, pareto_figure
 from .figures.gp import gp_maps_figure, marginals_figure
 from .figures.latency import latency_macs, pareto_latency
@@ -164,7 +163,13 @@ def winner_html(view: StudyView) -> str:
           if w.posterior_mean is not None else "")
     trials = ", ".join(f"#{n}" for n in w.trials)
     notes = []
-    if view.decision.tied:
+    d = view.decision
+    if d.p_best:
+        others = ", ".join(f"{n.config.id} {p:.2f}" for n, p in zip(d.ranked[1:], d.p_best[1:]))
+        notes.append(f"P(best) {d.p_best[0]:.2f} at {d.fidelity} over posterior draws of seeds and validation images"
+                     + ("" if d.clear else ": the most likely best, not a clear one")
+                     + (f" (the others: {others})" if others else ""))
+    elif view.decision.tied:
         notes.append(f"level with {view.decision.tied} other network(s) by the GP's mean (their scores differ by no "
                      f"more than the noise): ranked among them by its own score, then by cost")
     kinds = view.decision.winner_is_baseline
@@ -205,6 +210,10 @@ def header_html(view: StudyView) -> str:
     rungs = (f"<code>{html.escape(ladder.name)}</code>: {s.trials} proposals at {html.escape(ladder.rungs[0].name)}, "
              f"promote {ladder.promote:.2g} of each rung to the next, {ladder.top_seeds} seed"
              f"{'s' if ladder.top_seeds > 1 else ''} per job at the top rung")
+    if ladder.deciding:
+        rungs += (f"; {html.escape(ladder.rungs[-1].name)} is the deciding rung: the {ladder.finalists} best screened "
+                  f"networks by the GP's posterior and the baselines, trained afresh on the same images"
+                  + (f", {ladder.repeats} finalist(s) at one seed more (the study's own noise)" if ladder.repeats else ""))
     continued = [f"{ladder.rungs[r + 1].name} continues {ladder.rungs[r].name}" for r in range(ladder.top)
                  if ladder.continues(r)]
     if continued:
@@ -227,22 +236,46 @@ def header_html(view: StudyView) -> str:
         *[(f"baseline-{m.kind}", f"{KIND_LABELS[m.kind]} baseline", margin_html(view, m)) for m in d.margins],
         ("noise", "Noise of one score", f"{100 * noise.std:.2f} points top-1 (seed-to-seed std) at "
                                         f"{html.escape(_deciding(view))}: {html.escape(noise.source)}"
-                                        + (f"; fidelity bias {100 * noise.bias:.2f} points a network "
-                                           f"({html.escape(BIAS_MEANING)}), counted in every margin"
-                                           if noise.bias else "")),
+                                        + (f"; fidelity bias {100 * noise.bias_std:.2f} points a network "
+                                           f"against {html.escape(noise.bias.against)} "
+                                           f"({html.escape(noise.bias.source)}), counted in every margin"
+                                           if noise.bias_std else "")
+                                        + (f"; bias against {html.escape(noise.bias.against)} unmeasured: no claim "
+                                           "beyond this rung" if noise.bias is not None and not noise.bias.known
+                                           else "")
+                                        + f"; margins' intervals: {html.escape(d.intervals)}"),
     ]
     lengthscales = view.importance.get("gp_lengthscales")
     if lengthscales:
-        correlation = view.surrogate.rung_correlation() if view.surrogate is not None else None
-        between = "" if correlation is None else "; correlation of the rungs' scores " + ", ".join(
-            f"{html.escape(ladder.rungs[r].name)}–{html.escape(ladder.rungs[r + 1].name)} {correlation[r, r + 1]:.2f}"
-            for r in range(ladder.top))
+        report = view.surrogate.rung_correlation_report() if view.surrogate is not None else []
+        between = "" if not report else "; correlation of the rungs' scores " + ", ".join(
+            f"{html.escape(ladder.rungs[c.lower].name)}–{html.escape(ladder.rungs[c.lower + 1].name)} "
+            f"{html.escape(c.describe())}" for c in report)
         rows.append(("gp", "GP length scales", ", ".join(f"{f} {lengthscales[f]:.3f}" for f in FACTORS)
                      + " (short = accuracy changes fast along it)" + between))
+    importance = importance_row(view.importance)
+    if importance:
+        rows.append(("importance", "Factor importance", importance))
     table = "\n".join(f'<tr id="row-{key}"><th>{label}</th><td>{value}</td></tr>' for key, label, value in rows)
     return (f'<header><h1>archsearch study <span id="study-name">{html.escape(view.name)}</span></h1>'
             f'<div class="sub">{html.escape(view.storage)}</div></header>\n'
             f'<main>\n<table class="facts" id="facts">\n{table}\n</table>')
+
+
+def importance_row(importance: dict[str, Any]) -> str | None:
+    """The GP's factor ranking (Shapley shares with their 95 % intervals) after its verdict: declined, or why it
+    stands (``results.importance``); None without a GP ranking."""
+    shapley = importance.get("shapley")
+    if not shapley:
+        return None
+    bounds = (importance.get("intervals_95") or {}).get("shapley")
+    shares = ", ".join(f"{f} {shapley[f]:.2f}" + (f" [{bounds[f][0]:.2f}, {bounds[f][1]:.2f}]" if bounds else "")
+                       for f in sorted(shapley, key=lambda f: -shapley[f]))
+    verdict = importance.get("verdict")
+    declined = ' class="warning"' if importance.get("declined") else ""
+    return ((f"<span{declined}>{html.escape(verdict)}</span>. " if verdict else "")
+            + "Shapley shares of the GP mean" + (" [95 % over posterior draws]" if bounds else "") + ": "
+            + html.escape(shares))
 
 
 def render_html(view: StudyView, figures: dict[str, go.Figure] | None = None) -> str:
@@ -257,7 +290,7 @@ def render_html(view: StudyView, figures: dict[str, go.Figure] | None = None) ->
         plot = fig.to_html(full_html=False, include_plotlyjs=i == 0, div_id=f"plot-{key}", config=PLOTLY_CONFIG)
         parts.append(f'<section id="{key}"><h2>{heading}</h2><p class="caption">{caption}</p>\n{plot}\n</section>')
     parts.append("</main>")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<footer>archsearch {__version__}, {stamp}. Self-contained: plotly.js is embedded, "
                  "no network needed.</footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

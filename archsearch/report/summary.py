@@ -19,7 +19,6 @@ from ..results.decision import Decision
 from ..results.formula import derive_formula, formula_text
 from ..results.importance import factor_importance, importance_text
 from ..results.judge import StudyFacts, study_facts
-from ..search.fidelity import BIAS_MEANING
 from ..search.jobs import Ledger
 from ..search.settings import StudySettings
 from ..search.study import study_dir
@@ -49,7 +48,8 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
         "storage": f.storage,
         "archsearch_version": __version__,
         "settings": {"mac_budget": settings.mac_budget, "ladder": plan.ladder.name, "promote": plan.ladder.promote,
-                     "top_seeds": plan.ladder.top_seeds, "data": settings.data, "strategy": settings.strategy,
+                     "top_seeds": plan.ladder.top_seeds, "finalists": plan.ladder.finalists,
+                     "repeats": plan.ladder.repeats, "data": settings.data, "strategy": settings.strategy,
                      "seed": settings.seed, "trials": settings.trials, "latency": latency_setting(settings)},
         "space": settings.space,
         "ladder": settings.ladder,
@@ -63,17 +63,44 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
             "running": sum(e.state == "running" for e in ledger.entries),
         },
         "decided_at": {"rung": decision.rung, "fidelity": decision.fidelity, "reached_top": decision.reached_top,
-                       "tied_with_winner": decision.tied},
+                       "tied_with_winner": decision.tied, "deciding_rung": plan.ladder.deciding,
+                       "clear": decision.clear, "intervals": decision.intervals},
         "noise": [n.to_dict() for n in f.noise],
         "winner": _winner(decision, ledger) if winner else None,
         "baselines": [m.to_dict() for m in decision.margins],
-        "top": [n.to_dict() for n in decision.ranked[:TOP]],
+        "top": [{**n.to_dict(), "p_best": decision.p_best[i] if decision.p_best else None}
+                for i, n in enumerate(decision.ranked[:TOP])],
         "over_latency_budget": [n.to_dict() for n in decision.over_latency],
         "rungs": [[e.to_dict() for e in sorted(ledger.at(r), key=lambda e: e.number)]
                   for r in range(plan.ladder.top + 1)],
         "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
         "formula": formula,
     }
+
+
+def noise_lines(noise: list[dict[str, Any]], decided: dict[str, Any]) -> list[str]:
+    """The deciding rung's noise and bias, the screening rungs' bias, and how the margins' intervals were made."""
+    here = noise[decided["rung"]]
+    low, high = here["interval"]
+    span = f", 95 % interval [{100 * low:.2f}, {100 * high:.2f}]" if high is not None else ""
+    lines = [f"noise of one score at {decided['fidelity']}: {100 * here['std']:.2f} points{span} ({here['source']})"]
+    for rung, n in enumerate(noise):
+        bias = n.get("bias_detail")
+        if not bias:
+            continue
+        where = "" if rung == decided["rung"] else f" (rung {rung})"
+        if bias["std"] is None:
+            if rung == decided["rung"]:
+                lines.append(f"fidelity bias of the deciding rung against {bias['against']}: {bias['source']}")
+            continue
+        interval = bias.get("interval")
+        span = f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval and interval[1] is not None else ""
+        counted = ": every margin's interval counts it" if rung == decided["rung"] else ""
+        lines.append(f"fidelity bias{where} against {bias['against']}: {100 * bias['std']:.2f} points a network{span} "
+                     f"({bias['source']}){counted}")
+    if decided.get("intervals"):
+        lines.append(f"margins' intervals: {decided['intervals']}")
+    return lines
 
 
 def latency_setting(settings: StudySettings) -> dict[str, Any]:
@@ -130,7 +157,9 @@ def render(summary: dict[str, Any]) -> str:
     latency_budget = f" and {lat['budget_ms']:g} ms on {lat['backend']}" if lat.get("budget_ms") else ""
     lines = [
         f"study {summary['study']}: {s['strategy']} search, budget {s['mac_budget'] / 1e6:.0f}M MACs{latency_budget}, "
-        f"rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)), seed {s['seed']}",
+        f"rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)"
+        + (f"; deciding rung: {s['finalists']} finalist(s), {s['repeats']} repeated" if s.get("finalists") else "")
+        + f"), seed {s['seed']}",
         f"jobs: {c['trained']} trained ({by_rung}); {c['cached']} of them from the result cache, "
         f"{c.get('continued', 0)} continued from a checkpoint; "
         f"{c['infeasible_skipped']} over budget (skipped, not trained), {c['failed']} failed",
@@ -139,9 +168,13 @@ def render(summary: dict[str, Any]) -> str:
                                                             " -- NOT the top rung: the study did not get there"),
         f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} {'GP mean':>8} {'latency':>9}",
     ]
+    if d.get("deciding_rung"):
+        lines[-1] = lines[-1].replace(f"{'GP mean':>8}", f"{'P(best)':>8}")
     for r in summary["top"]:
         scores = ", ".join(f"{100 * x:.1f}" for x in r["scores"])
         gp = f"{100 * r['posterior_mean']:.2f}%" if r["posterior_mean"] is not None else "-"
+        if r.get("p_best") is not None:
+            gp = f"{r['p_best']:.2f}"
         lines.append(f"{r['config_id']:<34} {r['macs'] / 1e6:>7.1f}M {r['trained_resolution'] or '-':>8} px "
                      f"{100 * r['accuracy']:>6.2f}% ({scores}) {gp:>8} {_ms(r.get('latency_ms')):>9}")
     for r in summary.get("over_latency_budget", []):
@@ -154,17 +187,18 @@ def render(summary: dict[str, Any]) -> str:
                      f"top-1 {100 * w['accuracy']:.2f}% over {len(w['seeds'])} seed(s)"
                      + (f", {_ms(w['latency_ms'])} on {w['latency_backend']}" if w.get("latency_ms") else ""))
         tied = d.get("tied_with_winner", 0)
-        if tied:
+        if d.get("clear") is not None:
+            p = summary["top"][0]["p_best"]
+            lines.append(f"          P(best) {p:.2f} over posterior draws of seeds and validation images: "
+                         + ("the evidence puts it first" if d["clear"] else
+                            "the most likely best, not a clear one -- no network is first by the evidence"))
+        elif tied:
             lines.append(f"          level with {tied} other network(s) by the GP's mean (the study's scores differ "
                          f"by no more than their noise): ranked among them by its own score, then by cost")
         if w.get("baseline_of"):
             lines.append(f"          it is the {' and '.join(w['baseline_of'])} baseline: the search found no better "
                          f"network at {d['fidelity']}")
-    noise = summary["noise"][d["rung"]]
-    lines.append(f"noise of one score at {d['fidelity']}: {100 * noise['std']:.2f} points ({noise['source']})")
-    if noise.get("bias"):
-        lines.append(f"fidelity bias at {d['fidelity']}: {100 * noise['bias']:.2f} points a network ({BIAS_MEANING}): "
-                     "every margin's interval counts it")
+    lines += noise_lines(summary["noise"], d)
     for b in summary["baselines"]:
         if b["config_id"] is None:
             lines.append(f"  {b['kind']:<17} {b['words']}")

@@ -22,6 +22,14 @@ by ``networks.by_estimate``.
   top-1 hits on the same images, averaged over the seeds both ran: a paired test). A margin whose interval
   holds 0 is said, in words, not to be significant. The margin at every other rung both were trained at
   is shown beside it, so a lead that shrinks or flips with fidelity is visible.
+* **At a deciding rung** (``Ladder.finalists``) the networks were all trained afresh on the same images and
+  scored on the same validation images, so the evidence there decides directly (``selection``): the winner
+  is the most accurate there, every network gets P(best) from posterior draws over seeds and validation
+  images, and the margins' intervals are simultaneous over every comparison any winner could have been
+  given, so choosing the winner after the scores does not narrow them. A winner with P(best) below
+  ``CLEAR_P`` is said not to be clearly first.
+* **Unknown noise or bias.** A rung whose noise nobody measured withholds significance; a rung whose bias
+  against a higher fidelity is unmeasured makes no claim beyond itself, and says so.
 * **Latency.** Under a latency budget, a network whose *measured* latency broke it is flagged
   (``Decision.over_latency``) and is never the winner, whatever its score; a baseline measured over it is
   still compared, and its margin says so.
@@ -39,11 +47,12 @@ import numpy as np
 from ..gp.surrogate import GPSurrogate
 from ..model.config import ArchConfig
 from ..search.baselines import KINDS
-from ..search.fidelity import Noise
 from ..search.jobs import SEARCH, Ledger, Plan
-from ..search.networks import Network, by_estimate
+from ..search.networks import Network, by_estimate, by_score
+from ..search.noise import Z95, Noise
+from .selection import draw
 
-Z95 = 1.959964
+CLEAR_P = 0.5  # below this P(best) the winner is "the most likely best", not a clear one
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,13 @@ class Decision:
     noise: Noise
     ranked: tuple[Network, ...]  # every network trained at the deciding rung within the budgets, best first
     over_latency: tuple[Network, ...] = ()  # measured over the latency budget: flagged, never the winner
+    p_best: tuple[float, ...] = ()  # at a deciding rung: P(best) of each network of ``ranked``
+    intervals: str = "each margin's own 95 % interval"  # how the margins' intervals were made
+
+    @property
+    def clear(self) -> bool | None:
+        """At a deciding rung: whether the evidence puts the winner first (P(best) >= ``CLEAR_P``)."""
+        return self.p_best[0] >= CLEAR_P if self.p_best else None
 
     @property
     def winner_is_baseline(self) -> tuple[str, ...]:
@@ -129,6 +145,8 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
     candidates = [n for n in ledger.networks(rung, name).values() if n.macs <= budget]
     over_latency = tuple(n for n in candidates if n.over_latency)
     candidates = [n for n in candidates if not n.over_latency]
+    if plan.ladder.deciding and rung == plan.ladder.top and candidates:
+        return _decide_on_draws(ledger, plan, rung, name, noise, candidates, over_latency)
     if surrogate is not None and candidates:
         mean, std = surrogate.predict([n.config for n in candidates], rung=rung)
         candidates = [dataclasses.replace(n, posterior_mean=float(m), posterior_std=float(d))
@@ -137,6 +155,31 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
     winner = ranked[0] if ranked else None
     margins = tuple(_margin(kind, winner, ledger, plan, rung, name, noise) for kind in KINDS)
     return Decision(rung, name, rung == plan.ladder.top, winner, margins, noise[rung], tuple(ranked), over_latency)
+
+
+def _decide_on_draws(ledger: Ledger, plan: Plan, rung: int, name: str, noise: list[Noise],
+                     candidates: list[Network], over_latency: tuple[Network, ...]) -> Decision:
+    """The verdict of a deciding rung: ranked by score there, P(best) and simultaneous margins from draws."""
+    ranked = by_score(candidates)
+    bases = {kind: ledger.network(config, rung, name) for kind in KINDS if kind not in plan.baselines.impossible
+             and (config := _baseline_config(kind, ledger, plan)) is not None}
+    bases = {k: b for k, b in bases.items() if b is not None}
+    extra = [b for b in dict.fromkeys(bases.values()) if b.over_latency]  # compared, never the winner
+    draws = draw(ranked + extra, noise[rung], seed=plan.seed)
+    index = {n.config.network_key(): i for i, n in enumerate(draws.networks)}
+    pairs = [(i, index[b.config.network_key()]) for i in range(len(ranked)) for b in dict.fromkeys(bases.values())
+             if index[b.config.network_key()] != i]
+    found = draws.simultaneous(pairs)
+    p_best = draws.p_best(range(len(ranked)))
+    winner = ranked[0]
+    margins = tuple(_margin(kind, winner, ledger, plan, rung, name, noise,
+                            found.get((0, index[bases[kind].config.network_key()])) if kind in bases else None)
+                    for kind in KINDS)
+    how = (f"simultaneous over the {len(pairs)} comparisons of any of the {len(ranked)} deciding networks with a "
+           "baseline (max-|t| over posterior draws of seeds and validation images), so they count the winner "
+           "having been chosen")
+    return Decision(rung, name, True, winner, margins, noise[rung], tuple(ranked), over_latency,
+                    tuple(float(p) for p in p_best), how)
 
 
 def _baseline_config(kind: str, ledger: Ledger, plan: Plan) -> ArchConfig | None:
@@ -160,7 +203,8 @@ def _rule(kind: str, plan: Plan, config: ArchConfig | None) -> str:
 
 
 def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung: int, name: str,
-            noise: list[Noise]) -> Margin:
+            noise: list[Noise], drawn: tuple | None = None) -> Margin:
+    """The winner against the ``kind`` baseline; ``drawn``: (margin, interval, se) from a deciding rung's draws."""
     if kind in plan.baselines.impossible:
         return Margin(kind, None, None, None, None, f"no {kind} baseline at this budget: {plan.baselines.impossible[kind]}")
     config = _baseline_config(kind, ledger, plan)
@@ -173,8 +217,15 @@ def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung:
         return Margin(kind, base, None, None, None, "no winner to compare", rule=rule)
     if winner.config.network_key() == base.config.network_key():
         return Margin(kind, base, 0.0, (0.0, 0.0), False, f"the winner is the {kind} baseline itself", rule=rule)
-    diff, interval, _ = margin(winner, base, noise[rung].std, noise[rung].bias)
+    diff, interval, _ = drawn if drawn is not None else margin(winner, base, noise[rung].std, noise[rung].bias_std)
+    significant: bool | None = interval[0] > 0 or interval[1] < 0
     said = words(kind, diff, interval)
+    if not noise[rung].known:
+        significant = None
+        said = (f"significance withheld: the noise of {name} was never measured ({100 * diff:+.2f} points, "
+                f"interval [{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}] with an assumed noise)")
+    elif noise[rung].bias is not None and not noise[rung].bias.known:
+        said += f" -- at {name}; its bias against {noise[rung].bias.against} is unmeasured: no claim beyond it"
     if base.over_latency:
         said += f" (the {kind} baseline was measured over the latency budget: {base.latency['latency_ms']:.2f} ms)"
     by_rung = {}
@@ -183,5 +234,4 @@ def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung:
         w, b = networks.get(winner.config.network_key()), networks.get(base.config.network_key())
         if r != rung and w and b:
             by_rung[r] = w.mean - b.mean
-    return Margin(kind, base, diff, interval, interval[0] > 0 or interval[1] < 0, said,
-                  by_rung, rule)
+    return Margin(kind, base, diff, interval, significant, said, by_rung, rule)

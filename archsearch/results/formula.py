@@ -24,12 +24,19 @@ trained, when they span less than a factor ``MIN_SPAN`` of MACs, when fewer than
 evidence, or when its relative width exceeds ``MAX_RELATIVE_WIDTH``: the data then hardly narrow the exponents
 beyond what the MAC structure alone allows. (The threshold: on the smoke table at 300M and 600M, 24 studies
 with shuffled or random accuracies gave 0.43-1.36, the real accuracies 0.19 and 0.30.)
+
+**Permutation test** (``permutation``). A formula that passes the threshold is then set against the same GP
+(same class and settings) refitted to the study's accuracies shuffled across configs, ``shuffles`` times:
+each refit goes through the same levels, candidates and draws, and its relative width is compared. When
+shuffled accuracies give a formula as narrow often enough that ``p`` exceeds ``ALPHA``, the data did not
+narrow it -- the MAC structure and the GP's smoothness did -- and the formula declines, saying so.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,6 +47,7 @@ from ..gp.surrogate import GPSurrogate
 from ..model.config import ArchConfig
 from ..model.cost import closed_form_cost, distinct_networks
 from ..model.space import FACTORS, FactorSpace
+from .permutation import PermutationTest, default_shuffles, shuffled_fits
 
 MIN_TRAINED = 6  # distinct trained networks
 MIN_SPAN = 1.5  # dearest / cheapest level
@@ -49,6 +57,7 @@ WINDOW = 0.7  # a level's candidates cost between WINDOW * level and level
 NEAR = 1.0  # candidates within this many ARD length scales (scaled Euclidean distance) of a trained config
 MAX_RELATIVE_WIDTH = 0.35  # decline above: exponent intervals barely narrower than a blind pick's
 QUANTILES = (0.05, 0.5, 0.95)
+RELATIVE_WIDTH = "the formula's relative width: its exponents' 90 % intervals over a blind pick's (geometric mean)"
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class ScalingFormula:
     trained: int
     samples: int
     declined: bool = False
+    permutation: PermutationTest | None = None  # the relative width against shuffled accuracies (None: untested)
 
     def raw_factors(self, budget: int) -> dict[str, float]:
         """The formula's factor values at ``budget`` (between grid values)."""
@@ -116,7 +126,8 @@ class ScalingFormula:
         return {"declined": False, "reason": None, "budget": self.budget, "macs_range": list(self.macs_range),
                 "variant": self.variant, "trained": self.trained, "samples": self.samples,
                 "relative_width": self.relative_width, "factors": {law.factor: law.to_dict() for law in self.laws},
-                "levels": [level.to_dict() for level in self.levels]}
+                "levels": [level.to_dict() for level in self.levels],
+                "permutation": None if self.permutation is None else self.permutation.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -126,12 +137,14 @@ class FormulaDeclined:
     budget: int
     reason: str
     declined: bool = True
+    permutation: PermutationTest | None = None  # the test that declined it, if one did
 
     def describe(self) -> str:
         return formula_text(self.to_dict())
 
     def to_dict(self) -> dict:
-        return {"declined": True, "reason": self.reason, "budget": self.budget}
+        return {"declined": True, "reason": self.reason, "budget": self.budget,
+                "permutation": None if self.permutation is None else self.permutation.to_dict()}
 
 
 class FormulaPick(NamedTuple):
@@ -142,6 +155,18 @@ class FormulaPick(NamedTuple):
     mean: float
     std: float
     extrapolated: bool  # the budget lies outside the MAC range the formula was fitted on
+
+
+class _Fit(NamedTuple):
+    """What one GP's draws give: the laws, each draw's best candidate per level ``[draws, levels]``, the
+    candidates and their MACs, the levels that hold candidates, the variant."""
+
+    laws: tuple[FactorLaw, ...]
+    best: np.ndarray
+    configs: list[ArchConfig]
+    costs: np.ndarray
+    levels: list[float]
+    variant: str | None
 
 
 def formula_text(formula: dict) -> str:
@@ -159,12 +184,18 @@ def formula_text(formula: dict) -> str:
         low, high = law["interval_90"]
         lines.append(f"  {factor:<10} = {law['at_budget']:.3g} * (MACs / {_m(formula['budget'])})^"
                      f"{law['exponent']:.2f} [{low:.2f}, {high:.2f}]  ({law['relative_width']:.2f} x a blind pick's)")
+    test = formula.get("permutation")
+    if test:
+        lines.append(f"tested: GPs fitted to the accuracies shuffled across configs gave a formula as narrow in "
+                     f"{test['as_extreme']} of {test['shuffles']} shuffles (p = {test['p_value']:.2g})")
     return "\n".join(lines)
 
 
 def derive_formula(surrogate: GPSurrogate, space: FactorSpace, trained: Sequence[tuple[ArchConfig, int]],
-                   budget: int, seed: int = 0, n_samples: int = 256) -> ScalingFormula | FormulaDeclined:
-    """The scaling formula over the MAC range of the ``trained`` (config, MACs) pairs, or why there is none."""
+                   budget: int, seed: int = 0, n_samples: int = 256,
+                   shuffles: int | None = None) -> ScalingFormula | FormulaDeclined:
+    """The scaling formula over the MAC range of the ``trained`` (config, MACs) pairs, or why there is none;
+    tested against ``shuffles`` refits to shuffled accuracies (None: ``default_shuffles()``; 0 skips it)."""
     trained = list({c.network_key(): (c, m) for c, m in trained}.values())
     if len(trained) < MIN_TRAINED:
         return FormulaDeclined(budget, f"the evidence is too thin: {len(trained)} distinct trained configs, "
@@ -175,15 +206,46 @@ def derive_formula(surrogate: GPSurrogate, space: FactorSpace, trained: Sequence
     if hi < MIN_SPAN * lo:
         return FormulaDeclined(budget, f"the trained configs span only {_m(lo)}-{_m(hi)} MACs (up to the "
                                        f"budget); a formula needs a factor {MIN_SPAN:g}")
-    levels = [lv for lv in np.geomspace(lo, hi, N_LEVELS)
-              if np.any((macs >= WINDOW * lv) & (macs <= lv * (1 + 1e-9)))]
+    evidence = [lv for lv in np.geomspace(lo, hi, N_LEVELS)
+                if np.any((macs >= WINDOW * lv) & (macs <= lv * (1 + 1e-9)))]
+    configs = [c for c, _ in trained]
+    fit = _fit_laws(surrogate, space, configs, evidence, lo, hi, budget, seed, n_samples)
+    if isinstance(fit, str):
+        return FormulaDeclined(budget, fit)
+    width = _relative_width(fit.laws)
+    if width > MAX_RELATIVE_WIDTH:
+        widths = ", ".join(f"{law.factor} {law.relative_width:.2f}" for law in fit.laws)
+        return FormulaDeclined(budget, "the evidence is too thin: the GP's draws narrow the exponents little beyond "
+                                       f"a blind pick of configs (90 % intervals {width:.2f} x as "
+                                       f"wide, geometric mean, above {MAX_RELATIVE_WIDTH:g}; {widths})")
+    shuffles = default_shuffles() if shuffles is None else shuffles
+    test = None
+    if shuffles:  # the same procedure on each shuffled fit; one with too few levels is no formula: infinitely wide
+        null = [_fit_laws(other, space, configs, evidence, lo, hi, budget, seed, n_samples)
+                for other in shuffled_fits(surrogate, shuffles, seed)]
+        test = PermutationTest(RELATIVE_WIDTH, width, tuple(math.inf if isinstance(f, str) else _relative_width(f.laws)
+                                                            for f in null), seed, smaller_is_extreme=True)
+        if not test.passed:
+            return FormulaDeclined(budget, "the evidence is too thin: GPs fitted to the accuracies shuffled across "
+                                           f"configs give a formula as narrow in {test.as_extreme} of {test.shuffles} "
+                                           f"shuffles (p = {test.p_value:.2g}; relative width {width:.2f}, the "
+                                           f"narrowest shuffled one {min(test.shuffled):.2f})", permutation=test)
+    return ScalingFormula(budget, (round(fit.levels[0]), round(fit.levels[-1])), fit.laws,
+                          tuple(_level(lv, fit.best[:, k], fit.configs, fit.costs) for k, lv in enumerate(fit.levels)),
+                          fit.variant, len(trained), n_samples, permutation=test)
+
+
+def _fit_laws(surrogate: GPSurrogate, space: FactorSpace, trained: list[ArchConfig], levels: list[float],
+              lo: float, hi: float, budget: int, seed: int, n_samples: int) -> _Fit | str:
+    """The laws ``surrogate``'s draws give over ``levels`` (with the draws' best candidates, the candidates,
+    their MACs, the levels that hold candidates and the variant), or why there are too few levels."""
     variant = _variant(surrogate, space, hi)
-    configs, costs = _candidates(surrogate, space, [c for c, _ in trained], variant, WINDOW * lo, hi)
+    configs, costs = _candidates(surrogate, space, trained, variant, WINDOW * lo, hi)
     masks = [(costs >= WINDOW * lv) & (costs <= lv * (1 + 1e-9)) for lv in levels]
     levels, windows = [lv for lv, w in zip(levels, masks) if w.any()], [w for w in masks if w.any()]
     if len(levels) < MIN_LEVELS:
-        return FormulaDeclined(budget, f"the evidence is too thin: only {len(levels)} MAC levels between "
-                                       f"{_m(lo)} and {_m(hi)} hold trained configs (and candidates near them)")
+        return (f"the evidence is too thin: only {len(levels)} MAC levels between {_m(lo)} and {_m(hi)} hold "
+                "trained configs (and candidates near them)")
     logs = np.log([[getattr(c, f) for f in FACTORS] for c in configs])
     draws = surrogate.sample_posterior(configs, n_samples, seed=seed)  # [draws, candidates]
     slope, intercept, best = _fit(draws, windows, costs, logs, budget)
@@ -192,14 +254,7 @@ def derive_formula(surrogate: GPSurrogate, space: FactorSpace, trained: Sequence
     laws = tuple(FactorLaw(f, float(np.median(np.exp(intercept[:, i]))), float(q[1, i]),
                            (float(q[0, i]), float(q[2, i])), (float(qb[0, i]), float(qb[2, i])))
                  for i, f in enumerate(FACTORS))
-    if _relative_width(laws) > MAX_RELATIVE_WIDTH:
-        widths = ", ".join(f"{law.factor} {law.relative_width:.2f}" for law in laws)
-        return FormulaDeclined(budget, "the evidence is too thin: the GP's draws narrow the exponents little beyond "
-                                       f"a blind pick of configs (90 % intervals {_relative_width(laws):.2f} x as "
-                                       f"wide, geometric mean, above {MAX_RELATIVE_WIDTH:g}; {widths})")
-    return ScalingFormula(budget, (round(levels[0]), round(levels[-1])), laws,
-                          tuple(_level(lv, best[:, k], configs, costs) for k, lv in enumerate(levels)),
-                          variant, len(trained), n_samples)
+    return _Fit(laws, best, configs, costs, levels, variant)
 
 
 def _relative_width(laws: Sequence[FactorLaw]) -> float:

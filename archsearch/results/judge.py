@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import optuna
 
+from ..gp.models import rung_priors
 from ..gp.surrogate import GPSurrogate
-from ..search.fidelity import Noise
 from ..search.jobs import Ledger, Plan, study_noise
+from ..search.noise import Noise
 from ..search.session import plan_for
 from ..search.settings import StudySettings
 from ..search.study import redact
@@ -40,14 +41,17 @@ def fit_surrogate(ledger: Ledger, plan: Plan, settings: StudySettings, noise: li
     done = [e for e in ledger.entries if e.state == "done"]
     if len(done) < 2:
         return None
-    return GPSurrogate(settings.factor_space(), seed=settings.seed, fidelities=len(plan.ladder.rungs)).fit(
+    ladder = plan.ladder
+    prior = rung_priors([ladder.continues(r) for r in range(ladder.top)]) if ladder.top else None
+    return GPSurrogate(settings.factor_space(), seed=settings.seed, fidelities=len(ladder.rungs),
+                       rung_prior=prior).fit(
         [e.job.config for e in done], [e.accuracy for e in done], [e.job.rung for e in done],
         [noise[e.job.rung].std for e in done])
 
 
 def judge(ledger: Ledger, plan: Plan, settings: StudySettings, study: str = "", storage: str = "") -> StudyFacts:
     """The facts of the jobs in ``ledger`` (all of a study's, or the first of a replay's): noise, GP, decision."""
-    noise = study_noise(ledger, plan.ladder)
+    noise = study_noise(ledger, plan.ladder, settings.data)
     surrogate = fit_surrogate(ledger, plan, settings, noise)
     decision = decide(ledger, plan, settings.mac_budget, noise, surrogate)
     return StudyFacts(study, storage, settings, plan, ledger, noise, surrogate, decision)

@@ -8,7 +8,9 @@ and the same ``Plan`` tells it what is due next:
    with one rung, every baseline at every top seed);
 2. rung-0 proposals of the strategy, until ``trials`` distinct networks are taken;
 3. once a rung is complete, the best ``ladder.promote`` fraction of its search networks (by their mean score
-   there) at the next rung -- at every top seed when the next rung is the top;
+   there) at the next rung -- at every top seed when the next rung is the top; into a deciding rung
+   (``Ladder.finalists``), the finalists instead: the best screened networks by the GP's posterior
+   (``finalists``), retrained there from scratch, the first ``Ladder.repeats`` of them at one seed more;
 4. at the top rung: the three baselines (the width x resolution one: its best candidate at rung 0), and, with
    one rung, the best ``promote`` fraction of the search networks again at the other top seeds.
 
@@ -21,6 +23,7 @@ beyond reading frozen trials.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +32,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..model.config import ArchConfig
 from ..model.cost import closed_form_cost
+from ..model.space import FactorSpace
 from ..train.record import decode_hits
 from .baselines import Baselines
-from .fidelity import Ladder, Noise, rung_noise
+from .fidelity import Ladder
+from .finalists import choose_finalists
 from .networks import Network, by_score
+from .noise import BIAS_AGAINST, PRIOR_DATA, Noise, rung_bias, rung_noise
 
 SEARCH, BASELINE = "search", "baseline"
 
@@ -191,6 +197,7 @@ class Plan:
     trials: int
     baselines: Baselines
     seed: int  # the study's seed: the first seed of every job; repeats use seed + 1, seed + 2, ...
+    space: FactorSpace | None = None  # the GP's space, to choose the finalists of a deciding rung
 
     @property
     def top_seeds(self) -> list[int]:
@@ -228,7 +235,10 @@ class Plan:
         baseline is one of them); with one rung, every baseline at every top seed."""
         b = self.baselines
         if self.ladder.top > 0:
-            return [Job(c.config, 0, self.seed, "baseline", self._kinds(c.config)) for c in b.width_resolution]
+            configs = [c.config for c in b.width_resolution]
+            if self.ladder.deciding and b.compound is not None:  # screened too: the study's bias needs both rungs
+                configs.append(b.compound.config)
+            return [Job(c, 0, self.seed, "baseline", self._kinds(c)) for c in dict.fromkeys(configs)]
         return [Job(c.config, 0, s, "baseline", self._kinds(c.config)) for c in b.to_train() for s in self.top_seeds]
 
     def _kinds(self, config: ArchConfig) -> tuple[str, ...]:
@@ -252,11 +262,30 @@ class Plan:
     def _promotions(self, ledger: Ledger, rung: int) -> list[Job]:
         """The best fraction of rung ``rung``'s search networks, at ``rung + 1`` (every top seed if that is
         the top)."""
+        if self.ladder.deciding and rung + 1 == self.ladder.top:
+            return self._finalists(ledger)
         networks = ledger.networks(rung, self.ladder.rungs[rung].name)
         candidates = ledger.search_networks(rung, ("done",))
         chosen = by_score(networks[k] for k in candidates)[: self.ladder.promoted(len(candidates))]
         seeds = self.top_seeds if rung + 1 == self.ladder.top else [self.seed]
         return [Job(n.config, rung + 1, s, SEARCH) for n in chosen for s in seeds]
+
+    def _finalists(self, ledger: Ledger) -> list[Job]:
+        """The deciding rung's search jobs: the ``finalists`` best screened networks by the GP's posterior, at
+        every top seed, the first ``repeats`` at one seed more."""
+        if self.space is None:
+            raise ValueError("a deciding rung needs the plan's factor space (plan_for gives it)")
+        top = self.ladder.top
+        noise = study_noise(ledger, self.ladder)
+        screening = tuple((e.job.config, e.job.rung, float(e.accuracy), noise[e.job.rung].std)
+                          for e in sorted(ledger.entries, key=lambda e: e.number)
+                          if e.state == "done" and e.job.rung < top)
+        candidates = tuple(ledger.search_networks(0, ("done",)).values())
+        continues = tuple(self.ladder.continues(r) for r in range(top - 1))
+        chosen = choose_finalists(self.space, self.seed, screening, candidates, continues, self.ladder.finalists)
+        extra = self.seed + self.ladder.top_seeds
+        return [Job(c, top, s, SEARCH) for i, c in enumerate(chosen)
+                for s in self.top_seeds + ([extra] if i < self.ladder.repeats else [])]
 
     def ranked(self, ledger: Ledger, rung: int) -> bool:
         """True once the jobs of ``rung`` can no longer change: every proposal is taken and no job of this or
@@ -321,8 +350,23 @@ class Plan:
         return jobs
 
 
-def study_noise(ledger: Ledger, ladder: Ladder) -> list[Noise]:
-    """Each rung's noise: the profile's measured prior, updated with the seed repeats done at that rung (what
-    the GP sampler and the decision both weigh a score by)."""
-    return [rung_noise(profile, [n.scores for n in ledger.networks(rung, profile.name).values()])
-            for rung, profile in enumerate(ladder.rungs)]
+def study_noise(ledger: Ledger, ladder: Ladder, data: str = PRIOR_DATA) -> list[Noise]:
+    """Each rung's noise (``noise.rung_noise``): the profile's measured prior, updated with the seed repeats done
+    at that rung (what the GP sampler and the decision both weigh a score by), and its bias: a screening rung's
+    against the top rung, pooled with the networks this study trained at both; the top rung's against the
+    reference (unmeasured where the top is the reference). The finalists were chosen on their screening
+    scores, which truncates their spread of bias: with few baselines beside them the study's figure leans low,
+    one reason the Imagenette prior stays in the pool."""
+    networks = [ledger.networks(rung, profile.name) for rung, profile in enumerate(ladder.rungs)]
+    top, top_profile = ladder.top, ladder.rungs[-1]
+    out = []
+    for rung, profile in enumerate(ladder.rungs):
+        noise = rung_noise(profile, [n.scores for n in networks[rung].values()], data)
+        if rung < top:
+            pairs = [(n.mean, networks[top][k].mean) for k, n in networks[rung].items() if k in networks[top]]
+            bias = rung_bias(profile, top_profile, pairs, noise.std, data)
+        else:
+            against = BIAS_AGAINST if profile.name != BIAS_AGAINST else "full resolution"
+            bias = rung_bias(profile, against, [], noise.std, data)
+        out.append(dataclasses.replace(noise, bias=bias))
+    return out

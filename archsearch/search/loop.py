@@ -15,6 +15,7 @@ import random
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,9 +77,11 @@ class SearchProgress:
 
 def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluator: Evaluator,
                cache: ResultCache | None = None, progress: bool = True, max_trials: int | None = None,
-               poll_s: float = 2.0, heartbeats: bool = True) -> SearchProgress:
+               poll_s: float = 2.0, heartbeats: bool = True,
+               replan: Callable[[Ledger], Plan] | None = None) -> SearchProgress:
     """Train due jobs until the plan is done, or this process has trained ``max_trials`` of them.
-    ``heartbeats`` off only where no other process can see the study (an in-memory replay)."""
+    ``heartbeats`` off only where no other process can see the study (an in-memory replay); ``replan``: the
+    plan again from the jobs so far, each pass (a time budget's ``planner.TimePlanner.replan``)."""
     space = settings.factor_space()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     interval = heartbeat_interval() if heartbeats else None
@@ -95,6 +98,9 @@ def run_trials(study: optuna.Study, settings: StudySettings, plan: Plan, evaluat
                         print(f"trial {stale.number} stopped beating: failed, its job queued again", file=sys.stderr)
                 trials = study.get_trials(deepcopy=False)
             ledger = Ledger(trials)
+            if replan is not None:
+                plan = replan(ledger)
+                bar.total = plan.trials
             if discard is not None:
                 discard(plan.disposable(ledger))
             _show(bar, ledger, plan)

@@ -17,7 +17,7 @@ from optuna.storages import BaseStorage
 from ..model.config import ArchConfig
 from .baselines import baselines_for
 from .budget import feasible_grid
-from .jobs import Plan
+from .jobs import Ledger, Plan
 from .loop import Evaluator, SearchProgress, run_trials
 from .settings import StudySettings
 from .strategies import make_sampler
@@ -27,7 +27,7 @@ from .study import ResultCache, make_storage, open_study
 def plan_for(settings: StudySettings) -> Plan:
     """The plan a study's settings define (its baselines are a pure function of the space and budgets)."""
     baselines = baselines_for(settings.factor_space(), settings.mac_budget, settings.latency_limit())
-    return Plan(settings.fidelity_ladder(), settings.trials, baselines, settings.seed)
+    return Plan(settings.fidelity_ladder(), settings.trials, baselines, settings.seed, settings.factor_space())
 
 
 class Session:
@@ -68,8 +68,9 @@ class Session:
         return study
 
     def run(self, evaluator: Evaluator, cache: ResultCache | None = None, progress: bool = True,
-            max_trials: int | None = None, poll_s: float = 2.0, heartbeats: bool = True) -> SearchProgress:
+            max_trials: int | None = None, poll_s: float = 2.0, heartbeats: bool = True,
+            replan: Callable[[Ledger], Plan] | None = None) -> SearchProgress:
         """Train the due jobs (``loop.run_trials``) until the plan is done or this process has trained
         ``max_trials``; ``heartbeats`` off only where no other process can see the study."""
         return run_trials(self.study, self.settings, self.plan, evaluator, cache, progress=progress,
-                          max_trials=max_trials, poll_s=poll_s, heartbeats=heartbeats)
+                          max_trials=max_trials, poll_s=poll_s, heartbeats=heartbeats, replan=replan)

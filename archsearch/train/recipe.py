@@ -94,6 +94,10 @@ PROFILES: dict[str, Profile] = {
     # training image (4.7x the distinct images of `short`, 3.8x the images seen), scored on every val image.
     "reference": Profile("reference", epochs=4, train_per_class=None, val_per_class=None, resolution_scale=0.5,
                          batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
+    # The CPU ladder's deciding rung: the reference recipe in 2 epochs (every training image at half side, every
+    # val image): half the reference's compute, so that 2 finalists and 3 baselines fit a 45-minute run.
+    "decide": Profile("decide", epochs=2, train_per_class=None, val_per_class=None, resolution_scale=0.5,
+                      batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
     # Long training of a chosen architecture (the ml-cvnets recipe, shortened for a 10- to 100-class subset).
     "full": Profile("full", epochs=100, train_per_class=None, val_per_class=None, resolution_scale=1.0,
                     batch_size=256, lr=4e-3, weight_decay=0.02, warmup_fraction=0.05, compile=True),

@@ -39,8 +39,8 @@ from archsearch.cli import main
 from archsearch.model.config import ConfigError
 from archsearch.model.cost import closed_form_cost
 from archsearch.search import BudgetError, Job
-from archsearch.search.fidelity import NOISE_STD
 from archsearch.search.fidelity import ladder as make_ladder
+from archsearch.search.noise import NOISE_DF, NOISE_STD
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 M = 1_000_000
@@ -87,8 +87,10 @@ def test_problem_points_truth_costs_and_noise(problem, paths):
     pairs = [(jitter(0)(c), jitter(1)(c)) for c, _ in SAMPLE]
     ss = sum((a - b) ** 2 / 2 for a, b in pairs)
     top = problem.rungs[1].noise
-    assert top.repeats_df == 60 and top.std == pytest.approx(math.sqrt((4 * NOISE_STD['smoke']**2 + ss) / 64))
-    assert problem.rungs[0].noise.std == 0.02 and problem.rungs[0].noise.repeats_df == 0  # assumed: no repeats
+    prior_df = NOISE_DF['smoke']
+    assert top.repeats_df == 60 and top.std == pytest.approx(math.sqrt((prior_df * NOISE_STD['smoke']**2 + ss) / (prior_df + 60)))
+    first = problem.rungs[0].noise  # never measured, no repeats: unknown, at least the largest measured noise
+    assert not first.known and first.std == max(NOISE_STD.values()) and first.repeats_df == 0
     assert Problem.build(problem.rungs, BUDGET, "wall").weights == (1.0, 1.0)  # every row took 10 s
     with pytest.raises(BudgetError, match="no config of the tables fits 50.0M"):
         Problem.build(problem.rungs, 50 * M)
@@ -240,7 +242,7 @@ def test_replay_cli_over_two_rungs_with_seed_tables(paths, tmp_path, capsys):
     assert "rung 1 smoke: top0.csv (seed 0), top1.csv (seed 1); a job costs 1" in out
     assert "noise at smoke: 30 of 30 configs draw one of their table seeds\n" in out
     assert "noise at cheap: 0 of 30 configs draw one of their table seeds; the other 30 score their one table " \
-           "score + N(0, 2.00 points): assumed (0.02)" in out
+           "score + N(0, 3.30 points): unknown: profile 'cheap' was never measured" in out
     assert "mf-gp: proposals at rung 0 for cost 1 / 2: - / 3" in out and "plot:" in out
     assert main([*args, "--strategy", "gp", "--json", "--noise", "off"]) == 0
     saved = json.loads(capsys.readouterr().out)

@@ -165,6 +165,13 @@ def _assert_stopped_cleanly(studies, name, returncode, err):
         (["--mac-budget", "300M", "--rungs", "tiny,smoke", "--strategy", "nsga3"], "--strategy nsga3 searches one"),
         (["--mac-budget", "300M", "--promote", "1.5"], "--promote: 1.5 is not in (0, 1]"),
         (["--mac-budget", "300M", "--top-seeds", "0"], "--top-seeds: 0 is not a positive number"),
+        (["--mac-budget", "300M", "--time-budget", "0"], "--time-budget: '0' is not a positive duration"),
+        (["--mac-budget", "300M", "--time-budget=-5m"], "--time-budget: '-5m' is not a duration"),
+        (["--mac-budget", "300M", "--time-budget", "5 parsecs"], "--time-budget: '5 parsecs' is not a duration"),
+        (["--mac-budget", "300M", "--time-budget", "1s"], "--time-budget: 1 s is shorter than a screen of 4 networks"),
+        (["--mac-budget", "300M", "--finalists", "2"], "--finalists: a deciding rung needs a screening rung"),
+        (["--mac-budget", "300M", "--rungs", "tiny,tiny-top", "--finalists", "1", "--repeats", "2"],
+         "need 0 <= repeats <= finalists"),
     ],
 )
 def test_run_errors_are_one_line(tmp_path, args, needle):

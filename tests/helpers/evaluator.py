@@ -30,10 +30,13 @@ class SyntheticEvaluator:
     """Scores jobs without training: ``surface`` at the top rung, a compressed and lower copy of it at the
     rungs below (``early`` can replace a config's lower-rung score), plus seeded noise of ``noise`` std."""
 
-    def __init__(self, ladder, noise: float = 0.0, early: dict[str, float] | None = None) -> None:
+    def __init__(self, ladder, noise: float = 0.0, early: dict[str, float] | None = None, bias: float = 0.0,
+                 rung_noise: dict[int, float] | None = None) -> None:
         self.ladder = ladder
         self.noise = noise
         self.early = early or {}
+        self.bias = bias  # std of a network's error at the rungs below the top that no seed averages out
+        self.rung_noise = rung_noise or {}  # a rung's own noise std, where it is not ``noise``
         self.calls: list[tuple[str, int, int]] = []
 
     def context(self) -> dict:
@@ -50,7 +53,9 @@ class SyntheticEvaluator:
         value = surface(job.config)
         if job.rung < top:
             value = self.early.get(job.config.id, 0.5 * value + 0.1 * job.rung)
-        return value + self.noise * seeded_noise(job.config.id, job.rung, job.seed)
+            value += self.bias * seeded_noise("bias", job.config.network_key(), job.rung)
+        noise = self.rung_noise.get(job.rung, self.noise)
+        return value + noise * seeded_noise(job.config.id, job.rung, job.seed)
 
     def __call__(self, job) -> dict:
         self.calls.append((job.config.id, job.rung, job.seed))

@@ -16,10 +16,11 @@ THREE_RUNGS = ("smoke", "short", "reference")
 
 
 def settings_for(strategy="gp", trials=8, budget=BUDGET, seed=0, rungs=TWO_RUNGS, promote=1 / 3, top_seeds=1,
-                 latency=None):
+                 latency=None, finalists=0, repeats=0):
     space = tomllib.loads(DEFAULT_SPACES["v2"].read_text())
-    return StudySettings(space=space, mac_budget=budget, ladder=make_ladder(rungs, promote, top_seeds).to_dict(),
-                         data="synthetic", strategy=strategy, seed=seed, trials=trials, latency=latency)
+    lad = make_ladder(rungs, promote, top_seeds, finalists, repeats)
+    return StudySettings(space=space, mac_budget=budget, ladder=lad.to_dict(), data="synthetic", strategy=strategy,
+                         seed=seed, trials=trials, latency=latency)
 
 
 def study_url(tmp_path) -> str:

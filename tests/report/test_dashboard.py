@@ -24,12 +24,12 @@ from helpers.dashboard_fixtures import (
 )
 from helpers.studies import open_synthetic, settings_for
 
-import archsearch.report.dashboard as dashboard
 from archsearch.cli import main
 from archsearch.gp.surrogate import JOINT_PAIRS, GPSurrogate
 from archsearch.model.config import ArchConfig
 from archsearch.model.cost import closed_form_cost
 from archsearch.model.space import FACTORS
+from archsearch.report import dashboard
 from archsearch.report.figures.cube import (
     CUBE_TRACES_PER_STEP,
     best_so_far,
@@ -43,6 +43,7 @@ from archsearch.report.figures.view import KIND_LABELS
 from archsearch.report.summary import summarize
 from archsearch.results.judge import study_facts
 from archsearch.search import Ledger, run_trials
+from archsearch.search import noise as priors
 from archsearch.search.session import plan_for
 from archsearch.search.study import ResultCache, trained_trials
 from archsearch.train.recipe import train_resolution
@@ -316,7 +317,7 @@ def test_several_strategies_give_one_history_line_each(mixed):
 
 # ---- the header ---------------------------------------------------------------------------------
 def _row(page: str, key: str) -> str:
-    return re.search(rf'<tr id="row-{key}">(.*?)</tr>', page, re.S).group(1)
+    return re.search(rf'<tr id="row-{key}">(.*?)</tr>', page, re.DOTALL).group(1)
 
 
 def test_header_shows_settings_decision_winner_baselines_and_noise(searched, view):
@@ -347,9 +348,15 @@ def test_header_shows_settings_decision_winner_baselines_and_noise(searched, vie
     assert html.escape(noise["source"]) in _row(header, "noise")
 
 
-def test_header_says_not_significant_when_every_interval_holds_zero(tmp_path):
+def test_header_says_not_significant_when_every_interval_holds_zero(tmp_path, monkeypatch):
     study, url = build_study(tmp_path, "flat", strategy="design", trials=4, top_seeds=1, evaluator=FlatEvaluator,
                              memory=True)
+    unmeasured = dashboard.collect(study, url)  # the top rung's profile (short) was never measured, one seed each
+    header = dashboard.header_html(unmeasured)
+    for m in unmeasured.decision.margins:
+        assert m.significant is None and "significance withheld" in _row(header, f"baseline-{m.kind}")
+    monkeypatch.setitem(priors.NOISE_STD, "short", 0.01)
+    monkeypatch.setitem(priors.NOISE_DF, "short", 10)
     view = dashboard.collect(study, url)
     assert [m.kind for m in view.decision.margins] == ["width", "width_resolution", "compound"]
     header = dashboard.header_html(view)

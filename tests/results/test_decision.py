@@ -16,7 +16,8 @@ from archsearch.report.dashboard import collect, winner_html
 from archsearch.report.summary import render, summarize
 from archsearch.results.decision import decide, margin, words
 from archsearch.results.judge import fit_surrogate, study_facts
-from archsearch.search import Job, Ledger, feasible_grid, fidelity
+from archsearch.search import Job, Ledger, feasible_grid
+from archsearch.search import noise as priors
 from archsearch.search.baselines import KINDS, MIN_FILL, baselines_for
 from archsearch.search.jobs import study_noise
 from archsearch.search.networks import Network
@@ -107,7 +108,7 @@ def test_noise_aware_winner_is_the_true_best_more_often_than_the_highest_score(m
     from helpers.evaluator import seeded_noise, surface
 
     noise = 0.03
-    monkeypatch.setitem(fidelity.NOISE_STD, "smoke", noise)
+    monkeypatch.setitem(priors.NOISE_STD, "smoke", noise)
     settings = settings_for("gp", trials=30, rungs=("smoke",), top_seeds=2)
     plan = plan_for(settings)
     near_top = sorted(feasible_grid(SPACE, settings.mac_budget).configs, key=surface, reverse=True)[:150]
@@ -258,10 +259,12 @@ def test_a_rung_with_a_measured_fidelity_bias_widens_every_margin_and_says_so(tm
     study, url, *_ = run_synthetic(tmp_path, settings, synthetic_evaluator(settings.fidelity_ladder(), noise=0.01))
     plain = summarize(study, url)
     top = plain["decided_at"]["fidelity"]
-    assert plain["noise"][1]["bias"] == 0.0 and "fidelity bias" not in render(plain)
-    monkeypatch.setitem(fidelity.FIDELITY_BIAS_STD, top, 0.04)
+    assert plain["noise"][1]["bias"] == 0.0
+    assert "fidelity bias of the deciding rung against reference: unmeasured" in render(plain)  # not 0: unknown
+    monkeypatch.setitem(priors.FIDELITY_BIAS_STD, top, 0.04)
+    monkeypatch.setitem(priors.BIAS_DF, top, 9)
     biased = summarize(study, url)
-    assert biased["noise"][1]["bias"] == 0.04 and f"fidelity bias at {top}: 4.00 points" in render(biased)
+    assert biased["noise"][1]["bias"] == pytest.approx(0.04) and "fidelity bias against reference: 4.00 points" in render(biased)
     compared = [(p, b) for p, b in zip(plain["baselines"], biased["baselines"]) if p["margin"]]
     assert compared
     for p, b in compared:

@@ -53,7 +53,7 @@ def fit(trained, accuracies) -> GPSurrogate:
 def real(study):
     trained, accuracies = study
     surrogate = fit(trained, accuracies)
-    return surrogate, derive_formula(surrogate, SPACE, trained, BUDGET)
+    return surrogate, derive_formula(surrogate, SPACE, trained, BUDGET, shuffles=20)
 
 
 def known_width_exponent(lo: float, hi: float) -> float:
@@ -75,6 +75,10 @@ def test_recovers_the_known_exponents_within_their_intervals(real, study):
     assert laws["width"].interval[0] > 0.1  # width grows with MACs, told apart from a flat factor...
     assert laws["resolution"].interval[1] < known["width"]  # ...and from resolution, which stays put
     assert formula.relative_width < 0.35
+    # no GP fitted to the accuracies shuffled across configs gives a formula as narrow
+    test = formula.permutation
+    assert test.shuffles == 20 and test.as_extreme == 0 and test.p_value == pytest.approx(1 / 21)
+    assert min(test.shuffled) > formula.relative_width
     # the fit is where the evidence is: from the cheapest trained config to the budget
     assert formula.macs_range == (min(m for _, m in study[0]), BUDGET)
     widest = max(w for w in SPACE.range("width").values()
@@ -97,6 +101,21 @@ def test_shuffled_or_random_accuracies_change_the_exponents_or_decline(real, stu
         assert moved >= 0.2, formula.describe()
 
 
+@pytest.mark.parametrize("shuffle", [12, 13])
+def test_a_shuffled_surface_declines_by_the_permutation_test(monkeypatch, study, shuffle):
+    monkeypatch.setattr(formula_module, "MAX_RELATIVE_WIDTH", 10.0)  # only the permutation test can decline
+    trained, accuracies = study
+    fake = np.random.default_rng(shuffle).permutation(accuracies)
+    surrogate = GPSurrogate(SPACE, seed=0, n_restarts=1).fit([c for c, _ in trained], fake, noise_std=NOISE)
+    formula = derive_formula(surrogate, SPACE, trained, BUDGET, shuffles=20)
+    assert isinstance(formula, FormulaDeclined), formula.describe()
+    test = formula.permutation
+    assert test.shuffles == 20 and test.p_value > 0.05 and test.smaller_is_extreme
+    assert formula.reason.startswith("the evidence is too thin: GPs fitted to the accuracies shuffled across configs")
+    assert f"in {test.as_extreme} of 20 shuffles (p = {test.p_value:.2g}" in formula.reason
+    assert json.loads(json.dumps(formula.to_dict()))["permutation"]["p_value"] == pytest.approx(test.p_value)
+
+
 def test_declines_with_too_few_configs(real, study):
     trained = study[0][:5]
     formula = derive_formula(real[0], SPACE, trained, BUDGET)
@@ -109,7 +128,7 @@ def test_declines_on_a_narrow_mac_span(real, study):
     assert len(trained) >= 6
     formula = derive_formula(real[0], SPACE, trained, BUDGET)
     assert formula.declined and "span only" in formula.reason
-    assert formula.to_dict() == {"declined": True, "reason": formula.reason, "budget": BUDGET}
+    assert formula.to_dict() == {"declined": True, "reason": formula.reason, "budget": BUDGET, "permutation": None}
 
 
 def test_text_and_json(real):
@@ -118,6 +137,8 @@ def test_text_and_json(real):
     assert stored["declined"] is False and stored["macs_range"] == list(formula.macs_range)
     assert set(stored["factors"]) == set(FACTORS)
     assert formula_text(stored) == formula.describe()
+    assert stored["permutation"]["p_value"] == pytest.approx(1 / 21)
+    assert formula.describe().endswith("gave a formula as narrow in 0 of 20 shuffles (p = 0.048)")
     width = stored["factors"]["width"]
     low, high = width["interval_90"]
     assert f"width      = {width['at_budget']:.3g} * (MACs / 1000M)^{width['exponent']:.2f} [{low:.2f}, {high:.2f}]" \
@@ -143,7 +164,7 @@ def test_v1_scales_the_variant_the_evidence_prefers(monkeypatch):
     trained = [band[i] for i in rng.choice(len(band), 30, replace=False)]
     accuracies = [truth(c, m) + 0.1 * (c.variant == "xs") + rng.normal(0, NOISE) for c, m in trained]
     surrogate = GPSurrogate(space, seed=0).fit([c for c, _ in trained], accuracies, noise_std=NOISE)
-    formula = derive_formula(surrogate, space, trained, budget)
+    formula = derive_formula(surrogate, space, trained, budget, shuffles=0)
     assert isinstance(formula, ScalingFormula), formula.describe()
     assert formula.variant == "xs" and "variant xs" in formula.describe()
     assert all(level.best.variant == "xs" for level in formula.levels)
@@ -175,13 +196,16 @@ def make_study(tmp_path, trained, accuracies):
     return url
 
 
-def test_cli_applies_the_formula(tmp_path, capsys, study):
+def test_cli_applies_the_formula(tmp_path, capsys, study, monkeypatch):
     from archsearch.cli import main
 
     url = make_study(tmp_path, *study)
+    monkeypatch.setenv("ARCHSEARCH_SHUFFLES", "20")  # the default, whatever the environment says
     assert main(["formula", "--study", "f", "--storage", url, "--mac-budget", "600M", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["macs"] <= 600_000_000 and out["extrapolated"] is False and out["formula"]["declined"] is False
+    assert out["formula"]["permutation"]["shuffles"] == 20 and out["formula"]["permutation"]["p_value"] <= 0.05
+    monkeypatch.setenv("ARCHSEARCH_SHUFFLES", "0")  # the same formula, untested: the rest is about the text
     assert main(["formula", "--study", "f", "--storage", url, "--mac-budget", "3G"]) == 0
     captured = capsys.readouterr()
     assert "width      = " in captured.out and "extrapolates" in captured.err

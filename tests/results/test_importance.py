@@ -55,12 +55,13 @@ def test_sobol_and_shapley_are_exact_on_the_product_grid():
     expected_total = {"width": v1, "resolution": main_r + joint, "mv2_depth": main_m + joint, "vit_depth": 0.0}
     expected_shapley = {"width": v1, "resolution": main_r + joint / 2, "mv2_depth": main_m + joint / 2,
                         "vit_depth": 0.0}
-    found = factor_importance(KnownSurface())
+    found = factor_importance(KnownSurface(), shuffles=0)  # a stand-in: no draws, no refits
     for name, expected in [("sobol_first", expected_first), ("sobol_total", expected_total),
                            ("shapley", expected_shapley)]:
         for f in FACTORS:
             assert getattr(found, name)[f] == pytest.approx(expected[f] / total, abs=1e-9), (name, f)
     assert found.grid_points == len(SPACE) and found.budget is None
+    assert found.intervals is None and found.verdict is None  # too many points for joint draws, and untested
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def dominated():
 
 def test_gp_importance_ranks_the_dominant_factor_first(dominated):
     *_, surrogate = dominated
-    found = factor_importance(surrogate)
+    found = factor_importance(surrogate, shuffles=0)  # the permutation test: test_importance_permutation
     known_order = sorted(WEIGHTS, key=lambda f: -WEIGHTS[f])
     for name in ("sobol_first", "sobol_total", "shapley"):
         scores = getattr(found, name)
@@ -90,7 +91,7 @@ def test_gp_importance_ranks_the_dominant_factor_first(dominated):
 def test_importance_within_a_budget_and_as_json(dominated):
     *_, surrogate = dominated
     budget = 600_000_000
-    found = factor_importance(surrogate, budget=budget)
+    found = factor_importance(surrogate, budget=budget, shuffles=0)
     assert found.grid_points == sum(closed_form_cost(c).macs <= budget for c in SPACE.grid())
     assert sum(found.shapley.values()) == pytest.approx(1.0)
     assert all(0.0 <= v <= 1.0 for d in (found.sobol_first, found.sobol_total, found.shapley) for v in d.values())
@@ -99,6 +100,8 @@ def test_importance_within_a_budget_and_as_json(dominated):
     text = importance_text(stored)
     assert text == found.describe()
     assert f"within {budget / 1e6:.0f}M MACs" in text and "not an importance" in text
+    assert stored["permutation"] is None and stored["posterior_draws"] == found.draws > 0
+    assert all(0.0 <= low <= high <= 1.0 for d in found.intervals.values() for low, high in d.values())
 
 
 def trials_of(configs, accuracies):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archsearch.search import fidelity
-from archsearch.search.fidelity import fidelity_bias, rung_noise
+from archsearch.search import noise as fidelity
+from archsearch.search.noise import fidelity_bias, rung_bias, rung_noise
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -38,9 +38,10 @@ def test_the_bias_priors_in_the_code_are_what_the_benchmark_tables_measure():
         assert fidelity.FIDELITY_BIAS_STD[profile] == pytest.approx(round(bias, 3), abs=1e-9), profile
 
 
-def test_every_rung_of_the_cpu_ladder_carries_its_bias_and_the_reference_none():
+def test_the_screening_rungs_carry_their_bias_against_the_reference_and_the_reference_is_unmeasured():
     for name in ("smoke-e2", "smoke"):
-        assert rung_noise(name, []).bias == fidelity.FIDELITY_BIAS_STD[name] > 0
-        assert rung_noise(name, [[0.3, 0.32]]).bias == fidelity.FIDELITY_BIAS_STD[name]  # repeats do not touch it
-    assert rung_noise("reference", []).bias == 0.0
-    assert math.isfinite(rung_noise("tiny", []).std)
+        bias = rung_bias(name, "reference", [], 0.03)
+        assert bias.std == fidelity.FIDELITY_BIAS_STD[name] > 0 and bias.df == fidelity.BIAS_DF[name]
+    assert not rung_bias("reference", "full resolution", [], 0.02).known  # nobody measured it: not 0
+    assert not rung_bias("smoke", "decide", [], 0.03).known  # the prior is against the reference only
+    assert math.isfinite(rung_noise("tiny", []).std) and not rung_noise("tiny", []).known

@@ -100,7 +100,8 @@ def test_rungs_promote_the_best_fraction_and_decide_at_the_top(tmp_path, synthet
     assert not ledger.busy()
     decision = study_facts(study).decision
     assert decision.rung == 2 and decision.reached_top
-    assert decision.winner.config == ledger.at(2, role=SEARCH)[0].job.config
+    top = max(ledger.at(2), key=lambda e: e.accuracy)  # noise-free scores: the evidence puts this one first
+    assert decision.winner.config.network_key() == top.job.config.network_key()
 
 
 @pytest.mark.parametrize("rungs, continues", [(("smoke-e1", "smoke"), [True]), (("quick", "smoke"), [False]),
@@ -313,7 +314,7 @@ def test_two_workers_that_pick_the_same_job_train_it_once(tmp_path, synthetic_ev
     job = Job(plan.baselines.width.config, 1, 0, "baseline", ("width",))
     first, second = study.ask(), study.ask()  # both decided on the same due job
     ledger = Ledger(study.get_trials())
-    run = lambda trial: _run_one(study, trial, settings, space, plan, job, ledger, evaluator, None, "w")  # noqa: E731
+    run = lambda trial: _run_one(study, trial, settings, space, plan, job, ledger, evaluator, None, "w")
     assert run(second) == "trained"  # it wrote its attributes first: no other trial held the job
     assert run(first) == "duplicate"  # it sees the other holder, earlier or later, and gives way
     assert study.get_trials()[first.number].state == TrialState.PRUNED
@@ -322,7 +323,7 @@ def test_two_workers_that_pick_the_same_job_train_it_once(tmp_path, synthetic_ev
     fresh = study.ask()  # a worker picks the compound job for a fresh trial ...
     study.enqueue_trial({}, user_attrs=queued_job.attrs())  # ... while a retry of that job is queued
     popped = study.ask()
-    rerun = lambda trial, step: _run_one(study, trial, settings, space, plan, step, Ledger(study.get_trials()),  # noqa: E731
+    rerun = lambda trial, step: _run_one(study, trial, settings, space, plan, step, Ledger(study.get_trials()),
                                          evaluator, None, "w")
     assert rerun(popped, None) == "trained"  # a queued job never gives way
     assert rerun(fresh, queued_job) == "duplicate"

@@ -29,7 +29,7 @@ from ...model.config import ArchConfig, ConfigError
 from ...model.cost import closed_form_cost
 from ...model.space import FactorSpace
 from ...search import BudgetError
-from ...search.fidelity import Noise, rung_noise
+from ...search.noise import Noise, rung_noise
 from ...train.recipe import Profile
 from ..table import grid_width_baseline
 from ..tables import BenchTable, check_group

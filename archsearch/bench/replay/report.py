@@ -158,7 +158,7 @@ def describe(report: Report) -> list[str]:
             d = rung_dict(p, r)
             n = rung.noise
             why = (f"the profile's prior {100 * n.prior:.2f} pooled with {n.repeats_df} degree(s) of freedom of the "
-                   "tables' seed repeats" if n.repeats_df else n.source)
+                   "tables' seed repeats" if n.repeats_df and n.prior is not None else n.source)
             rest = len(p.points) - d["points_with_seeds"]
             lines.append(f"noise at {rung.name}: {d['points_with_seeds']} of {len(p.points)} configs draw one of their "
                          "table seeds" + (f"; the other {rest} score their one table score + N(0, "

@@ -21,9 +21,10 @@ from ...model.config import ArchConfig
 from ...model.cost import closed_form_cost
 from ...model.space import FACTORS, FactorSpace
 from ...results.decision import Decision
-from ...search.fidelity import Ladder, Noise
+from ...search.fidelity import Ladder
 from ...search.jobs import Entry, Ledger
 from ...search.networks import Network
+from ...search.noise import Noise
 from ...search.settings import StudySettings
 
 LABELS = {"resolution": "resolution (px)", "width": "width", "mv2_depth": "MV2 depth", "vit_depth": "ViT depth"}

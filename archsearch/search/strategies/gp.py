@@ -14,6 +14,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from ...gp.acquisition import GPProposer
+from ...gp.models import rung_priors
 from ..params import config_params, distributions
 from ._ledger import observations, other_jobs
 from .base import N_INITIAL, SearchProblem
@@ -25,8 +26,10 @@ class GPSampler(optuna.samplers.BaseSampler):
     def __init__(self, problem: SearchProblem, seed: int = 0, n_initial: int = N_INITIAL):
         self.space = problem.space
         self.ladder = problem.ladder
+        ladder = problem.ladder
         self.proposer = GPProposer(problem.space, problem.candidates, costs=problem.costs, budget=problem.budget,
-                                   n_initial=n_initial, seed=seed, fidelities=len(problem.ladder.rungs))
+                                   n_initial=n_initial, seed=seed, fidelities=len(ladder.rungs),
+                                   rung_prior=rung_priors([ladder.continues(r) for r in range(ladder.top)]))
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -36,8 +39,10 @@ class GPSampler(optuna.samplers.BaseSampler):
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if trial.system_attrs.get("fixed_params") or trial.params:  # a queued job brings its own
             return {}
-        observed, pending, failed, noise = observations(other_jobs(study, trial), self.ladder)
-        return config_params(self.proposer.ask(observed, pending, failed, noise), self.space)
+        ledger = other_jobs(study, trial)
+        observed, pending, failed, noise = observations(ledger, self.ladder)
+        proposed = len(ledger.search_networks(0))  # the baselines' networks do not count toward the design
+        return config_params(self.proposer.ask(observed, pending, failed, noise, proposed), self.space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

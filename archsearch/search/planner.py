@@ -1,0 +1,276 @@
+"""Planning to a time budget: how many networks to screen so that the deciding rung still fits.
+
+A job's cost is ``seconds_per_unit * units + overhead``, where units are MACs at the trained side times the
+images it processes (three passes' worth for each training image: forward and backward, one for each
+validation image). The prior rate was measured on this 2-core CPU's tables; the run calibrates it on its own
+finished jobs (``CostModel.calibrated``) and re-plans as they finish (``TimePlanner.replan``).
+
+The deciding rung is reserved first: the baselines' screening and deciding jobs and the finalists (at a
+typical cost of the networks the strategy proposes: near the budget). Whatever is left screens proposals,
+each costing its rung-0 job plus its share of the promotions. Where not even the deciding rung and the
+minimum screen fit, the plan drops the deciding rung and only screens, and says so; where not even one
+screening job fits, the budget is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scipy import stats
+
+from ..model.config import ArchConfig, ConfigError
+from ..train.recipe import Profile, train_resolution
+from .fidelity import Ladder
+from .jobs import Ledger, Plan
+from .noise import rung_noise
+
+# Median over the reference and smoke-e2 tables' jobs (benchmarks/*.csv: one torch thread each, two jobs on two
+# cores; 0.6-2.5e-10): a job's wall time less the overhead, per unit.
+PRIOR_SECONDS_PER_UNIT = 1.1e-10
+OVERHEAD_S = 15.0  # per job: model build, data loading, checkpointing
+MIN_SCREEN = 4  # proposals below which a screen says nothing (the GP's initial design)
+MAX_TRIALS = 60
+# Share of validation images on which two networks at the reference disagree (hit vs miss): mean over the 132
+# same-seed pairs of benchmarks/holds_300M.csv (0.16-0.24); the paired validation error of a margin.
+DISAGREEMENT = 0.19
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'20m', '2h', '1h30m', '90s' or '45' (minutes) -> seconds; anything else is one line of ConfigError."""
+    raw = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw):
+        raw += "m"
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)([smhd])", raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        raise ConfigError(f"--time-budget: {text!r} is not a duration; write e.g. 45m, 2h, 1h30m or 90s")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ConfigError(f"--time-budget: {text!r} is not a positive duration")
+    return seconds
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """Images per class of each split (what a profile's per-class caps apply to)."""
+
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+
+    @classmethod
+    def scan(cls, root: str | Path) -> DataSize:
+        def counts(split: str) -> tuple[int, ...]:
+            folder = Path(root) / split
+            return tuple(sum(1 for e in os.scandir(d) if e.is_file()) for d in sorted(folder.iterdir()) if d.is_dir())
+        return cls(counts("train"), counts("val"))
+
+    def images(self, profile: Profile) -> tuple[int, int]:
+        """(training images, validation images) a profile uses."""
+        def capped(counts: tuple[int, ...], cap: int | None) -> int:
+            return sum(min(c, cap) if cap else c for c in counts)
+        return capped(self.train, profile.train_per_class), capped(self.val, profile.val_per_class)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds of one job from its units of work."""
+
+    seconds_per_unit: float = PRIOR_SECONDS_PER_UNIT
+    overhead_s: float = OVERHEAD_S
+    jobs: int = 0  # finished jobs it was calibrated on (0: the prior)
+
+    def units(self, config: ArchConfig, macs: int, profile: Profile, data: DataSize, from_epoch: int = 0) -> float:
+        """MACs at the trained side times three passes per training image per epoch plus one per validation
+        image; ``from_epoch``: a continued job trains only the epochs after it."""
+        side = train_resolution(config, profile.resolution_scale)
+        trained_macs = macs * (side / config.resolution) ** 2
+        train, val = data.images(profile)
+        return trained_macs * (3 * train * (profile.last_epoch - from_epoch) + val)
+
+    @classmethod
+    def prior(cls, threads: int) -> CostModel:
+        """The prior for a job on ``threads`` torch threads: the one-thread rate spread over them, 20 % lost to
+        their synchronisation (assumed; the run's first jobs calibrate it)."""
+        return cls(seconds_per_unit=PRIOR_SECONDS_PER_UNIT * 1.2 / max(1, threads) if threads > 1
+                   else PRIOR_SECONDS_PER_UNIT)
+
+    @property
+    def source(self) -> str:
+        return (f"calibrated on {self.jobs} finished job(s)" if self.jobs else
+                "the prior rate for a 2-core CPU, until the first jobs finish")
+
+    def seconds(self, units: float) -> float:
+        return self.seconds_per_unit * units + self.overhead_s
+
+    def calibrated(self, done: Sequence[tuple[float, float]]) -> CostModel:
+        """Refit the rate on finished jobs' (units, wall seconds): total time over total units, the overhead
+        kept (a ratio estimator: the long jobs that dominate the plan dominate the rate)."""
+        if not done:
+            return self
+        units = sum(u for u, _ in done)
+        wall = sum(max(0.0, w - self.overhead_s) for _, w in done)
+        return dataclasses.replace(self, seconds_per_unit=wall / units if units else self.seconds_per_unit,
+                                   jobs=len(done))
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    """What fits: the proposals to screen, the ladder (with or without its deciding rung) and the expected times."""
+
+    trials: int
+    ladder: Ladder
+    screen_s: float
+    decide_s: float
+    words: str
+
+    @property
+    def total_s(self) -> float:
+        return self.screen_s + self.decide_s
+
+
+def plan_time(budget_s: float, ladder: Ladder, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize,
+              cost: CostModel, spent_s: float = 0.0, proposed: int = 0) -> TimePlan:
+    """The most proposals that fit ``budget_s`` (``spent_s`` of it used, ``proposed`` proposals made) with the
+    deciding rung reserved; fewer finalists or repeats, then no deciding rung, where it does not fit."""
+    left = budget_s - spent_s
+    options = [ladder]
+    if ladder.deciding:
+        options += [dataclasses.replace(ladder, repeats=0), dataclasses.replace(ladder, finalists=1, repeats=0),
+                    screen_only(ladder)]
+    for option in dict.fromkeys(options):
+        fixed = _fixed_s(option, plan, typical, data, cost)
+        per = _per_proposal_s(option, typical, data, cost)
+        trials = min(MAX_TRIALS, max(proposed, math.floor((left - fixed) / per)) if per > 0 else MAX_TRIALS)
+        if trials >= max(MIN_SCREEN, proposed) and fixed + per * max(0, trials - proposed) <= left:
+            decide = _deciding_s(option, plan, typical, data, cost)
+            what = (f"deciding rung {option.rungs[-1].name}: {option.finalists} finalist(s) and the baselines, "
+                    f"{option.repeats} repeat(s)" if option.deciding else "no deciding rung: a screen only")
+            return TimePlan(trials, option, fixed - decide + per * (trials - proposed), decide,
+                            f"{trials} proposals screened; {what}")
+    raise ConfigError(f"--time-budget: {_duration(budget_s)} is shorter than a screen of {MIN_SCREEN} networks "
+                      f"on this machine (about {_per_proposal_s(screen_only(ladder), typical, data, cost) / 60:.1f} "
+                      "min a network); give more time")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def screen_only(ladder: Ladder) -> Ladder:
+    """The ladder without its deciding rung (a budget too short for a verdict only screens)."""
+    if not ladder.deciding:
+        return ladder
+    return dataclasses.replace(ladder, rungs=ladder.rungs[:-1], finalists=0, repeats=0)
+
+
+def _job_s(config: ArchConfig, macs: int, ladder: Ladder, rung: int, data: DataSize, cost: CostModel) -> float:
+    start = ladder.rungs[rung - 1].last_epoch if rung and ladder.continues(rung - 1) else 0
+    return cost.seconds(cost.units(config, macs, ladder.rungs[rung], data, start))
+
+
+def _per_proposal_s(ladder: Ladder, typical: tuple[ArchConfig, int], data: DataSize, cost: CostModel) -> float:
+    """A proposal's rung-0 job and its expected share of the promotions below a deciding rung."""
+    config, macs = typical
+    screening = ladder.top if ladder.deciding else ladder.top + 1
+    share, total = 1.0, 0.0
+    for rung in range(screening):
+        total += share * _job_s(config, macs, ladder, rung, data, cost) * (ladder.top_seeds if rung == ladder.top else 1)
+        share *= ladder.promote
+    return total
+
+
+def _deciding_s(ladder: Ladder, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize, cost: CostModel) -> float:
+    if not ladder.deciding:
+        return 0.0
+    top = ladder.top
+    b = plan.baselines
+    configs = [(c.config, c.macs) for c in (b.width, b.compound) if c is not None]
+    if b.width_resolution:
+        configs.append((b.width_resolution[0].config, b.width_resolution[0].macs))
+    jobs = [(c, m, ladder.top_seeds) for c, m in configs]
+    jobs += [(typical[0], typical[1], ladder.top_seeds + (1 if i < ladder.repeats else 0))
+             for i in range(ladder.finalists)]
+    return sum(n * _job_s(c, m, ladder, top, data, cost) for c, m, n in jobs)
+
+
+def _fixed_s(ladder: Ladder, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize, cost: CostModel) -> float:
+    """The jobs every plan of this ladder trains whatever the proposals: the baselines' screening and the
+    deciding rung."""
+    b = plan.baselines
+    screened = [(c.config, c.macs) for c in b.width_resolution]
+    if ladder.deciding and b.compound is not None:
+        screened.append((b.compound.config, b.compound.macs))
+    return (sum(_job_s(c, m, ladder, 0, data, cost) for c, m in dict.fromkeys(screened))
+            + _deciding_s(ladder, plan, typical, data, cost))
+
+
+def typical_network(configs: Sequence[ArchConfig], macs: Sequence[int]) -> tuple[ArchConfig, int]:
+    """What a proposal is expected to cost: the feasible network at the 75th percentile of MACs (the strategy
+    proposes near the budget)."""
+    order = sorted(range(len(configs)), key=lambda i: macs[i])
+    i = order[min(len(order) - 1, int(0.75 * len(order)))]
+    return configs[i], macs[i]
+
+
+def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int]:
+    """(half-width in accuracy, comparisons): what a margin's simultaneous 95 % interval at the deciding rung is
+    expected to be, from the rung's noise prior, its seeds and the paired validation error (Bonferroni over the
+    comparisons: an upper bound on the max-|t| intervals the verdict computes)."""
+    top = ladder.rungs[-1]
+    noise = rung_noise(top, [], data_tag)
+    _, val = data.images(top)
+    networks = ladder.finalists + 3
+    comparisons = networks * 3 - 3
+    se = math.sqrt(2 * noise.std**2 / ladder.top_seeds + DISAGREEMENT / max(1, val))
+    return float(stats.norm.ppf(1 - 0.025 / comparisons)) * se, comparisons
+
+
+def expected_width_line(ladder: Ladder, data: DataSize, data_tag: str) -> str:
+    half, comparisons = expected_half_width(ladder, data, data_tag)
+    return (f"expected margin interval at {ladder.rungs[-1].name}: about +/-{100 * half:.1f} points (simultaneous "
+            f"over {comparisons} comparisons; noise prior and {DISAGREEMENT:.0%} disagreeing validation images)")
+
+
+def time_clock():
+    """Seconds since this call: the run's clock."""
+    start = time.monotonic()
+    return lambda: time.monotonic() - start
+
+
+class TimePlanner:
+    """Re-plans a run as its jobs finish: the cost model calibrated on them, the proposals left to fit the time
+    left. ``clock``: seconds since the run began (scripted in tests)."""
+
+    def __init__(self, budget_s: float, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize,
+                 clock, cost: CostModel | None = None):
+        self.budget_s, self.plan, self.typical, self.data, self.clock = budget_s, plan, typical, data, clock
+        self.cost = cost or CostModel()
+        self.first = plan_time(budget_s, plan.ladder, plan, typical, data, self.cost)
+        self.plan = dataclasses.replace(plan, ladder=self.first.ladder, trials=self.first.trials)
+
+    def replan(self, ledger: Ledger) -> Plan:
+        """The plan with as many proposals as the time left allows (never fewer than already made); the ladder
+        is the one planned at the start (the study's settings fix it)."""
+        done = [(self.cost.units(e.job.config, e.macs, self.plan.ladder.rungs[e.job.rung], self.data,
+                                 self._start(e.job.rung)), float(e.record["wall_s"]))
+                for e in ledger.entries if e.state == "done" and e.record.get("wall_s") and not e.cached]
+        self.cost = CostModel(self.cost.seconds_per_unit, self.cost.overhead_s).calibrated(done) if done else self.cost
+        proposed = len(ledger.search_networks(0))
+        try:
+            again = plan_time(self.budget_s, self.plan.ladder, self.plan, self.typical, self.data, self.cost,
+                              self.clock(), proposed)
+            trials = again.trials if again.ladder == self.plan.ladder else proposed
+        except ConfigError:
+            trials = proposed
+        return dataclasses.replace(self.plan, trials=max(proposed, min(trials, MAX_TRIALS)))
+
+    def _start(self, rung: int) -> int:
+        ladder = self.plan.ladder
+        return ladder.rungs[rung - 1].last_epoch if rung and ladder.continues(rung - 1) else 0

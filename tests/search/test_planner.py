@@ -1,0 +1,105 @@
+"""Planning to a time budget: durations, the plan that fits, re-planning from measured job times."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.studies import settings_for
+from optuna.trial import TrialState, create_trial
+
+from archsearch.model.config import ConfigError
+from archsearch.model.cost import closed_form_cost
+from archsearch.search.budget import feasible_grid
+from archsearch.search.jobs import Ledger
+from archsearch.search.planner import (
+    CostModel,
+    DataSize,
+    TimePlanner,
+    parse_duration,
+    plan_time,
+    typical_network,
+)
+from archsearch.search.session import plan_for
+
+DATA = DataSize(train=(950,) * 10, val=(390,) * 10)  # Imagenette's shape
+
+
+@pytest.mark.parametrize("text, seconds", [("45m", 2700), ("2h", 7200), ("1h30m", 5400), ("90s", 90), ("20", 1200),
+                                           ("0.5h", 1800)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-5m", "5 parsecs", "", "m", "5x", "0h0m"])
+def test_bad_durations_are_one_line(text):
+    with pytest.raises(ConfigError) as err:
+        parse_duration(text)
+    assert "\n" not in str(err.value) and "--time-budget" in str(err.value)
+
+
+def _setup(finalists=2, repeats=1):
+    settings = settings_for("gp", trials=8, rungs=("smoke-e2", "smoke", "reference"), promote=0.25,
+                            finalists=finalists, repeats=repeats)
+    plan = plan_for(settings)
+    feasible = feasible_grid(settings.factor_space(), settings.mac_budget)
+    return plan, typical_network(feasible.configs, feasible.macs)
+
+
+class Scripted(CostModel):
+    """Every job costs ``per_job`` seconds whatever its size: the plan's arithmetic is then countable."""
+
+    def __init__(self, per_job: float):
+        super().__init__(seconds_per_unit=0.0, overhead_s=per_job)
+
+
+def test_the_plan_fits_the_budget_with_a_scripted_cost_per_job():
+    plan, typical = _setup()
+    for budget in (3600, 5400, 7200):
+        found = plan_time(budget, plan.ladder, plan, typical, DATA, Scripted(60.0))
+        # jobs: the baselines' screenings (the width x resolution candidates and the compound), 3 baselines and 2
+        # finalists (+1 repeat) at the deciding rung; a proposal costs its rung-0 job and a quarter of a smoke one
+        b = plan.baselines
+        screened = len({c.config.network_key() for c in b.width_resolution} | {b.compound.config.network_key()})
+        fixed = (screened + 3 + 2 + 1) * 60
+        assert found.ladder.deciding and found.ladder.finalists == 2
+        assert found.trials == min(60, int((budget - fixed) // (60 * 1.25)))
+        assert found.total_s <= budget
+        assert found.total_s + 60 * 1.25 > budget or found.trials == 60  # and uses it: one more would not fit
+
+
+def test_a_budget_too_short_for_the_deciding_rung_only_screens_and_one_shorter_than_a_screen_is_refused():
+    plan, typical = _setup()
+    found = plan_time(12 * 60, plan.ladder, plan, typical, DATA, Scripted(60.0))
+    assert not found.ladder.deciding and found.ladder.top == 1 and "screen only" in found.words
+    with pytest.raises(ConfigError, match="shorter than a screen"):
+        plan_time(4 * 60, plan.ladder, plan, typical, DATA, Scripted(60.0))
+
+
+def test_slower_jobs_than_planned_make_the_replan_propose_fewer():
+    plan, typical = _setup()
+    clock = {"now": 0.0}
+    prior = CostModel(seconds_per_unit=1e-10)
+    planner = TimePlanner(7200, plan, typical, DATA, lambda: clock["now"], cost=prior)
+    first = planner.first.trials
+    assert first > 4 and planner.first.ladder.deciding and planner.plan.ladder == plan.ladder
+    again = planner.replan(Ledger([]))
+    assert again.trials == first  # nothing measured, no time spent: the same plan
+    # the first jobs take 3x what the prior said: the calibrated rate is 3x, and fewer proposals fit
+    jobs = plan._baseline_screening()
+    walls = [3 * prior.seconds(prior.units(j.config, closed_form_cost(j.config).macs, plan.ladder.rungs[0], DATA))
+             for j in jobs]
+    clock["now"] = sum(walls)
+    slower = planner.replan(ledger_of_done(jobs, walls))
+    assert planner.cost.jobs == len(jobs) and planner.cost.seconds_per_unit > 2 * prior.seconds_per_unit
+    assert slower.trials < first and slower.ladder == plan.ladder  # the ladder is the study's: it stays
+
+
+def ledger_of_done(jobs, walls) -> Ledger:
+    """A ledger of finished jobs that each took ``walls`` seconds."""
+    trials = []
+    for number, (job, wall) in enumerate(zip(jobs, walls)):
+        attrs = {**job.attrs(), "accuracy": 0.5, "macs": closed_form_cost(job.config).macs,
+                 "record": {"wall_s": wall}}
+        trial = create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs=attrs)
+        trial.number = number
+        trials.append(trial)
+    return Ledger(trials)
