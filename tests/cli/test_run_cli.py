@@ -60,6 +60,25 @@ def test_run_then_resume(tmp_path, imagenette):
     assert len(keys) == len(set(keys)) == jobs
 
 
+def test_a_time_budget_plans_the_run_and_a_deciding_rung_decides_it(tmp_path, imagenette):
+    """A real run on tiny profiles under a time budget: the plan and the expected interval are printed before
+    training, the finalists and the baselines are trained at the deciding rung, and the verdict gives P(best)."""
+    proc = archsearch(tmp_path, "run", "--mac-budget", "300M", "--rungs", "tiny,tiny-top", "--finalists", "1",
+                      "--time-budget", "5m", "--quiet", "--no-dashboard", "--study", "timed")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "time budget 5m:" in out and "finalist(s) and the baselines" in out
+    assert "expected margin interval at tiny-top: about +/-" in out
+    assert out.index("time budget 5m:") < out.index("winner:")
+    summary = json.loads((tmp_path / "timed" / "summary.json").read_text())
+    assert summary["settings"]["finalists"] == 1 and summary["decided_at"]["deciding_rung"]
+    top = summary["rungs"][1]
+    assert sum(j["role"] == "search" for j in top) == 1 + summary["settings"]["repeats"]
+    assert {"width", "compound"} <= {k for j in top for k in j["baseline_kinds"]}
+    assert summary["top"][0]["p_best"] is not None and "P(best)" in out
+    assert "margins' intervals: simultaneous" in out
+
+
 def _wait_for_running_search_trial(studies, name, proc, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
