@@ -11,9 +11,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..export.record import load_exported_config
+from ..model.config import ArchConfig
 from ..train import checkpoint
-from ..train.loop import evaluate
-from ..train.recipe import PROFILES
+from ..train.loop import default_device, evaluate
+from ..train.memory import plan_micro_batches
+from ..train.recipe import PROFILES, Profile, get_profile
 from ..train.record import EvalRecord
 from ..train.threads import rebalance
 from .common import (
@@ -58,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code 0 for an "ok" record, 1 for a failed (diverged) run; bad input raises and exits 2."""
+    """Exit code 0 for an "ok" record, 1 for a failed (diverged) run; bad input raises and exits 2, and so does
+    a job that would not fit in memory even in micro-batches of two images (rather than be killed by the OS)."""
     if args.num_classes is not None:
         raise CLIError("--num-classes: train sets it to the dataset's class count; leave it out")
     if args.epochs is not None and args.epochs < 1:
@@ -77,13 +80,14 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.config).resolve().parent / f"train-{args.profile}-s{args.seed}"
     extra = {"epochs": args.epochs} if args.epochs else {}
     threads = join_threads(args)
+    micro_batches = fit_in_memory(config, get_profile(args.profile, **extra), args.data, args.classes)
     if out is not None:
         print(f"checkpoints in {out}" + (" (resuming)" if (out / checkpoint.LAST).exists() else ""))
     try:
         with sigterm_as_interrupt():
             record = evaluate(config, args.profile, args.data, args.seed, progress=not args.quiet,
                               classes=args.classes, checkpoint_dir=out, curve=out is not None,
-                              on_epoch=lambda _stats: rebalance(), **extra)
+                              on_epoch=lambda _stats: rebalance(), micro_batches=micro_batches, **extra)
     except KeyboardInterrupt:
         if out is None:
             raise
@@ -102,6 +106,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"  result: {out / 'result.json'}" + (f"\n  curve:  {out / 'curve.html'}" if record.history else ""))
         print(f"  {threads.note()}")
     return 0 if record.status == "ok" else 1
+
+
+def fit_in_memory(config: ArchConfig, profile: Profile, data: str | None, classes: str | None) -> int:
+    """The micro-batches ``config`` trains in to fit the memory there is (said in one line on stderr when
+    more than one); refused with one line when even two images each do not fit. A GPU's memory is not
+    priced: there ``evaluate`` reports running out as a failed record."""
+    if default_device().type != "cpu":
+        return 1
+    plan = plan_micro_batches(config, profile, data=data, classes=classes)
+    if not plan.fits:
+        raise CLIError(plan.note())
+    if plan.micro_batches > 1:
+        print(plan.note(), file=sys.stderr)
+    return plan.micro_batches
 
 
 def write_curve(folder: Path, history: list[dict], title: str) -> Path:

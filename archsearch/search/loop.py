@@ -238,14 +238,26 @@ def _surplus(study: optuna.Study, number: int, target: int) -> bool:
 
 
 def _evaluate_cached(job: Job, evaluator: Evaluator, cache: ResultCache | None) -> tuple[dict, bool]:
+    """The job's record from the cache, else trained. The result as its profile trains it (whole batches) is
+    looked for first, then, where this machine must train it in micro-batches (the evaluator's optional
+    ``micro_batches``), the result of as many; a record is kept under the micro-batches it was trained in
+    (``EvalRecord.micro_batches``): under BatchNorm another count is another result."""
     fidelity = evaluator.ladder.rungs[job.rung].to_dict()
-    key = result_key(job.config, evaluator.trained_resolution(job), fidelity, job.seed, evaluator.context())
-    record = cache.get(key) if cache else None
+    resolution, context = evaluator.trained_resolution(job), evaluator.context()
+
+    def key(micro_batches: int) -> str:
+        split = {"micro_batches": micro_batches} if micro_batches > 1 else {}  # unsplit keys as they were
+        return result_key(job.config, resolution, {**fidelity, **split}, job.seed, context)
+
+    record = cache.get(key(1)) if cache else None
+    if record is None and cache and hasattr(evaluator, "micro_batches"):
+        planned = evaluator.micro_batches(job)
+        record = cache.get(key(planned)) if planned > 1 else None
     if record is not None:
         return record, True
     record = evaluator(job)
     if cache and record["status"] == "ok":
-        cache.put(key, record)
+        cache.put(key(record.get("micro_batches", 1)), record)
     return record, False
 
 

@@ -13,6 +13,12 @@ seeded generators (the caller's global RNG state is left as it was). Both device
 CPU run also keeps freed memory in the process (``tune_cpu_allocator``), and a CUDA run uses bf16 autocast,
 pinned host memory and, where the profile asks for it, ``torch.compile``. A run whose loss
 turns NaN or infinite stops and comes back as a ``"failed"`` record instead of raising.
+
+A batch too big for the memory there is trains in ``micro_batches`` slices (``accumulate_gradients``; the
+callers choose the count with ``memory.plan_micro_batches``): same effective batch, same augmentation, same
+gradients on a network without BatchNorm. BatchNorm normalises each slice by its own statistics (and
+updates its running statistics once per slice), so the count changes results: the record and the
+checkpoint identity keep it, and so must a result's cache key.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..model.config import ArchConfig
+from ..model.config import ArchConfig, ConfigError
 from ..model.generator import build_model
 from . import checkpoint
 from .data import (
@@ -53,7 +59,7 @@ class _Diverged(Exception):
 
 
 _CODE_MODULES = ("model/config.py", "model/blocks.py", "model/generator.py", "train/data.py", "train/recipe.py",
-                 "train/loop.py")
+                 "train/loop.py")  # not train/memory.py: how many micro-batches is the record's, not the code's
 
 
 def code_version() -> str:
@@ -110,6 +116,39 @@ def _lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def accumulate_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, micro_batches: int = 1, *,
+                         label_smoothing: float = 0.0, autocast: Any = None) -> torch.Tensor:
+    """Backpropagate the batch's mean loss in ``micro_batches`` slices into the gradients; returns that mean
+    loss, detached.
+
+    Each slice's loss is scaled by its share of the batch, so the summed gradients are the whole batch's,
+    to rounding, on a network without BatchNorm; memory for activations falls with the slice. BatchNorm (in
+    training mode) normalises each slice by its own statistics, so there the gradients, and the running
+    statistics it updates once per slice, differ from one batch's. One slice is the plain backward pass.
+    """
+    autocast = autocast if autocast is not None else nullcontext()
+    if micro_batches == 1:
+        with autocast:
+            loss = F.cross_entropy(_full_precision(model(inputs)), labels, label_smoothing=label_smoothing)
+        loss.backward()
+        return loss.detach()
+    total = None
+    for part, part_labels in zip(inputs.tensor_split(micro_batches), labels.tensor_split(micro_batches)):
+        if not len(part_labels):
+            continue
+        with autocast:
+            loss = F.cross_entropy(_full_precision(model(part)), part_labels, label_smoothing=label_smoothing)
+        share = len(part_labels) / len(labels)
+        (loss * share).backward()
+        total = loss.detach() * share if total is None else total + loss.detach() * share
+    return total
+
+
+def _full_precision(logits: torch.Tensor) -> torch.Tensor:
+    """bf16 logits (CUDA autocast) in float32 for the loss; float32 and float64 as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     if device.type == "cuda":
         images, labels = images.pin_memory(), labels.pin_memory()
@@ -144,7 +183,7 @@ def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.devi
 def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | Path | None = None, seed: int = 0,
              progress: bool = True, *, classes: str | Path | None = None, device: str | torch.device | None = None,
              on_epoch: Callable[[EpochStats], None] | None = None, checkpoint_dir: str | Path | None = None,
-             curve: bool = False, **overrides: Any) -> EvalRecord:
+             curve: bool = False, micro_batches: int = 1, **overrides: Any) -> EvalRecord:
     """Train ``config`` from scratch with ``profile`` (fields replaced by ``overrides``) and score it.
 
     ``data``/``classes`` go to ``load_dataset``; the config's ``num_classes`` is set to the dataset's.
@@ -152,11 +191,15 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
     the profile's last epoch) and checkpoints after every epoch: a profile stopped early (``stop_epoch``)
     leaves the checkpoint a longer profile of the same schedule continues from, ending exactly where an
     uninterrupted run of it would. ``curve`` also scores every epoch: the record's ``history``.
+    ``micro_batches`` trains each batch in that many slices (``accumulate_gradients``) and scores in batches
+    of twice a slice: what fits in less memory (``memory.plan_micro_batches`` chooses it).
     ``on_epoch`` is called after every epoch; an exception it raises (e.g. ``optuna.TrialPruned``) ends
     the run and propagates. Divergence (NaN/inf loss) and CUDA out-of-memory give a "failed" record.
     """
     start = time.perf_counter()
     prof = get_profile(profile, **overrides)
+    if not 1 <= micro_batches <= prof.batch_size:
+        raise ConfigError(f"micro_batches: {micro_batches!r} is not in 1..{prof.batch_size} (the batch size)")
     dev = torch.device(device) if device is not None else default_device()
     if dev.type == "cpu":
         tune_cpu_allocator()
@@ -171,12 +214,12 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
         torch.manual_seed(seed)
         try:
             _train(config, prof, ds, dev, seed, progress, on_epoch, outcome,
-                   Path(checkpoint_dir) if checkpoint_dir is not None else None, curve)
+                   Path(checkpoint_dir) if checkpoint_dir is not None else None, curve, micro_batches)
         except _Diverged as err:
             outcome.update(status="failed", reason=f"diverged: {err}", top1=None, top5=None, train_loss=None)
         except torch.cuda.OutOfMemoryError:
-            outcome.update(status="failed", reason=f"out of memory at batch {prof.batch_size}", top1=None, top5=None,
-                           train_loss=None)
+            outcome.update(status="failed", reason=f"out of memory at batch {prof.batch_size} in {micro_batches} "
+                           "micro-batch(es)", top1=None, top5=None, train_loss=None)
     return EvalRecord(
         config_id=config.id, config=config.to_dict(), status=outcome["status"], reason=outcome["reason"],
         top1=outcome["top1"], top5=outcome["top5"], train_loss=outcome["train_loss"], epochs=outcome["epochs"],
@@ -186,15 +229,30 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
         train_images=len(ds.train), val_images=len(ds.val), skipped_images=len(ds.train.skipped) + len(ds.val.skipped),
         history=outcome.get("history", []), val_correct=outcome.get("val_correct"),
         resumed_from_epoch=outcome.get("resumed_from_epoch", 0), torch_threads=outcome.get("torch_threads", []),
+        micro_batches=micro_batches,
+    )
+
+
+def refused_record(config: ArchConfig, profile: str | Profile, seed: int, device: str | torch.device, reason: str,
+                   dataset: str = "") -> EvalRecord:
+    """The "failed" record of a job refused before it trained (e.g. it would not fit in memory): the search
+    tells its trial so, as of a diverged run, instead of the process being killed."""
+    prof = get_profile(profile)
+    return EvalRecord(
+        config_id=config.id, config=config.to_dict(), status="failed", reason=reason, top1=None, top5=None,
+        train_loss=None, epochs=0, images_seen=0, wall_s=0.0, train_images_per_s=0.0, device=str(device),
+        fidelity=prof.to_dict(), seed=seed, resolution=train_resolution(config, prof.resolution_scale),
+        dataset=dataset, train_images=0, val_images=0, skipped_images=0,
     )
 
 
 def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, seed: int, progress: bool,
            on_epoch: Callable[[EpochStats], None] | None, outcome: dict[str, Any],
-           checkpoint_dir: Path | None = None, curve: bool = False) -> None:
+           checkpoint_dir: Path | None = None, curve: bool = False, micro_batches: int = 1) -> None:
     """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done.
     With ``checkpoint_dir`` it resumes from the checkpoint there and checkpoints after every epoch; with
-    ``curve`` it measures validation accuracy after every epoch (the training curve)."""
+    ``curve`` it measures validation accuracy after every epoch (the training curve). Each batch trains in
+    ``micro_batches`` slices, and scoring runs in batches of two slices."""
     model = build_model(config).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, prof.weight_decay), lr=prof.lr)
     steps_per_epoch = max(1, len(ds.train) // prof.batch_size)
@@ -206,6 +264,9 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     autocast = torch.autocast("cuda", torch.bfloat16) if dev.type == "cuda" else nullcontext()
     generator = torch.Generator().manual_seed(seed)
     identity = {"config": config.to_dict(), "schedule": prof.schedule(), "seed": seed}
+    if micro_batches > 1:  # another trajectory under BatchNorm: never continued as the unsplit one
+        identity["micro_batches"] = micro_batches
+    eval_batch = 2 * math.ceil(prof.batch_size / micro_batches)
     first_epoch, history = 1, []
     if checkpoint_dir is not None:
         restored = checkpoint.restore(checkpoint_dir, identity, model, optimizer, schedule, generator, outcome,
@@ -228,15 +289,16 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
             for images, labels in iterate_batches(ds.train, prof.batch_size, shuffle=True, generator=generator,
                                                   drop_last=True):
                 images, labels = _to_device(images, labels, dev)
-                with autocast:
-                    logits = runner(random_resized_crop(images, generator, prof.crop_scale))
-                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=prof.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                with autocast:  # the whole batch's crops: the same augmentation however it is split
+                    crops = random_resized_crop(images, generator, prof.crop_scale)
+                loss = accumulate_gradients(runner, crops, labels, micro_batches,
+                                            label_smoothing=prof.label_smoothing, autocast=autocast)
+                del crops
                 nn.utils.clip_grad_norm_(model.parameters(), prof.grad_clip)
                 optimizer.step()
                 schedule.step()
-                loss_sum += loss.detach()
+                loss_sum += loss
                 batches += 1
                 outcome["images_seen"] += len(labels)
                 if batches % 10 == 0 or batches == steps_per_epoch:  # a host sync: not every step on a GPU
@@ -251,7 +313,7 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
                 on_epoch(EpochStats(epoch, prof.last_epoch, mean_loss, outcome["images_seen"], outcome["train_s"],
                                     outcome["images_seen"] / outcome["train_s"]))
             if curve:
-                top1, _ = accuracy(runner, ds.val, 2 * prof.batch_size, dev)
+                top1, _ = accuracy(runner, ds.val, eval_batch, dev)
                 history.append({"epoch": epoch, "train_loss": mean_loss, "val_top1": top1,
                                 "train_s": round(outcome["train_s"], 3)})
                 outcome["history"] = history
@@ -261,5 +323,5 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     finally:
         bar.close()
     hits: list[np.ndarray] = []
-    outcome["top1"], outcome["top5"] = accuracy(runner, ds.val, 2 * prof.batch_size, dev, hits)
+    outcome["top1"], outcome["top5"] = accuracy(runner, ds.val, eval_batch, dev, hits)
     outcome["val_correct"] = encode_hits(hits[0])

@@ -54,6 +54,9 @@ class EvalRecord:
     # torch's intra-op threads in each epoch: on a CPU they set the order of floating-point sums, so the same
     # seed trained with another count is a different (equally valid) draw of the score
     torch_threads: list[int] = dataclasses.field(default_factory=list)
+    # slices each batch was trained in to fit in memory (``loop.accumulate_gradients``): the same effective
+    # batch, but BatchNorm sees a slice, so another count is another network: a result's key keeps it
+    micro_batches: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
