@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 from scipy import stats
 
 from ..model.config import ArchConfig, ConfigError
+from ..train.data import image_counts
 from ..train.recipe import Profile, train_resolution
 from .fidelity import Ladder
 from .jobs import Ledger, Plan
@@ -66,10 +66,7 @@ class DataSize:
 
     @classmethod
     def scan(cls, root: str | Path) -> DataSize:
-        def counts(split: str) -> tuple[int, ...]:
-            folder = Path(root) / split
-            return tuple(sum(1 for e in os.scandir(d) if e.is_file()) for d in sorted(folder.iterdir()) if d.is_dir())
-        return cls(counts("train"), counts("val"))
+        return cls(*image_counts(root))
 
     def images(self, profile: Profile) -> tuple[int, int]:
         """(training images, validation images) a profile uses."""

@@ -146,6 +146,25 @@ def _discover_classes(root: Path) -> tuple[str, ...]:
     return classes
 
 
+def class_names(root: Path, classes: str | Path | Sequence[str] | None = None) -> tuple[str, ...]:
+    """The classes a dataset is loaded with: a class list file or names, else every folder of ``train``."""
+    if classes is None:
+        return _discover_classes(root)
+    if isinstance(classes, (str, Path)):
+        return read_class_list(classes)
+    return tuple(classes)
+
+
+def image_counts(data: str | Path | None = None, classes: str | Path | Sequence[str] | None = None
+                 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Images per class of the train and val splits (before any per-class cap), as ``load_dataset`` finds
+    them: what a profile's caps apply to, for the planner's and the memory estimate's counts."""
+    root = resolve_data_root(data)
+    names = class_names(root, classes)
+    return tuple(tuple(len(_image_entries(root / split / name)) if (root / split / name).is_dir() else 0
+                       for name in names) for split in ("train", "val"))
+
+
 def _scan(root: Path, split: str, classes: Sequence[str], per_class: int | None) -> list[tuple[str, int, int, int]]:
     """``(relative path, label, size, mtime_ns)`` of the images a split contributes, capped per class."""
     folder = root / split
@@ -295,12 +314,7 @@ def load_dataset(data: str | Path | None = None, resolution: int = 224, *,
     of each class (the first in file-name order). Unreadable images are skipped and listed in ``skipped``.
     """
     root = resolve_data_root(data)
-    if classes is None:
-        names = _discover_classes(root)
-    elif isinstance(classes, (str, Path)):
-        names = read_class_list(classes)
-    else:
-        names = tuple(classes)
+    names = class_names(root, classes)
     splits = [load_split(root, split, names, resolution, cap, cache_dir, workers, progress)
               for split, cap in (("train", train_per_class), ("val", val_per_class))]
     return Dataset(root, names, resolution, *splits)

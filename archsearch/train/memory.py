@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..model.config import ArchConfig
 from ..model.cost import closed_form_cost
 from ..model.generator import build_model
-from .data import _discover_classes, _scan, read_class_list, resolve_data_root
+from .data import image_counts
 from .recipe import Profile, get_profile, train_resolution
 
 GIB = 1 << 30
@@ -143,16 +143,9 @@ def split_sizes(profile: Profile, data: str | Path | None = None,
                 classes: str | Path | Sequence[str] | None = None) -> tuple[int, int, int]:
     """``(classes, training images, validation images)`` a profile loads from ``data`` (as ``load_dataset``
     counts them: files, before any unreadable one is skipped)."""
-    root = resolve_data_root(data)
-    if classes is None:
-        names = _discover_classes(root)
-    elif isinstance(classes, (str, Path)):
-        names = read_class_list(classes)
-    else:
-        names = tuple(classes)
-    train = len(_scan(root, "train", names, profile.train_per_class))
-    val = len(_scan(root, "val", names, profile.val_per_class))
-    return len(names), train, val
+    train, val = image_counts(data, classes)
+    return (len(train), sum(min(n, profile.train_per_class or n) for n in train),
+            sum(min(n, profile.val_per_class or n) for n in val))
 
 
 def estimate(config: ArchConfig, profile: str | Profile, batch_size: int | None = None, *,
