@@ -161,8 +161,7 @@ def record(source: ExportSource) -> dict[str, Any]:
             "archsearch_version": __version__,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
-        "decided_at": {"rung": d.rung, "fidelity": d.fidelity, "reached_top": d.reached_top,
-                       "tied_with_winner": d.tied, "noise": d.noise.to_dict()},
+        "decided_at": {**d.where(), "noise": d.noise.to_dict()},
         "baselines": [m.to_dict() for m in d.margins],  # the winner's margins, whichever trial is exported
         # the latency measured for the trial on the study's backend, where the study recorded one; else the
         # ONNX export's (``export`` fills it in), else None

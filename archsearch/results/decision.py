@@ -91,6 +91,12 @@ class Decision:
     p_best: tuple[float, ...] = ()  # at a deciding rung: P(best) of each network of ``ranked``
     intervals: str = "each margin's own 95 % interval"  # how the margins' intervals were made
 
+    def where(self) -> dict[str, Any]:
+        """Where and how the verdict was taken, as ``summary.json`` and the export record say it."""
+        return {"rung": self.rung, "fidelity": self.fidelity, "reached_top": self.reached_top,
+                "tied_with_winner": self.tied, "deciding_rung": bool(self.p_best), "clear": self.clear,
+                "intervals": self.intervals}
+
     @property
     def clear(self) -> bool | None:
         """At a deciding rung: whether the evidence puts the winner first (P(best) >= ``CLEAR_P``)."""

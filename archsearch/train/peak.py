@@ -1,5 +1,5 @@
-"""The measured peak resident memory of a training job: ``evaluate`` in a fresh Python process, its
-``ru_maxrss`` read when it ends. What ``memory``'s constants are calibrated against (``benchmarks/memory.py``)
+"""The measured peak resident memory of a training job: ``evaluate`` in a fresh Python process, its peak
+resident set (VmHWM) read when it ends. What ``memory``'s constants are calibrated against (``benchmarks/memory.py``)
 and what its tests hold the estimate to: a fresh process, so nothing this one loaded or freed is counted.
 
 Run as ``python -m archsearch.train.peak JOB_JSON``: it prints one JSON line, ``{"peak": bytes, "status": ...}``.
@@ -21,7 +21,7 @@ from ..model.config import ArchConfig
 def measure_peak(config: ArchConfig, profile: str, data: str | Path, *, micro_batches: int = 1, threads: int = 1,
                  timeout: float = 1800, env: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Train ``config`` with ``profile`` (fields replaced by ``overrides``) on ``data`` in a fresh process on
-    ``threads`` torch threads; returns ``{"peak": its ru_maxrss in bytes, "status": the record's status}``."""
+    ``threads`` torch threads; returns ``{"peak": its peak resident set in bytes, "status": the record's status}``."""
     job = {"config": config.to_dict(), "profile": profile, "data": str(data), "micro_batches": micro_batches,
            "overrides": overrides}
     child_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads)}
@@ -38,8 +38,20 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
 
     record = evaluate(ArchConfig.from_dict(job["config"]), job["profile"], job["data"], progress=False,
                       micro_batches=job["micro_batches"], **job["overrides"])
+    return {"peak": _peak_bytes(), "status": record.status}
+
+
+def _peak_bytes() -> int:
+    """This process's peak resident set since its ``exec``: Linux's VmHWM. Not ``ru_maxrss``, which Linux carries
+    over ``exec`` from the forked parent: started from a large process (a long test session), every child
+    reported the parent's size."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak": peak if sys.platform == "darwin" else peak * 1024, "status": record.status}
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 if __name__ == "__main__":

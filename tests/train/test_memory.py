@@ -63,6 +63,19 @@ def test_the_estimate_is_within_a_quarter_of_the_measured_peak(tmp_path, monkeyp
     assert abs(est.peak / measured["peak"] - 1) <= 0.25, (est, measured)
 
 
+@pytest.mark.slow
+def test_a_large_parent_does_not_inflate_the_measured_peak(tmp_path, monkeypatch):
+    """Linux carries ``ru_maxrss`` over ``exec`` from the forked parent: measured from a process holding 1.5 GB
+    (as a long test session does), a small job must still measure as small."""
+    monkeypatch.setenv("ARCHSEARCH_CACHE", str(tmp_path / "cache"))
+    data = make_image_folder(tmp_path / "fruit", train_per_class=4, val_per_class=2)
+    ballast = bytearray(1_500_000_000)
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # resident, not merely reserved
+    measured = measure_peak(V1_XXS, "tiny", data, resolution_scale=0.25)
+    del ballast
+    assert measured["status"] == "ok" and measured["peak"] < 1_200_000_000, measured
+
+
 def test_the_estimate_grows_with_the_batch_side_and_data_and_falls_with_the_micro_batch(fruit):
     base = memory.estimate(V2_050, "tiny", data=fruit)
     assert base.side == 64 and base.batch_size == 16 and base.micro_batch == 16
