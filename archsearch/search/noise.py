@@ -33,9 +33,10 @@ from ..train.recipe import Profile
 
 # Seed-to-seed std of top-1 at each profile (one network, several seeds) and its degrees of freedom, measured on
 # Imagenette on the CPU; benchmarks/RESULTS.md, "Noise of a score" and "Does the answer hold?".
+# ``decide``: 2 networks x 2 seeds (benchmarks/noise_decide.csv, benchmarks/profile_noise.py): 2 df, a weak prior.
 NOISE_STD: dict[str, float] = {"quick": 0.029, "smoke": 0.033, "smoke-e1": 0.013, "smoke-e2": 0.032,
-                               "reference": 0.0168}
-NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e2": 24, "reference": 8}
+                               "reference": 0.0168, "decide": 0.0075}
+NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e2": 24, "reference": 8, "decide": 2}
 # Std of a network's score at each profile that does not carry to ``reference`` (beyond seed noise), measured on
 # Imagenette from the rung tables against table_v2_reference (benchmarks/fidelity_bias.py), with its degrees of
 # freedom. What the reference itself misses against full resolution has not been measured.

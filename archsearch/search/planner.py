@@ -219,14 +219,17 @@ def typical_network(configs: Sequence[ArchConfig], macs: Sequence[int]) -> tuple
 def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int]:
     """(half-width in accuracy, comparisons): what a margin's simultaneous 95 % interval at the deciding rung is
     expected to be, from the rung's noise prior, its seeds and the paired validation error (Bonferroni over the
-    comparisons: an upper bound on the max-|t| intervals the verdict computes)."""
+    comparisons, with the Student-t of the noise's degrees of freedom and the study's repeats: an upper bound
+    on the max-|t| intervals the verdict computes)."""
     top = ladder.rungs[-1]
     noise = rung_noise(top, [], data_tag)
     _, val = data.images(top)
     networks = ladder.finalists + 3
     comparisons = networks * 3 - 3
     se = math.sqrt(2 * noise.std**2 / ladder.top_seeds + DISAGREEMENT / max(1, val))
-    return float(stats.norm.ppf(1 - 0.025 / comparisons)) * se, comparisons
+    df = noise.df + ladder.repeats
+    quantile = stats.norm.ppf if math.isinf(df) else lambda q: stats.t.ppf(q, df)
+    return float(quantile(1 - 0.025 / comparisons)) * se, comparisons
 
 
 def expected_width_line(ladder: Ladder, data: DataSize, data_tag: str) -> str:
