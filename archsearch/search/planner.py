@@ -167,9 +167,13 @@ def screen_only(ladder: Ladder) -> Ladder:
     return dataclasses.replace(ladder, rungs=ladder.rungs[:-1], finalists=0, repeats=0)
 
 
+def _start_epoch(ladder: Ladder, rung: int) -> int:
+    """The epoch a job at ``rung`` starts from: where the rung below stopped, if this rung continues it."""
+    return ladder.rungs[rung - 1].last_epoch if rung and ladder.continues(rung - 1) else 0
+
+
 def _job_s(config: ArchConfig, macs: int, ladder: Ladder, rung: int, data: DataSize, cost: CostModel) -> float:
-    start = ladder.rungs[rung - 1].last_epoch if rung and ladder.continues(rung - 1) else 0
-    return cost.seconds(cost.units(config, macs, ladder.rungs[rung], data, start))
+    return cost.seconds(cost.units(config, macs, ladder.rungs[rung], data, _start_epoch(ladder, rung)))
 
 
 def _per_proposal_s(ladder: Ladder, typical: tuple[ArchConfig, int], data: DataSize, cost: CostModel) -> float:
@@ -258,10 +262,11 @@ class TimePlanner:
     def replan(self, ledger: Ledger) -> Plan:
         """The plan with as many proposals as the time left allows (never fewer than already made); the ladder
         is the one planned at the start (the study's settings fix it)."""
-        done = [(self.cost.units(e.job.config, e.macs, self.plan.ladder.rungs[e.job.rung], self.data,
-                                 self._start(e.job.rung)), float(e.record["wall_s"]))
+        ladder = self.plan.ladder
+        done = [(self.cost.units(e.job.config, e.macs, ladder.rungs[e.job.rung], self.data,
+                                 _start_epoch(ladder, e.job.rung)), float(e.record["wall_s"]))
                 for e in ledger.entries if e.state == "done" and e.record.get("wall_s") and not e.cached]
-        self.cost = CostModel(self.cost.seconds_per_unit, self.cost.overhead_s).calibrated(done) if done else self.cost
+        self.cost = self.cost.calibrated(done)
         proposed = len(ledger.search_networks(0))
         try:
             again = plan_time(self.budget_s, self.plan.ladder, self.plan, self.typical, self.data, self.cost,
@@ -270,7 +275,3 @@ class TimePlanner:
         except ConfigError:
             trials = proposed
         return dataclasses.replace(self.plan, trials=max(proposed, min(trials, MAX_TRIALS)))
-
-    def _start(self, rung: int) -> int:
-        ladder = self.plan.ladder
-        return ladder.rungs[rung - 1].last_epoch if rung and ladder.continues(rung - 1) else 0
