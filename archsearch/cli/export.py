@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from ..export.record import export, select_trial
-from ..search.study import default_storage, make_storage, open_study
+from ..search.study import default_storage, make_storage, open_study, quiet_optuna
 from .common import CLIError, add_storage_option, add_study_option, format_count
 
-FORMAT_CHOICES = ("json", "cvnets", "timm", "onnx", "all")
+FORMAT_CHOICES = ("json", "cvnets", "timm", "onnx", "weights", "all")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "baseline with a 95 % interval; read by 'archsearch train --config FILE'), cvnets (ml-cvnets ImageNet YAML, "
         "a model module for its registry, "
         "README), timm (a ByobNet file), onnx (graph checked against PyTorch, CPU latency with onnxruntime, "
-        "recorded in the JSON). Example: archsearch export --study demo --format all",
+        "recorded in the JSON; with the trained weights where the study kept them), weights (the trained network "
+        "of a deciding-rung trial, for 'archsearch quantize --weights'). Example: archsearch export --study demo --format all",
     )
     add_study_option(parser)
     add_storage_option(parser)
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--warmup: {args.warmup} is negative")
     if args.opset is not None and not 14 <= args.opset <= 20:
         raise CLIError(f"--opset: {args.opset} is not in 14..20 (scaled_dot_product_attention needs 14)")
+    quiet_optuna()
     url = args.storage or default_storage()
     study = open_study(args.study, make_storage(url), None)
     source = select_trial(study, url, args.trial)

@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")
         evaluator = TrainingEvaluator(lad, data, progress=not args.quiet, latency=latency,
                                       measure_latency=args.trial_latency or limit is not None,
-                                      checkpoints=study_dir(name) / "checkpoints")
+                                      checkpoints=study_dir(name) / "checkpoints", weights=study_dir(name) / "weights")
         interrupted = False
         try:
             result = session.run(evaluator, ResultCache(), progress=not args.quiet,

@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="checkpoint folder: checkpoint every epoch, resume from the last checkpoint "
                         "there, write result.json and curve.html (default with --config: train-PROFILE-sSEED "
                         "beside the config file; without --config: no checkpoints)")
+    parser.add_argument("--save", metavar="FILE", help="keep the trained network's final weights in FILE, with its "
+                        "config, trained side and class list (for 'archsearch quantize --weights FILE')")
     add_threads_option(parser)
     add_quiet_option(parser)
     add_json_option(parser, "the record")
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(**overrides)
     else:
         config = config_from_args(args)
+    if args.save and (Path(args.save).is_dir() or not Path(args.save).resolve().parent.is_dir()):
+        raise CLIError(f"--save: {args.save} is a folder or its folder does not exist; give a file name")
     out = Path(args.out) if args.out else None
     if out is None and args.config:
         out = Path(args.config).resolve().parent / f"train-{args.profile}-s{args.seed}"
@@ -87,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         with sigterm_as_interrupt():
             record = evaluate(config, args.profile, args.data, args.seed, progress=not args.quiet,
                               classes=args.classes, checkpoint_dir=out, curve=out is not None,
-                              on_epoch=lambda _stats: rebalance(), micro_batches=micro_batches, **extra)
+                              on_epoch=lambda _stats: rebalance(), micro_batches=micro_batches,
+                              weights=args.save, **extra)
     except KeyboardInterrupt:
         if out is None:
             raise
@@ -102,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         print(threads.note(), file=sys.stderr)  # stdout holds the record alone
     else:
         print(render(record))
+        if args.save and record.status == "ok":
+            print(f"  weights: {args.save}")
         if out is not None:
             print(f"  result: {out / 'result.json'}" + (f"\n  curve:  {out / 'curve.html'}" if record.history else ""))
         print(f"  {threads.note()}")

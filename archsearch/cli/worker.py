@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")
         evaluator = TrainingEvaluator(session.plan.ladder, data, progress=not args.quiet, latency=settings.latency,
                                       measure_latency=args.trial_latency or settings.latency_limit() is not None,
-                                      checkpoints=study_dir(args.study) / "checkpoints")
+                                      checkpoints=study_dir(args.study) / "checkpoints",
+                                      weights=study_dir(args.study) / "weights")
         try:
             progress = session.run(evaluator, ResultCache(), progress=not args.quiet, max_trials=args.trials)
         except KeyboardInterrupt:

@@ -1,8 +1,8 @@
 """The ONNX export: the network as an ONNX graph (batch 1 at its resolution), checked against PyTorch and timed
 with onnxruntime by the harness of ``archsearch latency``.
 
-The graph holds freshly initialised weights (seeded): it is for deployment checks and latency, not for
-predictions.
+The graph holds the trial's trained weights where the study kept them (``train.weights``: the deciding
+rung's networks), else freshly initialised ones (seeded), for deployment checks and latency only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from ..latency.measure import measure_onnx
 from ..model.config import ArchConfig
 from ..model.generator import build_model
+from ..train.weights import Weights
 from . import ExportError
 
 # Opset 17: the first with a native LayerNormalization (v1's transformer), supported by every onnxruntime
@@ -33,18 +34,20 @@ LATENCY_WARMUP = 10
 
 
 def export_onnx(config: ArchConfig, path: Path, opset: int = ONNX_OPSET, runs: int = LATENCY_RUNS,
-                warmup: int = LATENCY_WARMUP, threads: int | None = None, seed: int = ONNX_SEED) -> dict[str, Any]:
+                warmup: int = LATENCY_WARMUP, threads: int | None = None, seed: int = ONNX_SEED,
+                trained: Weights | None = None) -> dict[str, Any]:
     """Write ``config`` as ONNX (batch 1, its resolution), check it against PyTorch, time it on CPU.
 
     The batch axis is dynamic; the spatial size is fixed at the searched resolution. ``threads`` sets
     onnxruntime's intra-op threads (default: every core of this machine). The timing is
     ``latency.measure``'s, the harness of ``archsearch latency``; its summary is the section's ``latency``.
+    ``trained``: the network's trained weights (their class count); the graph then makes predictions.
     """
     if runs < 1 or warmup < 0:
         raise ExportError(f"--runs: need at least 1 timed run (got {runs}) and warm-up >= 0 (got {warmup})")
     threads = threads or os.cpu_count() or 1
     torch.manual_seed(seed)
-    model = build_model(config).eval()
+    model = trained.model() if trained is not None else build_model(config).eval()
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(1, 3, config.resolution, config.resolution, generator=generator)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +67,9 @@ def export_onnx(config: ArchConfig, path: Path, opset: int = ONNX_OPSET, runs: i
         "opset": opset,
         "exporter": f"torch.onnx.export(dynamo=False), torch {torch.__version__}",
         "input": {"name": "input", "shape": [1, 3, config.resolution, config.resolution], "dynamic": ["batch"]},
-        "weights": f"freshly initialised (torch.manual_seed({seed})): for deployment checks, not predictions",
+        "weights": (f"trained ({trained.meta.get('profile')}, seed {trained.meta.get('seed')}, at "
+                    f"{trained.resolution} px)" if trained is not None else
+                    f"freshly initialised (torch.manual_seed({seed})): for deployment checks, not predictions"),
         "max_abs_diff": max_abs_diff,
         "reference_max_abs": float(np.abs(reference).max()),
         "latency_ms_median": round(timing.median_ms, 4),

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,12 +42,13 @@ from ..results.judge import StudyFacts, study_facts
 from ..search.jobs import Ledger
 from ..search.settings import StudySettings
 from ..search.study import study_dir
+from ..train.weights import load as load_weights
 from . import ExportError
 from .cvnets import export_cvnets
 from .onnx import LATENCY_RUNS, LATENCY_WARMUP, ONNX_OPSET, export_onnx
 from .timm import export_timm
 
-FORMATS = ("json", "cvnets", "timm", "onnx")
+FORMATS = ("json", "cvnets", "timm", "onnx", "weights")
 RECORD_FORMAT = "archsearch-export"
 RECORD_VERSION = 2  # 2: rungs -- the trained resolution, rung and seeds, the decision's three baselines
 
@@ -70,6 +72,12 @@ class ExportSource:
     @property
     def config(self) -> ArchConfig:
         return ArchConfig.from_dict(self.trial["config"])
+
+    @property
+    def weights(self) -> Path | None:
+        """The trial's trained weights, where the study kept them (deciding-rung networks) and they still are."""
+        found = self.trial.get("weights")
+        return Path(found) if found and Path(found).is_file() else None
 
     @property
     def slug(self) -> str:
@@ -217,8 +225,15 @@ def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path
 
     The JSON record is written whenever ``json`` or ``onnx`` is asked for (the ONNX check and latency go
     into it). An ONNX section already in ``out``'s record for the same config survives a json-only export.
+    ``weights`` copies the trial's trained weights (an error for a trial without them; "all" ships them where
+    there are some); the ONNX graph holds them where there are.
     """
     wanted = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
+    if "all" in formats and source.weights is None:
+        wanted.remove("weights")
+    if "weights" in wanted and source.weights is None:
+        raise ExportError(f"--format weights: trial {source.trial['trial']} has no kept weights (a study keeps "
+                          "those of its deciding rung's networks, trained since archsearch kept weights)")
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
         raise ExportError(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}, all")
@@ -237,7 +252,9 @@ def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path
         doc = record(source)
     if "onnx" in wanted:
         onnx_path = out / f"{source.slug}.onnx"
-        doc["onnx"] = export_onnx(config, onnx_path, opset=opset, runs=runs, warmup=warmup, threads=threads)
+        trained = load_weights(source.weights) if source.weights is not None else None
+        doc["onnx"] = export_onnx(config, onnx_path, opset=opset, runs=runs, warmup=warmup, threads=threads,
+                                  trained=trained)
         written["onnx"] = [onnx_path]
     elif doc is not None:
         doc["onnx"] = _previous_onnx(json_path, out, config)
@@ -251,6 +268,8 @@ def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path
     if "timm" in wanted:
         params = doc["cost"]["params"] if doc else None
         written["timm"] = [export_timm(source, out, params=params)]
+    if "weights" in wanted:
+        written["weights"] = [Path(shutil.copyfile(source.weights, out / f"{source.slug}.pt"))]
     return written
 
 

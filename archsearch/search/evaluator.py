@@ -6,6 +6,7 @@ synthetic surface), so that planning and running a study never needs torch.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -35,10 +36,16 @@ class TrainingEvaluator:
     On a CPU each job first asks whether it fits in the memory there is (``memory.plan_micro_batches``): one
     that does not trains in micro-batches (said in one line; its checkpoints go to a folder of their own, as
     BatchNorm makes it another trajectory), and one that does not fit even in micro-batches of two images is a
-    "failed" record that says so, never a process the OS kills."""
+    "failed" record that says so, never a process the OS kills.
+
+    With ``weights`` (a folder of the study), every job at the top rung -- where the verdict is taken: the
+    deciding rung's finalists and baselines -- keeps its trained network there (``train.weights``), named by
+    its result key; the record says where (``"weights"``). A result found in the cache brings its weights
+    along (``adopt``)."""
 
     def __init__(self, ladder: Ladder, data: str | None, progress: bool = True, device: str | None = None,
-                 latency: dict | None = None, measure_latency: bool = True, checkpoints: Path | None = None):
+                 latency: dict | None = None, measure_latency: bool = True, checkpoints: Path | None = None,
+                 weights: Path | None = None):
         self.ladder = ladder
         self.data = data
         self.progress = progress
@@ -46,7 +53,7 @@ class TrainingEvaluator:
         self._context = result_context(self.device, fingerprint(data))
         self.latency_settings, self.measure_latency = latency, measure_latency
         self._measured: dict[tuple, dict] = {}
-        self.checkpoints = checkpoints
+        self.checkpoints, self.weights = checkpoints, weights
         self._discarded: set[tuple] = set()  # job keys whose checkpoint is gone: the loop offers them every pass
         self._plans: dict[tuple, MemoryPlan] = {}  # job key -> its memory plan, until the job is trained
 
@@ -68,10 +75,40 @@ class TrainingEvaluator:
         micro_batches = plan.micro_batches if plan is not None else 1
         if micro_batches > 1:
             print(f"{plan.note()} (rung {job.rung}, seed {job.seed})", file=sys.stderr)
+        keep = self.weights_file(job, micro_batches)
         record = evaluate(job.config, profile, self.data, job.seed, progress=self.progress,
                           device=self.device, on_epoch=lambda _stats: threads.rebalance(),
-                          checkpoint_dir=self.checkpoint_dir(job, micro_batches), micro_batches=micro_batches)
-        return record.to_dict()
+                          checkpoint_dir=self.checkpoint_dir(job, micro_batches), micro_batches=micro_batches,
+                          weights=keep).to_dict()
+        if keep is not None and record["status"] == "ok":
+            record["weights"] = str(keep)
+        return record
+
+    def weights_file(self, job: Job, micro_batches: int = 1) -> Path | None:
+        """Where ``job`` keeps its trained network: top-rung jobs only, and only with a weights folder."""
+        if self.weights is None or job.rung != self.ladder.top:
+            return None
+        schedule = self.ladder.rungs[job.rung].to_dict()
+        key = result_key(job.config, self.trained_resolution(job), schedule, job.seed, self._context)
+        return self.weights / (f"{key}.pt" if micro_batches == 1 else f"{key}-m{micro_batches}.pt")
+
+    def adopt(self, job: Job, record: dict) -> dict:
+        """A cached top-rung result with its weights linked into this study's folder (they stay where they
+        were trained too); without a file to link, the record says no weights."""
+        if self.weights is None or job.rung != self.ladder.top or record.get("status") != "ok":
+            return record
+        found = Path(record["weights"]) if record.get("weights") else None
+        if found is None or not found.is_file():
+            return {k: v for k, v in record.items() if k != "weights"}
+        target = self.weights / found.name
+        if target.resolve() != found.resolve():
+            self.weights.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            try:
+                os.link(found, target)
+            except OSError:  # another file system
+                shutil.copyfile(found, target)
+        return {**record, "weights": str(target)}
 
     def micro_batches(self, job: Job) -> int:
         """How many micro-batches ``job`` would train in on this machine now (1 off the CPU): part of what its

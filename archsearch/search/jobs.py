@@ -112,7 +112,8 @@ class Entry:
                 "rung": self.job.rung, "seed": self.job.seed, "config": self.job.config.to_dict(),
                 "config_id": self.job.config.id, "macs": self.macs, "accuracy": self.accuracy, "top5": r.get("top5"),
                 "fidelity": r.get("fidelity", {}).get("name"), "trained_resolution": self.trained_resolution,
-                "wall_s": r.get("wall_s"), "data": r.get("dataset"), "latency": self.latency}
+                "wall_s": r.get("wall_s"), "data": r.get("dataset"), "latency": self.latency,
+                "weights": r.get("weights")}
 
 
 def _state(trial: FrozenTrial) -> str | None:

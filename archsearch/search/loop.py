@@ -254,7 +254,8 @@ def _evaluate_cached(job: Job, evaluator: Evaluator, cache: ResultCache | None) 
         planned = evaluator.micro_batches(job)
         record = cache.get(key(planned)) if planned > 1 else None
     if record is not None:
-        return record, True
+        adopt = getattr(evaluator, "adopt", None)  # a trained network's weights come with its cached result
+        return (adopt(job, record) if adopt else record), True
     record = evaluator(job)
     if cache and record["status"] == "ok":
         cache.put(key(record.get("micro_batches", 1)), record)

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from ..model.config import ArchConfig, ConfigError
 from ..model.generator import build_model
 from . import checkpoint
+from . import weights as trained_weights
 from .data import (
     Dataset,
     Split,
@@ -183,7 +184,8 @@ def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.devi
 def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | Path | None = None, seed: int = 0,
              progress: bool = True, *, classes: str | Path | None = None, device: str | torch.device | None = None,
              on_epoch: Callable[[EpochStats], None] | None = None, checkpoint_dir: str | Path | None = None,
-             curve: bool = False, micro_batches: int = 1, **overrides: Any) -> EvalRecord:
+             curve: bool = False, micro_batches: int = 1, weights: str | Path | None = None,
+             **overrides: Any) -> EvalRecord:
     """Train ``config`` from scratch with ``profile`` (fields replaced by ``overrides``) and score it.
 
     ``data``/``classes`` go to ``load_dataset``; the config's ``num_classes`` is set to the dataset's.
@@ -193,6 +195,7 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
     uninterrupted run of it would. ``curve`` also scores every epoch: the record's ``history``.
     ``micro_batches`` trains each batch in that many slices (``accumulate_gradients``) and scores in batches
     of twice a slice: what fits in less memory (``memory.plan_micro_batches`` chooses it).
+    ``weights`` is a file to keep the trained network in (``weights.save``), written when the run is "ok".
     ``on_epoch`` is called after every epoch; an exception it raises (e.g. ``optuna.TrialPruned``) ends
     the run and propagates. Divergence (NaN/inf loss) and CUDA out-of-memory give a "failed" record.
     """
@@ -213,8 +216,12 @@ def evaluate(config: ArchConfig, profile: str | Profile = "smoke", data: str | P
     with torch.random.fork_rng(devices=rng_devices):  # seeds init and dropout without touching the caller's RNG
         torch.manual_seed(seed)
         try:
-            _train(config, prof, ds, dev, seed, progress, on_epoch, outcome,
-                   Path(checkpoint_dir) if checkpoint_dir is not None else None, curve, micro_batches)
+            model = _train(config, prof, ds, dev, seed, progress, on_epoch, outcome,
+                           Path(checkpoint_dir) if checkpoint_dir is not None else None, curve, micro_batches)
+            if weights is not None:
+                trained_weights.save(weights, model, config, resolution, ds.classes,
+                                     {"profile": prof.name, "seed": seed, "data": str(ds.root),
+                                      "top1": outcome["top1"], "micro_batches": micro_batches})
         except _Diverged as err:
             outcome.update(status="failed", reason=f"diverged: {err}", top1=None, top5=None, train_loss=None)
         except torch.cuda.OutOfMemoryError:
@@ -248,11 +255,11 @@ def refused_record(config: ArchConfig, profile: str | Profile, seed: int, device
 
 def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, seed: int, progress: bool,
            on_epoch: Callable[[EpochStats], None] | None, outcome: dict[str, Any],
-           checkpoint_dir: Path | None = None, curve: bool = False, micro_batches: int = 1) -> None:
+           checkpoint_dir: Path | None = None, curve: bool = False, micro_batches: int = 1) -> nn.Module:
     """The training loop; fills ``outcome`` as it goes so that a failure still reports what was done.
     With ``checkpoint_dir`` it resumes from the checkpoint there and checkpoints after every epoch; with
     ``curve`` it measures validation accuracy after every epoch (the training curve). Each batch trains in
-    ``micro_batches`` slices, and scoring runs in batches of two slices."""
+    ``micro_batches`` slices, and scoring runs in batches of two slices. Returns the trained network."""
     model = build_model(config).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, prof.weight_decay), lr=prof.lr)
     steps_per_epoch = max(1, len(ds.train) // prof.batch_size)
@@ -325,3 +332,4 @@ def _train(config: ArchConfig, prof: Profile, ds: Dataset, dev: torch.device, se
     hits: list[np.ndarray] = []
     outcome["top1"], outcome["top5"] = accuracy(runner, ds.val, eval_batch, dev, hits)
     outcome["val_correct"] = encode_hits(hits[0])
+    return model

@@ -8,10 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+
+from archsearch.train import weights
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +80,22 @@ def test_a_time_budget_plans_the_run_and_a_deciding_rung_decides_it(tmp_path, im
     assert {"width", "compound"} <= {k for j in top for k in j["baseline_kinds"]}
     assert summary["top"][0]["p_best"] is not None and "P(best)" in out
     assert "margins' intervals: simultaneous" in out
+    # every network trained at the deciding rung keeps its weights under the study folder; screening does not
+    assert all(j["weights"] and Path(j["weights"]).parent == tmp_path / "timed" / "weights" for j in top)
+    assert all(j["weights"] is None for j in summary["rungs"][0])
+    assert len(list((tmp_path / "timed" / "weights").glob("*.pt"))) == len({j["weights"] for j in top})
+    kept = weights.load(top[0]["weights"])
+    assert kept.config.replace(num_classes=1000).id == top[0]["config_id"] and kept.config.num_classes == 10
+    assert kept.resolution == top[0]["trained_resolution"]
+    assert kept.meta["top1"] == top[0]["accuracy"]
+    shipped = archsearch(tmp_path, "export", "--study", "timed", "--trial", str(top[0]["trial"]),
+                         "--format", "weights", "--out", str(tmp_path / "shipped"))
+    assert shipped.returncode == 0, shipped.stderr
+    assert weights.load(next((tmp_path / "shipped").glob("*.pt"))).meta == kept.meta
+    screened = summary["rungs"][0][0]["trial"]
+    refused = archsearch(tmp_path, "export", "--study", "timed", "--trial", str(screened), "--format", "weights")
+    assert refused.returncode == 2 and "has no kept weights" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def _wait_for_running_search_trial(studies, name, proc, timeout=300):
