@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("dashboard", ("write a study's interactive HTML dashboard (factor cube, GP maps, Pareto "
                                 "front, rungs, history)")),
     "export": ("export", "export a study's winner to the trainers: JSON, ml-cvnets, timm, ONNX"),
+    "quantize": ("quantize", ("quantize a trained network (int8 on ONNX Runtime, 6-bit simulated) and measure its "
+                              "accuracy drop")),
     "worker": ("worker", "train trials of an existing study (start any number, on any machines)"),
     "status": ("status", "jobs done/running/failed per worker and per rung, and the winner so far"),
     "bench-table": ("bench_table", "score a space-filling sample of configs into a table for replays (resumable)"),

@@ -169,6 +169,16 @@ def measure_onnx(path: str, example: Any, threads: int, runs: int = DEFAULT_RUNS
     return _record(target, timing, "ort-cpu", int(example.shape[0]), warmup, 1), target.session
 
 
+def measure_onnx_files(paths: dict[str, str], example: Any, threads: int = 1, runs: int = DEFAULT_RUNS,
+                       warmup: int = DEFAULT_WARMUP, rounds: int = 3) -> dict[str, LatencyRecord]:
+    """Time several ONNX files of one input on ``ort-cpu``, interleaved (a float model and its int8 models
+    under the same conditions); one record per name."""
+    check_settings("ort-cpu", int(example.shape[0]), threads, runs, warmup, rounds)
+    targets = [OrtTarget(name, str(path), example, threads) for name, path in paths.items()]
+    timings = time_targets(targets, runs, warmup, rounds)
+    return {t.name: _record(t, tm, "ort-cpu", int(example.shape[0]), warmup, rounds) for t, tm in zip(targets, timings)}
+
+
 def _record(target: Target, timing: Timing, backend: str, batch: int, warmup: int, rounds: int) -> LatencyRecord:
     return LatencyRecord(
         target=target.name, backend=backend, batch=batch, threads=target.threads, runs=len(timing.times_ms),
