@@ -10,7 +10,7 @@ from ..export.record import export, select_trial
 from ..search.study import default_storage, make_storage, open_study, quiet_optuna
 from .common import CLIError, add_storage_option, add_study_option, format_count
 
-FORMAT_CHOICES = ("json", "cvnets", "timm", "onnx", "weights", "all")
+FORMAT_CHOICES = ("json", "cvnets", "timm", "onnx", "weights", "onnx-int8", "all")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a model module for its registry, "
         "README), timm (a ByobNet file), onnx (graph checked against PyTorch, CPU latency with onnxruntime, "
         "recorded in the JSON; with the trained weights where the study kept them), weights (the trained network "
-        "of a deciding-rung trial, for 'archsearch quantize --weights'). Example: archsearch export --study demo --format all",
+        "of a deciding-rung trial, for 'archsearch quantize --weights'), onnx-int8 (the deployable int8 model 'run "
+        "--quantize int8' made of a deciding-rung trial). Example: archsearch export --study demo --format all",
     )
     add_study_option(parser)
     add_storage_option(parser)

@@ -18,9 +18,11 @@ from ..latency import (
     parse_latency,
 )
 from ..model.space import DEFAULT_SPACES, FactorSpace, read_space_toml
+from ..quant.study import quantize_deciding
 from ..report.dashboard import write_dashboard
 from ..report.summary import render, summarize, write_summary
 from ..results.judge import study_facts
+from ..results.quantized import SETTINGS_ATTR, QuantizeSettings, settings_of
 from ..search import BudgetError, feasible_grid, parse_macs, recover_interrupted
 from ..search.evaluator import TrainingEvaluator
 from ..search.fidelity import (
@@ -136,6 +138,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="latency model of 'archsearch latency-table' (default: "
                      "benchmarks/latency_FAMILY_BACKEND_b1_t1_model.json under the current directory)")
     add_trial_latency_option(lat)
+    quant = parser.add_argument_group("quantization")
+    quant.add_argument("--quantize", choices=("int8", "6"),
+                       help="after training, quantize every network of the deciding rung from its kept weights "
+                       "(int8: a real int8 model on ONNX Runtime; 6: 6-bit, simulated) and report its accuracy, "
+                       "drop and int8 latency beside the float ones; not counted in --time-budget")
+    quant.add_argument("--quantize-method", choices=("minmax", "ort", "hybrid"), default="hybrid",
+                       help="how (default hybrid, the Q-HyViT approach; see 'archsearch quantize --help')")
+    quant.add_argument("--objective", choices=("float", "quantized"), default="float",
+                       help="what the verdict is taken on: the float networks (default) or, with --quantize, the "
+                       "quantized ones -- the accuracy a device will see")
     parser.add_argument("--trials", type=int, help="distinct architectures the strategy proposes at the first rung "
                         f"(default: {DEFAULT_TRIALS['cpu']} on a CPU, {DEFAULT_TRIALS['gpu']} on a GPU; with "
                         "--profile: " + ", ".join(f"{k} {v}" for k, v in SINGLE_TRIALS.items()) + ")")
@@ -175,8 +187,20 @@ def choose_ladder(args: argparse.Namespace):
     return lad, DEFAULT_TRIALS[kind], DEFAULT_TIME_BUDGET[kind] if args.trials is None else None, why
 
 
+def quantize_settings(args: argparse.Namespace) -> QuantizeSettings | None:
+    if args.objective == "quantized" and not args.quantize:
+        raise CLIError("--objective quantized: add --quantize int8 (or 6)")
+    if not args.quantize:
+        return None
+    bits = 8 if args.quantize == "int8" else int(args.quantize)
+    if args.quantize_method == "ort" and bits != 8:
+        raise CLIError("--quantize-method ort: ONNX Runtime's quantizer writes int8 only")
+    return QuantizeSettings(bits, args.quantize_method, args.objective)
+
+
 def run(args: argparse.Namespace) -> int:
     quiet_optuna()
+    quantize = quantize_settings(args)
     if args.mac_budget is None and args.latency_budget is None:
         raise CLIError("--mac-budget: give a MAC budget, a --latency-budget, or both")
     budget = parse_macs(args.mac_budget) if args.mac_budget is not None else None
@@ -242,6 +266,13 @@ def run(args: argparse.Namespace) -> int:
             result = session.run(evaluator, ResultCache(), progress=not args.quiet,
                                  replan=planner.replan if planner else None)
             print(f"{result.trained} jobs done; {result.cached} of this run's came from the result cache")
+            if quantize is None and (kept := settings_of(study)) and kept.objective != "float":
+                study.set_user_attr(SETTINGS_ATTR, {**dataclasses.asdict(kept), "objective": "float"})
+            if quantize is not None:
+                print(f"quantizing the deciding rung's networks ({quantize.label}) ...")
+                done = quantize_deciding(study, lad.top, quantize, data, study_dir(name) / "quantized",
+                                         progress=not args.quiet)
+                print(f"{done} network(s) quantized")
         except KeyboardInterrupt:
             interrupted = True
             print("\ninterrupted: finished jobs are kept, the interrupted one is queued again; "

@@ -48,7 +48,7 @@ from .cvnets import export_cvnets
 from .onnx import LATENCY_RUNS, LATENCY_WARMUP, ONNX_OPSET, export_onnx
 from .timm import export_timm
 
-FORMATS = ("json", "cvnets", "timm", "onnx", "weights")
+FORMATS = ("json", "cvnets", "timm", "onnx", "weights", "onnx-int8")
 RECORD_FORMAT = "archsearch-export"
 RECORD_VERSION = 2  # 2: rungs -- the trained resolution, rung and seeds, the decision's three baselines
 
@@ -63,6 +63,7 @@ class ExportSource:
     trial: dict[str, Any]  # jobs.Entry.to_dict() of the exported trial, with its params and cache flag
     network: dict[str, Any]  # networks.Network.to_dict(): the trial's network at its rung, over every seed
     decision: Decision
+    quantized: dict[str, Any] | None = None  # its quantized outcome, where 'run --quantize' made one
 
     @property
     def winner_trial(self) -> int | None:
@@ -111,7 +112,8 @@ def select_trial(study: optuna.Study, storage_url: str = "", trial: int | None =
         rung = entry.job.rung
         network = facts.ledger.network(entry.job.config, rung, facts.plan.ladder.rungs[rung].name)
     trial_dict = {**entry.to_dict(), "params": entry.params, "cached": entry.cached}
-    return ExportSource(facts.study, facts.storage, facts.settings, trial_dict, network.to_dict(), decision)
+    return ExportSource(facts.study, facts.storage, facts.settings, trial_dict, network.to_dict(), decision,
+                        facts.quantized.get(trial))
 
 
 # ---- json ------------------------------------------------------------------------------------------
@@ -229,8 +231,12 @@ def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path
     there are some); the ONNX graph holds them where there are.
     """
     wanted = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    if "all" in formats and source.weights is None:
-        wanted.remove("weights")
+    int8 = source.quantized.get("model") if source.quantized else None
+    if "all" in formats:
+        wanted = [f for f in wanted if (f != "weights" or source.weights) and (f != "onnx-int8" or int8)]
+    if "onnx-int8" in wanted and not (int8 and Path(int8).is_file()):
+        raise ExportError(f"--format onnx-int8: trial {source.trial['trial']} has no int8 model (run the study "
+                          "again with --quantize int8; only the deciding rung's networks are quantized)")
     if "weights" in wanted and source.weights is None:
         raise ExportError(f"--format weights: trial {source.trial['trial']} has no kept weights (a study keeps "
                           "those of its deciding rung's networks, trained since archsearch kept weights)")
@@ -270,6 +276,8 @@ def export(source: ExportSource, formats: list[str] | tuple[str, ...], out: Path
         written["timm"] = [export_timm(source, out, params=params)]
     if "weights" in wanted:
         written["weights"] = [Path(shutil.copyfile(source.weights, out / f"{source.slug}.pt"))]
+    if "onnx-int8" in wanted:
+        written["onnx-int8"] = [Path(shutil.copyfile(int8, out / f"{source.slug}-int8.onnx"))]
     return written
 
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..latency.measure import measure_onnx_files
 from ..train import weights as trained_weights
 from ..train.data import Split, iterate_batches, load_dataset, normalize
+from ..train.record import encode_hits
 from . import onnx_int8, ort_static
 from .cpu import int8_weight_bits
 from .layers import prepare
@@ -55,6 +56,7 @@ class Outcome:
     latency: dict[str, Any] | None = None
     int8_kernels: dict[str, int] | None = None
     note: str = ""
+    val_correct: str = ""  # which validation images it got right (``train.record.encode_hits``): paired tests
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def quantize_network(path: str | Path, methods: tuple[str, ...] = ALL_METHODS, b
         outcomes.append(Outcome(
             method, width, executed, float(hits.mean()), drop, interval, _agreement(preds, float_preds),
             file.stat().st_size if file else None, timed[key].summary() if key in timed and file else None,
-            onnx_int8.int8_kernels(file) if file else None, note))
+            onnx_int8.int8_kernels(file) if file else None, note, encode_hits(hits)))
     return Report(kept.config.id, str(path), kept.resolution, len(ds.val), len(calib), float(float_hits.mean()),
                   float_file.stat().st_size, timed["float"].summary() if "float" in timed else None, weight_bits,
                   outcomes)

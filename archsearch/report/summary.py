@@ -7,6 +7,7 @@ the same GP.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ..results.decision import Decision
 from ..results.formula import derive_formula, formula_text
 from ..results.importance import factor_importance, importance_text
 from ..results.judge import StudyFacts, study_facts
+from ..results.quantized import rows as quantized_rows
 from ..search.jobs import Ledger
 from ..search.settings import StudySettings
 from ..search.study import study_dir
@@ -73,6 +75,8 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
                   for r in range(plan.ladder.top + 1)],
         "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
         "formula": formula,
+        "quantized": None if f.quantize is None else {
+            **dataclasses.asdict(f.quantize), "networks": quantized_rows(ledger, plan.ladder.top, f.quantized)},
     }
 
 
@@ -98,6 +102,22 @@ def noise_lines(noise: list[dict[str, Any]], decided: dict[str, Any]) -> list[st
                      f"({bias['source']}){counted}")
     if decided.get("intervals"):
         lines.append(f"margins' intervals: {decided['intervals']}")
+    return lines
+
+
+def quantized_lines(quantized: dict[str, Any] | None) -> list[str]:
+    """The deciding networks float and quantized, and what the verdict was taken on."""
+    if not quantized:
+        return []
+    on = "the quantized networks" if quantized["objective"] == "quantized" else "the float networks"
+    bits = "int8 on ONNX Runtime" if quantized["bits"] == 8 else f"{quantized['bits']}-bit, simulated in torch"
+    lines = ["", f"quantized ({quantized['method']}, {bits}); the verdict above is taken on {on}:"]
+    for r in quantized["networks"]:
+        low, high = r["drop_interval"]
+        latency = (f", int8 {r['latency_ms']:.2f} ms vs float {r['float_latency_ms']:.2f} ms"
+                   if r["latency_ms"] and r["float_latency_ms"] else "")
+        lines.append(f"  {r['config_id']:<34} s{r['seed']} float {100 * r['float_top1']:.2f}% -> "
+                     f"{100 * r['quantized_top1']:.2f}%, drop {r['drop']:+.2f} [{low:+.2f}, {high:+.2f}]{latency}")
     return lines
 
 
@@ -205,6 +225,7 @@ def render(summary: dict[str, Any]) -> str:
         if b["margin"] is not None:
             other = "; ".join(f"{100 * v:+.2f} at rung {k}" for k, v in b["margin_by_rung"].items())
             lines.append(f"  {'':<17} {b['words']}" + (f" (point margin {other})" if other else ""))
+    lines += quantized_lines(summary.get("quantized"))
     lines += ["", importance_text(summary["importance"])]
     if summary["formula"]:
         lines += ["", formula_text(summary["formula"])]

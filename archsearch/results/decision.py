@@ -170,10 +170,11 @@ def _decide_on_draws(ledger: Ledger, plan: Plan, rung: int, name: str, noise: li
     bases = {kind: ledger.network(config, rung, name) for kind in KINDS if kind not in plan.baselines.impossible
              and (config := _baseline_config(kind, ledger, plan)) is not None}
     bases = {k: b for k, b in bases.items() if b is not None}
-    extra = [b for b in dict.fromkeys(bases.values()) if b.over_latency]  # compared, never the winner
+    distinct = list({b.config.network_key(): b for b in bases.values()}.values())  # one baseline may serve two kinds
+    extra = [b for b in distinct if b.over_latency]  # compared, never the winner
     draws = draw(ranked + extra, noise[rung], seed=plan.seed)
     index = {n.config.network_key(): i for i, n in enumerate(draws.networks)}
-    pairs = [(i, index[b.config.network_key()]) for i in range(len(ranked)) for b in dict.fromkeys(bases.values())
+    pairs = [(i, index[b.config.network_key()]) for i in range(len(ranked)) for b in distinct
              if index[b.config.network_key()] != i]
     found = draws.simultaneous(pairs)
     p_best = draws.p_best(range(len(ranked)))

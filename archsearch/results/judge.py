@@ -8,7 +8,8 @@ for a stored study) and reads the same verdict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import optuna
 
@@ -20,6 +21,7 @@ from ..search.session import plan_for
 from ..search.settings import StudySettings
 from ..search.study import redact
 from .decision import Decision, decide
+from .quantized import QuantizeSettings, quantized_ledger, results_of, settings_of
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class StudyFacts:
     noise: list[Noise]
     surrogate: GPSurrogate | None
     decision: Decision
+    quantize: QuantizeSettings | None = None  # how the deciding networks were quantized (``run --quantize``)
+    quantized: dict[int, dict] = field(default_factory=dict)  # trial number -> its quantized outcome
 
 
 def fit_surrogate(ledger: Ledger, plan: Plan, settings: StudySettings, noise: list[Noise]) -> GPSurrogate | None:
@@ -59,7 +63,13 @@ def judge(ledger: Ledger, plan: Plan, settings: StudySettings, study: str = "", 
 
 def study_facts(study: optuna.Study, storage_url: str = "", plan: Plan | None = None) -> StudyFacts:
     """``judge`` of a stored study, with its redacted storage URL; ``plan``: the one the search ran (a
-    ``search.session.Session``'s), else the plan its stored settings define."""
+    ``search.session.Session``'s), else the plan its stored settings define. A study whose objective is
+    quantized accuracy (``run --objective quantized``) is judged on its quantized deciding networks."""
     settings = StudySettings.from_study(study)
-    return judge(Ledger(study.get_trials(deepcopy=False)), plan or plan_for(settings), settings, study.study_name,
-                 redact(storage_url))
+    plan = plan or plan_for(settings)
+    ledger = Ledger(study.get_trials(deepcopy=False))
+    quantize, quantized = settings_of(study), results_of(study)
+    if quantize is not None and quantize.objective == "quantized":
+        ledger = quantized_ledger(ledger, plan.ladder.top, quantized)
+    facts = judge(ledger, plan, settings, study.study_name, redact(storage_url))
+    return dataclasses.replace(facts, quantize=quantize, quantized=quantized)

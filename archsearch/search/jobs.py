@@ -144,6 +144,13 @@ class Ledger:
                                       attrs.get("record", {}), attrs.get("latency"), bool(attrs.get("cached")),
                                       attrs.get("strategy")))
 
+    @classmethod
+    def of(cls, entries: Iterable[Entry]) -> Ledger:
+        """A ledger of given entries (e.g. rescored: ``results.quantized``)."""
+        ledger = cls(())
+        ledger.entries = list(entries)
+        return ledger
+
     def taken(self) -> set[tuple]:
         return {e.job.key for e in self.entries}
 

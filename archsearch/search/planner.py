@@ -261,7 +261,9 @@ class TimePlanner:
 
     def replan(self, ledger: Ledger) -> Plan:
         """The plan with as many proposals as the time left allows (never fewer than already made); the ladder
-        is the one planned at the start (the study's settings fix it)."""
+        is the one planned at the start (the study's settings fix it). A deciding ladder screens at least
+        ``MIN_SCREEN`` proposals even where that overruns the budget: its finalists are the screen's best, and a
+        deciding rung of baselines alone would decide nothing the search found."""
         ladder = self.plan.ladder
         done = [(self.cost.units(e.job.config, e.macs, ladder.rungs[e.job.rung], self.data,
                                  _start_epoch(ladder, e.job.rung)), float(e.record["wall_s"]))
@@ -274,4 +276,5 @@ class TimePlanner:
             trials = again.trials if again.ladder == self.plan.ladder else proposed
         except ConfigError:
             trials = proposed
-        return dataclasses.replace(self.plan, trials=max(proposed, min(trials, MAX_TRIALS)))
+        floor = max(proposed, MIN_SCREEN if ladder.deciding else 0)
+        return dataclasses.replace(self.plan, trials=max(floor, min(trials, MAX_TRIALS)))

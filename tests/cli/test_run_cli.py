@@ -67,7 +67,8 @@ def test_a_time_budget_plans_the_run_and_a_deciding_rung_decides_it(tmp_path, im
     """A real run on tiny profiles under a time budget: the plan and the expected interval are printed before
     training, the finalists and the baselines are trained at the deciding rung, and the verdict gives P(best)."""
     proc = archsearch(tmp_path, "run", "--mac-budget", "300M", "--rungs", "tiny,tiny-top", "--finalists", "1",
-                      "--time-budget", "5m", "--quiet", "--no-dashboard", "--study", "timed")
+                      "--time-budget", "5m", "--quiet", "--no-dashboard", "--study", "timed", "--quantize", "int8",
+                      "--quantize-method", "minmax", "--objective", "quantized")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "time budget 5m:" in out and "finalist(s) and the baselines" in out
@@ -87,11 +88,22 @@ def test_a_time_budget_plans_the_run_and_a_deciding_rung_decides_it(tmp_path, im
     kept = weights.load(top[0]["weights"])
     assert kept.config.replace(num_classes=1000).id == top[0]["config_id"] and kept.config.num_classes == 10
     assert kept.resolution == top[0]["trained_resolution"]
-    assert kept.meta["top1"] == top[0]["accuracy"]
+    floats = {r["trial"]: r["float_top1"] for r in summary["quantized"]["networks"]}
+    assert kept.meta["top1"] == floats[top[0]["trial"]]  # the rung's scores are the quantized ones: the objective
     shipped = archsearch(tmp_path, "export", "--study", "timed", "--trial", str(top[0]["trial"]),
                          "--format", "weights", "--out", str(tmp_path / "shipped"))
     assert shipped.returncode == 0, shipped.stderr
     assert weights.load(next((tmp_path / "shipped").glob("*.pt"))).meta == kept.meta
+    # every deciding network was quantized (int8 on ONNX Runtime) and the verdict was taken on those scores
+    quantized = summary["quantized"]
+    assert quantized["objective"] == "quantized" and quantized["bits"] == 8
+    assert {r["trial"] for r in quantized["networks"]} == {j["trial"] for j in top}
+    assert "quantized (minmax, int8 on ONNX Runtime); the verdict above is taken on the quantized networks" in out
+    scores = [r["quantized_top1"] for r in quantized["networks"] if r["config_id"] == summary["winner"]["config_id"]]
+    assert abs(summary["winner"]["accuracy"] - sum(scores) / len(scores)) < 1e-12
+    int8 = archsearch(tmp_path, "export", "--study", "timed", "--format", "onnx-int8", "--out", str(tmp_path / "x"))
+    assert int8.returncode == 0, int8.stderr
+    assert next((tmp_path / "x").glob("*-int8.onnx")).stat().st_size > 0
     screened = summary["rungs"][0][0]["trial"]
     refused = archsearch(tmp_path, "export", "--study", "timed", "--trial", str(screened), "--format", "weights")
     assert refused.returncode == 2 and "has no kept weights" in refused.stderr

@@ -271,3 +271,18 @@ def test_a_rung_with_a_measured_fidelity_bias_widens_every_margin_and_says_so(tm
         assert b["margin"] == p["margin"]
         half_plain, half_biased = (x["margin_interval"][1] - x["margin"] for x in (p, b))
         assert half_biased**2 == pytest.approx(half_plain**2 + 1.959964**2 * 2 * 0.04**2, rel=1e-4)
+
+
+def test_a_deciding_rung_of_networks_with_measured_latency_decides(tmp_path, synthetic_evaluator):
+    """Measured latencies (dicts) ride on the networks; one baseline serving two kinds is compared once. This
+    crashed the default run of 12-05 at its verdict (a Network with a latency dict cannot be hashed)."""
+    class Timed(synthetic_evaluator):
+        def latency(self, job):
+            return {"latency_ms": 1.0 + job.config.width, "backend": "ort-cpu"}
+
+    settings = settings_for(trials=6, rungs=("smoke", "short"), finalists=2)
+    study, url, _, _ = run_synthetic(tmp_path, settings, Timed(settings.fidelity_ladder()))
+    decision = study_facts(study, url).decision
+    assert decision.winner is not None and decision.p_best
+    assert decision.winner.latency is not None
+    assert all(m.margin is not None for m in decision.margins if m.baseline is not None)

@@ -11,6 +11,7 @@ from archsearch.model.cost import closed_form_cost
 from archsearch.search.budget import feasible_grid
 from archsearch.search.jobs import Ledger
 from archsearch.search.planner import (
+    MIN_SCREEN,
     CostModel,
     DataSize,
     TimePlanner,
@@ -103,3 +104,17 @@ def ledger_of_done(jobs, walls) -> Ledger:
         trial.number = number
         trials.append(trial)
     return Ledger(trials)
+
+
+def test_a_deciding_run_far_behind_its_budget_still_screens_the_initial_design():
+    """Seen on a loaded machine (45m, 12-05): after the baselines' screenings the re-plan found no time for a
+    proposal, and the deciding rung trained the baselines alone. The finalists are the screen's best, so a
+    deciding ladder keeps the initial design's proposals even where the budget is overrun."""
+    plan, typical = _setup()
+    prior = CostModel(seconds_per_unit=1e-10)
+    planner = TimePlanner(7200, plan, typical, DATA, lambda: 7000.0, cost=prior)  # almost all of it spent
+    jobs = plan._baseline_screening()
+    walls = [20 * prior.seconds(prior.units(j.config, closed_form_cost(j.config).macs, plan.ladder.rungs[0], DATA))
+             for j in jobs]
+    behind = planner.replan(ledger_of_done(jobs, walls))
+    assert behind.ladder.deciding and behind.trials == MIN_SCREEN

@@ -1,0 +1,61 @@
+"""``run --objective quantized``: the verdict is taken on the deciding networks once quantized, so a study
+whose float and quantized scores rank its networks differently names another winner."""
+
+from __future__ import annotations
+
+from helpers.studies import run_synthetic, settings_for
+
+from archsearch.report.summary import summarize
+from archsearch.results.judge import study_facts
+from archsearch.results.quantized import RESULTS_ATTR, SETTINGS_ATTR
+from archsearch.search.jobs import Ledger
+
+
+def _quantized(number: int, top1: float, float_top1: float) -> dict:
+    drop = 100 * (float_top1 - top1)
+    return {"method": "hybrid", "bits": 8, "executed": "ONNX Runtime int8", "top1": top1, "drop": drop,
+            "drop_interval": [drop - 1, drop + 1], "agreement": 0.9, "size_bytes": 1000, "latency": None,
+            "int8_kernels": None, "note": "", "val_correct": "", "float_latency_ms": None}
+
+
+def test_the_quantized_objective_changes_the_winner(tmp_path, synthetic_evaluator):
+    settings = settings_for(trials=6, rungs=("smoke", "short"), finalists=2)
+    evaluator = synthetic_evaluator(settings.fidelity_ladder())
+    study, url, plan, _ = run_synthetic(tmp_path, settings, evaluator)
+    top = plan.ladder.top
+    float_facts = study_facts(study, url)
+    deciding = Ledger(study.get_trials()).at(top)
+    assert len({e.job.config.network_key() for e in deciding}) >= 4  # 2 finalists and the baselines
+    float_winner = float_facts.decision.winner.config
+    # int8 reverses the order: the float winner loses the most, the float loser the least
+    best = max(e.accuracy for e in deciding)
+    results = {str(e.number): _quantized(e.number, best + 0.05 - e.accuracy, e.accuracy) for e in deciding}
+    study.set_user_attr(RESULTS_ATTR, results)
+    study.set_user_attr(SETTINGS_ATTR, {"bits": 8, "method": "hybrid", "objective": "float"})
+    assert study_facts(study, url).decision.winner.config == float_winner  # measured, not decided on
+
+    study.set_user_attr(SETTINGS_ATTR, {"bits": 8, "method": "hybrid", "objective": "quantized"})
+    facts = study_facts(study, url)
+    quantized_winner = facts.decision.winner.config
+    float_loser = min(deciding, key=lambda e: e.accuracy).job.config
+    assert quantized_winner != float_winner
+    assert quantized_winner.network_key() == float_loser.network_key()
+    assert facts.decision.winner.mean == max(r["top1"] for r in results.values())
+    summary = summarize(study, url, facts)
+    assert summary["quantized"]["objective"] == "quantized"
+    rows = {r["trial"]: r for r in summary["quantized"]["networks"]}
+    assert set(rows) == {e.number for e in deciding}
+    for e in deciding:
+        assert rows[e.number]["float_top1"] == e.accuracy
+        assert rows[e.number]["quantized_top1"] == results[str(e.number)]["top1"]
+
+
+def test_a_deciding_network_without_a_quantized_result_is_not_compared(tmp_path, synthetic_evaluator):
+    settings = settings_for(trials=6, rungs=("smoke", "short"), finalists=2)
+    study, url, plan, _ = run_synthetic(tmp_path, settings, synthetic_evaluator(settings.fidelity_ladder()))
+    deciding = Ledger(study.get_trials()).at(plan.ladder.top)
+    kept = sorted(deciding, key=lambda e: e.accuracy)[:2]  # only the two weakest were quantized
+    study.set_user_attr(RESULTS_ATTR, {str(e.number): _quantized(e.number, e.accuracy, e.accuracy) for e in kept})
+    study.set_user_attr(SETTINGS_ATTR, {"bits": 8, "method": "hybrid", "objective": "quantized"})
+    facts = study_facts(study, url)
+    assert {n.config.network_key() for n in facts.decision.ranked} <= {e.job.config.network_key() for e in kept}
