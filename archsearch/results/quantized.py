@@ -46,9 +46,18 @@ def results_of(study: optuna.Study) -> dict[int, dict[str, Any]]:
 
 def quantized_ledger(ledger: Ledger, top: int, results: dict[int, dict[str, Any]]) -> Ledger:
     """``ledger`` with each job at rung ``top`` scored as its quantized network (score and per-image hits);
-    a deciding job without a quantized result is left out: it cannot be compared on the objective."""
+    a deciding job without a quantized result is left out: it cannot be compared on the objective. A network
+    with a measured int8 latency is timed by it, against the study's latency budget (``within_budget``)."""
+    int8 = {e.job.config.network_key(): results[e.number]["latency"]["latency_ms"] for e in ledger.at(top)
+            if e.number in results and (results[e.number].get("latency") or {}).get("latency_ms")}
     entries = []
     for e in ledger.entries:
+        key = e.job.config.network_key()
+        if e.latency and key in int8:
+            timed = {**e.latency, "latency_ms": int8[key], "precision": "int8"}
+            if e.latency.get("budget_ms") is not None:
+                timed["within_budget"] = int8[key] <= e.latency["budget_ms"]
+            e = dataclasses.replace(e, latency=timed)
         if e.job.rung != top or e.state != "done":
             entries.append(e)
             continue

@@ -54,6 +54,7 @@ class StudyView:
     noise: tuple[Noise, ...]  # per rung
     surrogate: GPSurrogate | None
     importance: dict[str, Any]  # summary["importance"]
+    quantized: dict[str, Any] | None = None  # summary["quantized"]: the deciding networks once quantized
 
     @cached_property
     def jobs(self) -> tuple[Entry, ...]:
