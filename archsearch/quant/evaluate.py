@@ -34,7 +34,7 @@ from .methods import METHODS
 
 ALL_METHODS = ("minmax", "ort", "hybrid")
 BITS = (8, 6)
-SELECTION_IMAGES = 256  # held-out training images on which ONNX Runtime's calibration method is chosen
+SELECTION_IMAGES = 256  # training images (not the calibration ones) on which ONNX Runtime's calibration method is chosen
 DRAW_SEED = 0
 Z95 = 1.959964
 SIMULATED = "simulated: fake quantization in torch (no CPU runtime executes 6-bit)"
@@ -113,7 +113,7 @@ def quantize_network(path: str | Path, methods: tuple[str, ...] = ALL_METHODS, b
             file, chosen, scores = ort_static.quantize(
                 float_file, calib.numpy(), folder / "ort-int8.onnx", weight_bits < 8,
                 lambda candidate: _agreement(_onnx_predict(candidate, selection), float_selection))
-            note = f"calibration {chosen} (top-1 agreement on {len(selection)} held-out training images: " + \
+            note = f"calibration {chosen} (top-1 agreement with float on {len(selection)} other training images: " + \
                 ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + ")"
             hits, preds = _onnx_hits(file, ds.val)
             results.append((method, width, EXECUTED, hits, preds, file, note))

@@ -2,8 +2,8 @@
 
 QDQ format, per-channel int8 weights, uint8 activations and every operator type ONNX Runtime can quantize
 (its defaults for a CPU), calibrated on the same images as the other methods with each of its calibration
-methods; the one whose model agrees best with the float network's top-1 on held-out training images is kept
-(never chosen on validation images). 8 bits only: it writes int8.
+methods; the one whose model agrees best with the float network's top-1 on other training images (not the
+calibration ones; never validation images) is kept. 8 bits only: it writes int8.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def quantize(float_model: Path, calibration: np.ndarray, out: Path, reduce_range
              agreement: Callable[[Path], float]) -> tuple[Path, str, dict[str, float]]:
     """ONNX Runtime's int8 model of ``float_model``: ``(path, calibration method kept, agreement of each)``.
     ``reduce_range``: 7-bit weights (its advice for a CPU without VNNI, as ``cpu.int8_weight_bits`` says);
-    ``agreement(path)`` scores a candidate model on held-out training images."""
+    ``agreement(path)`` scores a candidate model on training images other than the calibration ones."""
     scores: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         prepared = Path(folder) / "prepared.onnx"

@@ -108,6 +108,9 @@ def test_a_time_budget_plans_the_run_and_a_deciding_rung_decides_it(tmp_path, im
     refused = archsearch(tmp_path, "export", "--study", "timed", "--trial", str(screened), "--format", "weights")
     assert refused.returncode == 2 and "has no kept weights" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    unquantizable = archsearch(tmp_path, "quantize", "--study", "timed", "--trial", str(screened))
+    assert unquantizable.returncode == 2 and len(unquantizable.stderr.strip().splitlines()) == 1
+    assert f"trial {screened} of study 'timed' has no kept weights" in unquantizable.stderr
 
 
 def _wait_for_running_search_trial(studies, name, proc, timeout=300):
