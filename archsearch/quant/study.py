@@ -15,7 +15,12 @@ from pathlib import Path
 
 import optuna
 
-from ..results.quantized import RESULTS_ATTR, SETTINGS_ATTR, QuantizeSettings, results_of
+from ..results.quantized import (
+    RESULTS_ATTR,
+    SETTINGS_ATTR,
+    QuantizeSettings,
+    results_of,
+)
 from ..search.jobs import Ledger
 from .evaluate import quantize_network
 
