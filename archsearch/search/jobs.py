@@ -206,6 +206,7 @@ class Plan:
     baselines: Baselines
     seed: int  # the study's seed: the first seed of every job; repeats use seed + 1, seed + 2, ...
     space: FactorSpace | None = None  # the GP's space, to choose the finalists of a deciding rung
+    data: str = PRIOR_DATA  # the study's data, for the noise its finalists' GP weighs scores by
 
     @property
     def top_seeds(self) -> list[int]:
@@ -284,7 +285,7 @@ class Plan:
         if self.space is None:
             raise ValueError("a deciding rung needs the plan's factor space (plan_for gives it)")
         top = self.ladder.top
-        noise = study_noise(ledger, self.ladder)
+        noise = study_noise(ledger, self.ladder, self.data)
         screening = tuple((e.job.config, e.job.rung, float(e.accuracy), noise[e.job.rung].std)
                           for e in sorted(ledger.entries, key=lambda e: e.number)
                           if e.state == "done" and e.job.rung < top)

@@ -27,7 +27,8 @@ from .study import ResultCache, make_storage, open_study
 def plan_for(settings: StudySettings) -> Plan:
     """The plan a study's settings define (its baselines are a pure function of the space and budgets)."""
     baselines = baselines_for(settings.factor_space(), settings.mac_budget, settings.latency_limit())
-    return Plan(settings.fidelity_ladder(), settings.trials, baselines, settings.seed, settings.factor_space())
+    return Plan(settings.fidelity_ladder(), settings.trials, baselines, settings.seed, settings.factor_space(),
+                settings.data)
 
 
 class Session:
@@ -58,7 +59,7 @@ class Session:
         storage = make_storage(self.storage) if isinstance(self.storage, str) else self.storage
         s = self.settings
         sampler = make_sampler(s.strategy, s.factor_space(), self.candidates, self.costs, s.mac_budget,
-                               s.fidelity_ladder(), self.sampler_seed)
+                               s.fidelity_ladder(), self.sampler_seed, s.data)
         if self.wrap_sampler is not None:
             sampler = self.wrap_sampler(sampler)
         study = open_study(self.name, storage, s, sampler)

@@ -15,6 +15,7 @@ import optuna
 from ...model.config import ArchConfig
 from ...model.space import FactorSpace
 from ..fidelity import Ladder
+from ..noise import PRIOR_DATA
 
 N_INITIAL = 4  # proposals before a model takes over: the GP's space-filling design, TPE's random start-up
 
@@ -29,6 +30,7 @@ class SearchProblem:
     costs: list[int]
     budget: int
     ladder: Ladder
+    data: str = PRIOR_DATA  # the study's data: the noise priors count fewer degrees of freedom off Imagenette
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ class GPSampler(optuna.samplers.BaseSampler):
 
     def __init__(self, problem: SearchProblem, seed: int = 0, n_initial: int = N_INITIAL):
         self.space = problem.space
-        self.ladder = problem.ladder
+        self.ladder, self.data = problem.ladder, problem.data
         ladder = problem.ladder
         self.proposer = GPProposer(problem.space, problem.candidates, costs=problem.costs, budget=problem.budget,
                                    n_initial=n_initial, seed=seed, fidelities=len(ladder.rungs),
@@ -40,7 +40,7 @@ class GPSampler(optuna.samplers.BaseSampler):
         if trial.system_attrs.get("fixed_params") or trial.params:  # a queued job brings its own
             return {}
         ledger = other_jobs(study, trial)
-        observed, pending, failed, noise = observations(ledger, self.ladder)
+        observed, pending, failed, noise = observations(ledger, self.ladder, self.data)
         proposed = len(ledger.search_networks(0))  # the baselines' networks do not count toward the design
         return config_params(self.proposer.ask(observed, pending, failed, noise, proposed), self.space)
 

@@ -10,6 +10,7 @@ import optuna
 from ...model.config import ArchConfig, ConfigError
 from ...model.space import FactorSpace
 from ..fidelity import Ladder
+from ..noise import PRIOR_DATA
 from .base import SearchProblem, Strategy
 from .gp import DesignSampler, GPSampler
 from .optuna_samplers import nsga3_sampler, random_sampler, tpe_sampler
@@ -40,6 +41,6 @@ def strategies_help() -> str:
 
 
 def make_sampler(name: str, space: FactorSpace, candidates: list[ArchConfig], costs: list[int], budget: int,
-                 ladder: Ladder, seed: int) -> optuna.samplers.BaseSampler:
+                 ladder: Ladder, seed: int, data: str = PRIOR_DATA) -> optuna.samplers.BaseSampler:
     """The sampler of strategy ``name`` for this search: the one way every command builds one."""
-    return get_strategy(name).build(SearchProblem(space, candidates, costs, budget, ladder), seed)
+    return get_strategy(name).build(SearchProblem(space, candidates, costs, budget, ladder, data), seed)
