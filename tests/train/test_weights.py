@@ -62,3 +62,26 @@ def test_train_save_from_the_cli(tmp_path, fruit, capsys):
     assert main([*args, "--save", str(tmp_path / "x.pt")]) == 0
     assert f"weights: {tmp_path / 'x.pt'}" in capsys.readouterr().out
     assert weights.load(tmp_path / "x.pt").config.id.startswith("v2-r64")
+
+
+def test_a_cached_top_rung_result_brings_its_weights_into_the_study(tmp_path, fruit):
+    from archsearch.search.evaluator import TrainingEvaluator
+    from archsearch.search.fidelity import ladder
+    from archsearch.search.jobs import Job
+
+    first = TrainingEvaluator(ladder(("tiny",)), str(fruit), progress=False, measure_latency=False,
+                              weights=tmp_path / "a" / "weights")
+    job = Job(CONFIG, 0, 0)
+    record = first(job)
+    assert record["weights"] == str(first.weights_file(job)) and weights.load(record["weights"])
+    other = TrainingEvaluator(ladder(("tiny",)), str(fruit), progress=False, measure_latency=False,
+                              weights=tmp_path / "b" / "weights")
+    adopted = other.adopt(job, record)
+    assert adopted["weights"] == str(tmp_path / "b" / "weights" / first.weights_file(job).name)
+    assert weights.load(adopted["weights"]).meta == weights.load(record["weights"]).meta
+    (tmp_path / "a" / "weights" / first.weights_file(job).name).unlink()
+    (tmp_path / "b" / "weights" / first.weights_file(job).name).unlink()
+    assert "weights" not in other.adopt(job, record)  # gone: the record no longer claims any
+    below = ladder(("tiny", "tiny-top"))
+    screening = TrainingEvaluator(below, str(fruit), progress=False, measure_latency=False, weights=tmp_path / "c")
+    assert screening.weights_file(Job(CONFIG, 0, 0)) is None and screening.weights_file(Job(CONFIG, 1, 0))
