@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="quantize a trained network (int8 on ONNX Runtime, 6-bit simulated) and measure its accuracy drop",
         description="Post-training quantization of a network trained by 'archsearch run' (its deciding rung's "
         "networks keep their weights) or 'archsearch train --save'. For each method and bit width: top-1 on the "
-        "full validation set at the side it was trained at, the drop from float with a paired 95 %% interval, "
+        "full validation set at the side it was trained at, the drop from float with a paired 95 % interval, "
         "agreement with the float network's top-1, model size and batch-1 latency on ONNX Runtime (one thread, "
         "float and int8 timed interleaved). 8 bits run as a real int8 ONNX model in ONNX Runtime; 6 bits are "
         "simulated by fake quantization in torch (no CPU runtime executes them). Calibration images come from "
