@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..latency.measure import measure_onnx_files
+from ..search.noise import Z95
 from ..train import weights as trained_weights
 from ..train.data import Split, iterate_batches, load_dataset, normalize
 from ..train.record import encode_hits
@@ -36,7 +37,7 @@ ALL_METHODS = ("minmax", "ort", "hybrid")
 BITS = (8, 6)
 SELECTION_IMAGES = 256  # training images (not the calibration ones) on which ONNX Runtime's calibration method is chosen
 DRAW_SEED = 0
-Z95 = 1.959964
+BATCH = 64
 SIMULATED = "simulated: fake quantization in torch (no CPU runtime executes 6-bit)"
 EXECUTED = "ONNX Runtime int8"
 
@@ -100,8 +101,8 @@ def quantize_network(path: str | Path, methods: tuple[str, ...] = ALL_METHODS, b
     calib = _images(ds.train, draw[:calibration])
     selection = _images(ds.train, draw[calibration:calibration + SELECTION_IMAGES])
     model = kept.model()
-    float_hits, float_preds = _torch_hits(model, ds.val, predictions=True)
-    float_selection = _predict(model, selection)
+    float_hits, float_preds = _hits(_torch_classifier(model), ds.val)
+    float_selection = _predict(_torch_classifier(model), selection)
     weight_bits = int8_weight_bits()
     folder = out or Path(tempfile.mkdtemp(prefix="archsearch-quant-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,10 +113,10 @@ def quantize_network(path: str | Path, methods: tuple[str, ...] = ALL_METHODS, b
         if method == "ort":
             file, chosen, scores = ort_static.quantize(
                 float_file, calib.numpy(), folder / "ort-int8.onnx", weight_bits < 8,
-                lambda candidate: _agreement(_onnx_predict(candidate, selection), float_selection))
+                lambda candidate: _agreement(_predict(_onnx_classifier(candidate), selection), float_selection))
             note = f"calibration {chosen} (top-1 agreement with float on {len(selection)} other training images: " + \
                 ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + ")"
-            hits, preds = _onnx_hits(file, ds.val)
+            hits, preds = _hits(_onnx_classifier(file), ds.val)
             results.append((method, width, EXECUTED, hits, preds, file, note))
             files[f"{method}-int8"] = file
             continue
@@ -123,11 +124,11 @@ def quantize_network(path: str | Path, methods: tuple[str, ...] = ALL_METHODS, b
         METHODS[method]().apply(prepared, calib, width, weight_bits if width == 8 else width)
         if width == 8:
             file = onnx_int8.export_qdq(prepared, kept.resolution, folder / f"{method}-int8.onnx")
-            hits, preds = _onnx_hits(file, ds.val)
+            hits, preds = _hits(_onnx_classifier(file), ds.val)
             results.append((method, width, EXECUTED, hits, preds, file, ""))
             files[f"{method}-int8"] = file
         else:
-            hits, preds = _torch_hits(prepared, ds.val, predictions=True)
+            hits, preds = _hits(_torch_classifier(prepared), ds.val)
             results.append((method, width, SIMULATED, hits, preds, None, ""))
     example = torch.zeros(1, 3, kept.resolution, kept.resolution)
     timed = measure_onnx_files({k: str(v) for k, v in files.items()}, example, 1, latency_runs) \
@@ -150,38 +151,31 @@ def _images(split: Split, index: np.ndarray) -> torch.Tensor:
     return normalize(pixels)
 
 
-def _batches(split: Split) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-    for images, labels in iterate_batches(split, 64):
-        yield normalize(images), labels.numpy()
+Classifier = Callable[[torch.Tensor], np.ndarray]  # a batch of normalised images -> predicted classes
 
 
-@torch.inference_mode()
-def _predict(model: nn.Module, images: torch.Tensor) -> np.ndarray:
-    return torch.cat([model(images[i:i + 64]).argmax(1) for i in range(0, len(images), 64)]).numpy()
+def _torch_classifier(model: nn.Module) -> Classifier:
+    @torch.inference_mode()
+    def classify(images: torch.Tensor) -> np.ndarray:
+        return model(images).argmax(1).numpy()
+    return classify
 
 
-@torch.inference_mode()
-def _torch_hits(model: nn.Module, split: Split, predictions: bool = False) -> Any:
-    preds, labels = [], []
-    for images, batch_labels in _batches(split):
-        preds.append(model(images).argmax(1).numpy())
-        labels.append(batch_labels)
-    pred, label = np.concatenate(preds), np.concatenate(labels)
-    return (pred == label, pred) if predictions else pred == label
-
-
-def _onnx_predict(path: Path, images: torch.Tensor) -> np.ndarray:
+def _onnx_classifier(path: Path) -> Classifier:
     session = onnx_int8.session(path, threads=torch.get_num_threads())
-    return np.concatenate([session.run(None, {"input": images[i:i + 64].numpy()})[0].argmax(1)
-                           for i in range(0, len(images), 64)])
+    return lambda images: session.run(None, {"input": images.numpy()})[0].argmax(1)
 
 
-def _onnx_hits(path: Path, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    session = onnx_int8.session(path, threads=torch.get_num_threads())
+def _predict(classify: Classifier, images: torch.Tensor) -> np.ndarray:
+    return np.concatenate([classify(images[i:i + BATCH]) for i in range(0, len(images), BATCH)])
+
+
+def _hits(classify: Classifier, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image top-1 hits on ``split`` and the predicted classes."""
     preds, labels = [], []
-    for images, batch_labels in _batches(split):
-        preds.append(session.run(None, {"input": images.numpy()})[0].argmax(1))
-        labels.append(batch_labels)
+    for images, batch_labels in iterate_batches(split, BATCH):
+        preds.append(classify(normalize(images)))
+        labels.append(batch_labels.numpy())
     pred = np.concatenate(preds)
     return pred == np.concatenate(labels), pred
 
