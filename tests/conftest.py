@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from helpers.evaluator import SyntheticEvaluator
+from helpers.real_timm import install_timm
 
 
 @pytest.fixture
@@ -56,3 +57,10 @@ def imagenette():
         return resolve_data_root(None)
     except ValueError as err:
         pytest.skip(f"no default dataset: {err}")
+
+
+@pytest.fixture(scope="session")
+def timm_dir():
+    """Real timm for the timm export tests (``helpers.real_timm``): its folder in .cache/, None where timm is
+    importable already; they skip without it."""
+    return install_timm()

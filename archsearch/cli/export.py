@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..export.record import export, select_trial
+from ..export.family import export_family_cvnets, export_family_timm, family_table
+from ..export.record import default_out, export, select_trial
+from ..results.family import family_members
+from ..results.judge import study_facts
 from ..search.study import default_storage, make_storage, open_study, quiet_optuna
 from .common import CLIError, add_storage_option, add_study_option, format_count
 
@@ -32,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--trial", type=int, help="export this trial number instead of the winner")
     parser.add_argument("--format", required=True, choices=FORMAT_CHOICES, help="what to write ('all': every format)")
     parser.add_argument("--out", help="output folder (default: studies/NAME/export/)")
+    parser.add_argument("--family", action="store_true",
+                        help="a family study (run --mac-budget 75M,150M,...): every budget's winner as one family, "
+                        "--format timm (one module registering each member by name with timm, e.g. "
+                        "archsearch_v2_300m) or cvnets (one config and model module per member)")
     onnx = parser.add_argument_group("onnx")
     onnx.add_argument("--opset", type=int, default=None, help="ONNX opset, 14..20 (default 17)")
     onnx.add_argument("--runs", type=int, default=None, help="timed onnxruntime runs, batch 1 (default 50)")
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     url = args.storage or default_storage()
     study = open_study(args.study, make_storage(url), None)
+    if args.family:
+        return _export_family(args, study, url)
     source = select_trial(study, url, args.trial)
     options = {k: getattr(args, k) for k in ("opset", "runs", "warmup", "threads") if getattr(args, k) is not None}
     written = export(source, [args.format], Path(args.out) if args.out else None, **options)
@@ -68,4 +77,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"onnx: opset {section['opset']}, max |onnxruntime - torch| {section['max_abs_diff']:.2e}, "
               f"median latency {section['latency_ms_median']:.2f} ms (batch 1, {section['threads']} threads, "
               f"{section['runs']} runs)")
+    return 0
+
+
+def _export_family(args: argparse.Namespace, study, url: str) -> int:
+    """Every budget's winner of a family study, as one timm module or one cvnets config per member."""
+    if args.format not in ("timm", "cvnets") or args.trial is not None:
+        raise CLIError("--family: with --format timm or cvnets (and no --trial)")
+    facts = study_facts(study, url)
+    if not facts.settings.is_family:
+        raise CLIError(f"--family: study {args.study!r} has one budget ({facts.settings.budgets_label}); a family "
+                       "comes from run --mac-budget 75M,150M,...")
+    members = family_members(facts)
+    if not members:
+        raise CLIError(f"--family: study {args.study!r} has no winner at any budget yet")
+    out = Path(args.out) if args.out else default_out(args.study)
+    paths = ([export_family_timm(members, out, args.study)] if args.format == "timm"
+             else export_family_cvnets(members, out, args.study))
+    print(family_table(members))
+    for path in paths:
+        print(f"{args.format:<7} {path}")
     return 0

@@ -21,9 +21,11 @@ from ..model.space import DEFAULT_SPACES, FactorSpace, read_space_toml
 from ..quant.study import quantize_deciding
 from ..report.dashboard import write_dashboard
 from ..report.summary import render, summarize, write_summary
+from ..results.formula import MIN_LEVELS
+from ..results.holdout import check_lines
 from ..results.judge import study_facts
 from ..results.quantized import SETTINGS_ATTR, QuantizeSettings, settings_of
-from ..search import BudgetError, feasible_grid, parse_macs, recover_interrupted
+from ..search import BudgetError, feasible_grid, parse_budgets, recover_interrupted
 from ..search.evaluator import TrainingEvaluator
 from ..search.fidelity import (
     DEFAULT_FINALISTS,
@@ -43,7 +45,7 @@ from ..search.planner import (
     expected_width_line,
     parse_duration,
     time_clock,
-    typical_network,
+    typical_networks,
 )
 from ..search.session import Session, plan_for
 from ..search.settings import StudySettings
@@ -75,6 +77,7 @@ from .common import (
     join_threads,
     sigterm_as_interrupt,
 )
+from .formula import validate_budget
 
 # Rung-0 proposals that fit each default on the machine at hand (about 15 minutes on a 2-core CPU).
 DEFAULT_TRIALS = {"cpu": 8, "gpu": 40}
@@ -95,7 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--mac-budget",
                         help="MAC budget per image at batch 1: 300M, 0.3G, 1.2GMACs or 300000000 (required unless "
-                        "--latency-budget is given; without it, every config of the space fits by MACs)")
+                        "--latency-budget is given; without it, every config of the space fits by MACs). A list, "
+                        "75M,150M,300M,600M, searches a family: one study, every network trained once and serving "
+                        "every budget it fits, a verdict (winner, baselines, margins) at each budget, and the "
+                        "scaling law across them"),
     add_space_option(parser)
     parser.add_argument("--study", help="study name (default: derived from space, budget, strategy, rungs, seed and "
                         "dataset, e.g. v2-300M-gp-smoke-e2-smoke-s0-imagenette2-224-1a2b3c)")
@@ -203,11 +209,14 @@ def run(args: argparse.Namespace) -> int:
     quantize = quantize_settings(args)
     if args.mac_budget is None and args.latency_budget is None:
         raise CLIError("--mac-budget: give a MAC budget, a --latency-budget, or both")
-    budget = parse_macs(args.mac_budget) if args.mac_budget is not None else None
+    budgets = parse_budgets(args.mac_budget) if args.mac_budget is not None else None
+    budget = budgets[-1] if budgets else None
     space_path = args.space or DEFAULT_SPACES["v2"]
     space_toml = read_space_toml(space_path)
     space = FactorSpace.from_dict(space_toml, source=str(space_path))
     lad, default_trials, default_time, why = choose_ladder(args)
+    if default_time and budgets and len(budgets) > 1:  # each budget's verdict takes about a single run's time
+        default_time = f"{parse_duration(default_time) * len(budgets) / 60:g}m"
     time_budget = args.time_budget or default_time
     budget_s = parse_duration(time_budget) if time_budget else None
     check_ladder(space, lad)
@@ -224,14 +233,20 @@ def run(args: argparse.Namespace) -> int:
     feasible = feasible_grid(space, budget if budget is not None else sys.maxsize, limit)
     if budget is None:
         budget = feasible.dearest[1]  # a latency budget alone: every config fits by MACs
+        budgets = (budget,)
+    elif not any(m <= budgets[0] for m in feasible.macs):
+        raise BudgetError(f"--mac-budget: {budgets[0] / 1e6:g}M is below every config of the space within the "
+                          f"other limits (the cheapest: {feasible.cheapest[0].id} at {feasible.cheapest[1] / 1e6:.1f}M "
+                          "MACs)")
     elif budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
     settings = StudySettings(space=space_toml, mac_budget=budget, ladder=lad.to_dict(),
-                             data=data, strategy=args.strategy, seed=args.seed, trials=trials, latency=latency)
+                             data=data, strategy=args.strategy, seed=args.seed, trials=trials, latency=latency,
+                             mac_budgets=budgets if len(budgets) > 1 else None)
     planner = None
     if budget_s is not None:
-        typical = typical_network(feasible.configs, feasible.macs)
+        typical = typical_networks(feasible.configs, feasible.macs, budgets)
         planner = TimePlanner(budget_s, plan_for(settings), typical, DataSize.scan(data), time_clock(),
                               CostModel.prior(torch.get_num_threads()))
         first = planner.first
@@ -240,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"time budget {time_budget}: {first.words}; expected {first.screen_s / 60:.0f} min screening + "
               f"{first.decide_s / 60:.0f} min deciding (cost model: {planner.cost.source}); re-planned as jobs finish"
               + ("" if lad.deciding else " -- too short for a verdict: this run only screens"))
-    name = args.study or default_study_name(space.family, budget, args.strategy, lad.name.replace(">", "-"),
+    name = args.study or default_study_name(space.family, budgets, args.strategy, lad.name.replace(">", "-"),
                                             args.seed, data, latency_tag(latency))
     storage_url = args.storage or default_storage()
     session = Session(settings, name, storage_url, candidates=(feasible.configs, feasible.macs))
@@ -266,6 +281,9 @@ def run(args: argparse.Namespace) -> int:
             result = session.run(evaluator, ResultCache(), progress=not args.quiet,
                                  replan=planner.replan if planner else None)
             print(f"{result.trained} jobs done; {result.cached} of this run's came from the result cache")
+            if lad.deciding and len(budgets) > MIN_LEVELS:
+                check_held_out(study, storage_url, session, budgets[(len(budgets) - 1) // 2], evaluator, planner,
+                               progress=not args.quiet)
             if quantize is None and (kept := settings_of(study)) and kept.objective != "float":
                 study.set_user_attr(SETTINGS_ATTR, {**dataclasses.asdict(kept), "objective": "float"})
             if quantize is not None:
@@ -288,6 +306,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nsummary:   {summary_path}" + (f"\nwinner:    {winner_path}" if winner_path else "")
           + (f"\ndashboard: {dashboard_path}" if dashboard_path else ""))
     return 130 if interrupted else 0
+
+
+def check_held_out(study, storage_url: str, session: Session, budget: int, evaluator: TrainingEvaluator,
+                   planner: TimePlanner | None, progress: bool) -> None:
+    """The law checked at a middle budget it was not fitted on (``formula --validate``), where time is left."""
+    facts = study_facts(study, storage_url, session.plan)
+    print(f"checking the law at {budget / 1e6:g}M, fitted without it ...")
+    try:
+        check = validate_budget(study, storage_url, facts, budget, evaluator, progress,
+                                fits=planner.fits if planner else None)
+    except CLIError as err:
+        print(f"no held-out check: {err}")
+        return
+    print("\n".join(check_lines(check.to_dict())))
 
 
 def latency_settings(args: argparse.Namespace, space: FactorSpace) -> LatencySettings | None:
@@ -321,14 +353,17 @@ def latency_tag(latency: LatencySettings | None) -> str | None:
 
 
 def baseline_lines(plan) -> list[str]:
-    b = plan.baselines
+    """Each budget's baselines (a family's prefixed with the budget)."""
     lines = []
-    for kind, found in (("width", b.width), ("compound", b.compound)):
-        if found:
-            lines.append(f"baseline {kind}: {found.config.id} ({found.macs / 1e6:.1f}M, {100 * found.fill:.0f} % of "
-                         f"the budget; {found.rule})")
-    if b.width_resolution:
-        lines.append(f"baseline width_resolution: the best of {len(b.width_resolution)} candidates at rung 0 ("
-                     + ", ".join(f"{c.config.id} {100 * c.fill:.0f} %" for c in b.width_resolution) + ")")
-    lines += [f"baseline {kind}: impossible -- {why}" for kind, why in b.impossible.items()]
+    for member in plan.members:
+        b = member.baselines
+        at = f" at {b.budget / 1e6:g}M" if len(plan.members) > 1 else ""
+        for kind, found in (("width", b.width), ("compound", b.compound)):
+            if found:
+                lines.append(f"baseline {kind}{at}: {found.config.id} ({found.macs / 1e6:.1f}M, {100 * found.fill:.0f} "
+                             f"% of the budget; {found.rule})")
+        if b.width_resolution:
+            lines.append(f"baseline width_resolution{at}: the best of {len(b.width_resolution)} candidates at rung 0 ("
+                         + ", ".join(f"{c.config.id} {100 * c.fill:.0f} %" for c in b.width_resolution) + ")")
+        lines += [f"baseline {kind}{at}: impossible -- {why}" for kind, why in b.impossible.items()]
     return lines

@@ -49,24 +49,27 @@ def run(args: argparse.Namespace) -> int:
         "study": args.study,
         "strategy": settings.strategy,
         "mac_budget": settings.mac_budget,
+        "mac_budgets": list(settings.budgets),
         "rungs": settings.ladder_name,
         "proposals_done": len(ledger.search_networks(0, ("done", "failed"))),
         "proposals_target": settings.trials,
         "jobs_by_rung": {p.name: len(ledger.at(r)) for r, p in enumerate(ladder.rungs)},
         "workers": dict(rows),
         "winner": _winner(facts.decision),
+        "winners": {str(budget): _winner(d) for budget, d in facts.verdicts},  # a family's, per budget
     }
     if args.json:
         print_json(report)
         return 0
     rungs = ", ".join(f"{n} at {name}" for name, n in report["jobs_by_rung"].items())
-    print(f"study {args.study}: {settings.strategy}, budget {settings.mac_budget / 1e6:g}M, "
+    print(f"study {args.study}: {settings.strategy}, budget {settings.budgets_label}, "
           f"rungs {settings.ladder_name}: "
           f"{report['proposals_done']}/{settings.trials} proposals; jobs done: {rungs}")
     print(f"{'worker':<28}" + "".join(f"{c:>12}" for c in COLUMNS))
     for worker, counts in sorted(rows.items()):
         print(f"{worker:<28}" + "".join(f"{counts[c]:>12}" for c in COLUMNS))
-    print(_winner_line(facts.decision))
+    for budget, decision in facts.verdicts:
+        print((f"at {budget / 1e6:g}M: " if settings.is_family else "") + _winner_line(decision))
     return 0
 
 

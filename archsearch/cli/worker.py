@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     session = Session(settings, args.study, storage, sampler_seed=worker_seed(settings.seed, WORKER_ID))
     data = str(resolve_data_root(args.data or settings.data))
     print(f"worker {WORKER_ID} on study {args.study} in {redact(storage_url)}: {settings.strategy}, budget "
-          f"{settings.mac_budget / 1e6:g}M, rungs {settings.ladder_name}, {settings.trials} proposals in all")
+          f"{settings.budgets_label}, rungs {settings.ladder_name}, {settings.trials} proposals in all")
     with sigterm_as_interrupt(), exclusive_run(args.study, storage_url):
         if is_sqlite(storage_url) and (recovered := recover_interrupted(session.study)):
             print(f"{recovered} job(s) interrupted by an earlier run: queued again")

@@ -151,7 +151,8 @@ def to_yaml(doc: dict[str, Any], header: str = "") -> str:
 
 # ---- README ----------------------------------------------------------------------------------------
 def readme(config: ArchConfig, name: str, yaml_name: str, module_name: str, doc: dict[str, Any], *,
-           params: int, macs: int, study: str, trial: int | str) -> str:
+           params: int, macs: int, study: str, found: str) -> str:
+    """The steps to train ``name`` with ml-cvnets, its architecture and recipe; ``found``: "trial 12", say."""
     r = config.resolution
     rows = "\n".join(
         f"| {s.name} | {s.out_channels} | {s.stride} | {s.mv2_blocks or '-'} | {s.attn_dim or '-'} | "
@@ -179,7 +180,7 @@ def readme(config: ArchConfig, name: str, yaml_name: str, module_name: str, doc:
                      + ["FC"])
     return f"""# {config.id} for ml-cvnets
 
-Exported by archsearch from study `{study}`, trial {trial}. Files:
+Exported by archsearch from study `{study}`, {found}. Files:
 
 - `{yaml_name}`: ImageNet-1k training config (ml-cvnets YAML) with the MobileViT {config.family} recipe.
 - `{module_name}`: registers the model `{name}` in ml-cvnets' model registry.
@@ -219,25 +220,32 @@ after {sched['warmup_iterations']} warm-up iterations, label smoothing 0.1, EMA 
 """
 
 
+def write_cvnets(config: ArchConfig, out: Path, *, name: str, stem: str, params: int, macs: int, study: str,
+                 trial: int | str, found: str, readme_name: str = "README.md") -> list[Path]:
+    """Write ``stem``.yaml, the module ``name``.py registering ``name``, and ``readme_name`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    yaml_name, module_name = f"{stem}.yaml", f"{name}.py"
+    doc = recipe(config, name)
+    header = (f"ml-cvnets ImageNet-1k config for {config.id}, exported by archsearch "
+              f"(study {study!r}, {found}).\n"
+              f"Needs {module_name} copied into cvnets/models/classification/ (it registers {name}); "
+              f"see {readme_name}.")
+    paths = [out / yaml_name, out / module_name, out / readme_name]
+    paths[0].write_text(to_yaml(doc, header))
+    paths[1].write_text(model_module(config, name, params=params, macs=macs, study=study, trial=trial,
+                                     yaml_name=yaml_name))
+    paths[2].write_text(readme(config, name, yaml_name, module_name, doc, params=params, macs=macs, study=study,
+                               found=found))
+    return paths
+
+
 def export_cvnets(source, out: Path, cost: dict[str, Any] | None = None) -> list[Path]:
     """Write the YAML, the model module and README.md into ``out`` for an ``export.ExportSource``."""
     config = source.config
     if cost is None:
         closed = count(config, "closed_form")
         cost = {"params": closed.params, "macs": closed.macs}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = model_name(source.slug)
-    yaml_name, module_name = f"{source.slug}.yaml", f"{name}.py"
-    doc = recipe(config, name)
-    header = (f"ml-cvnets ImageNet-1k config for {config.id}, exported by archsearch "
-              f"(study {source.study!r}, trial {source.trial['trial']}).\n"
-              f"Needs {module_name} copied into cvnets/models/classification/ (it registers {name}); see README.md.")
-    paths = [out / yaml_name, out / module_name, out / "README.md"]
-    paths[0].write_text(to_yaml(doc, header))
-    paths[1].write_text(model_module(config, name, params=cost["params"], macs=cost["macs"], study=source.study,
-                                     trial=source.trial["trial"], yaml_name=yaml_name))
-    paths[2].write_text(readme(config, name, yaml_name, module_name, doc, params=cost["params"],
-                               macs=cost["macs"], study=source.study, trial=source.trial["trial"]))
-    return paths
-
+    trial = source.trial["trial"]
+    return write_cvnets(config, out, name=model_name(source.slug), stem=source.slug, params=cost["params"],
+                        macs=cost["macs"], study=source.study, trial=trial, found=f"trial {trial}")

@@ -198,7 +198,7 @@ def load_exported_config(path: str | Path) -> ArchConfig:
         raise ConfigError(f"config file {path}: not JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a JSON object")
-    if "family" in data:
+    if isinstance(data.get("family"), str):  # a bare config (a summary's "family" is a family study's section)
         found = data
     elif isinstance(data.get("config"), dict):
         found = data["config"]

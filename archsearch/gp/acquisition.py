@@ -14,7 +14,7 @@ candidates and that history.
 * Afterwards: a ``GPSurrogate`` fitted to the observations (every rung, with each rung's measured noise
   when given); the candidate with the largest *augmented* expected improvement of a new evaluation is
   returned (Huang et al., 2006): the EI of its top-rung accuracy over a noise-aware incumbent (the highest
-  posterior mean at the top among the observed configs, not the luckiest score), times
+  posterior mean at the top among the observed configs within ``budget``, not the luckiest score), times
   ``1 - noise / sqrt(var + noise^2)`` of the rung the evaluation is made at (rung 0): a point whose
   cheap score is already known to within its noise is worth little more evaluation there. (Huang's
   correlation term is a constant under the rung kernel's prior, and a rung-0 evaluation costs the same
@@ -35,6 +35,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ..model.config import ArchConfig
+from ..model.cost import closed_form_cost
 from ..model.space import FactorSpace
 from .models import BetaParams
 from .surrogate import GPSurrogate
@@ -92,6 +93,7 @@ class GPProposer:
         self._x = space.encode(self.candidates)
         self._order = np.random.default_rng(seed).permutation(len(self.candidates))
         self._in_design = self._design_pool(costs, budget, design_fill)
+        self.budget = budget  # the incumbent is the best observed network within it (a family's smaller budgets)
 
     def _design_pool(self, costs: Sequence[float] | None, budget: float | None, fill: float) -> np.ndarray:
         """Mask of candidates with cost >= ``fill * budget`` (budget: the largest cost if not given);
@@ -162,7 +164,9 @@ class GPProposer:
         if pending:  # constant liar at rung 0, at the mean observed there
             at0 = y[rungs == 0] if (rungs == 0).any() else y
             model = model.condition(pending, [float(at0.mean())] * len(pending), [0] * len(pending))
-        incumbent = float(model.predict(list(dict.fromkeys(configs)))[0].max())
+        seen = list(dict.fromkeys(configs))
+        fitting = [c for c in seen if self.budget is None or closed_form_cost(c).macs <= self.budget]
+        incumbent = float(model.predict(fitting or seen)[0].max())
         index = np.flatnonzero(free)
         probe = [self.candidates[i] for i in index]
         mean, std = model.predict(probe)

@@ -233,7 +233,9 @@ def header_html(view: StudyView) -> str:
     rows = [
         ("data", "Data", html.escape(s.data)),
         ("rungs", "Rungs", rungs),
-        ("budget", "MAC budget", f"{s.mac_budget / 1e6:g}M MACs per image (batch 1)"),
+        ("budget", "MAC budget", f"{s.budgets_label} MACs per image (batch 1)"
+         + (": a family; the verdict shown is the largest budget's, every budget's is in the summary"
+            if s.is_family else "")),
         ("strategy", "Strategy", html.escape(", ".join(strategies)) + f"; seed {s.seed}"),
         ("space", "Space", html.escape(f"{view.space.family}: " + "; ".join(
             f"{f} {view.space.range(f).describe()}" for f in FACTORS))),

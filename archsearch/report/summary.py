@@ -16,10 +16,25 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import __version__
+from ..model.config import ArchConfig
 from ..results.decision import Decision
-from ..results.formula import derive_formula, formula_text
+from ..results.family import FamilyMember, family_members
+from ..results.formula import (
+    FormulaDeclined,
+    ScalingFormula,
+    derive_formula,
+    formula_text,
+)
+from ..results.holdout import LawCheck, check_law, check_lines, stored_checks
 from ..results.importance import factor_importance, importance_text
 from ..results.judge import StudyFacts, study_facts
+from ..results.law import (
+    DownsizeStep,
+    downsize,
+    efficientnet_exponents,
+    family_law,
+    law_statements,
+)
 from ..results.quantized import rows as quantized_rows
 from ..search.jobs import Ledger
 from ..search.settings import StudySettings
@@ -38,18 +53,19 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
     done = [e for e in ledger.entries if e.state == "done"]
     trained = {e.job.config.network_key(): e.job.config for e in done}
     formula = None
+    pairs = [(c, _macs(ledger, k)) for k, c in trained.items()]
     if f.surrogate is not None:
-        formula = derive_formula(f.surrogate, space, [(c, _macs(ledger, k)) for k, c in trained.items()],
-                                 settings.mac_budget, seed=settings.seed).to_dict()
+        formula = (family_law(f.surrogate, space, pairs, settings.budgets, seed=settings.seed) if settings.is_family
+                   else derive_formula(f.surrogate, space, pairs, settings.mac_budget, seed=settings.seed))
     # fANOVA sees the strategy's rung-0 proposals (one fidelity, with their Optuna parameters)
     proposals = [t for t in trials if t.state == TrialState.COMPLETE and t.params and t.user_attrs.get("rung") == 0
                  and "accuracy" in t.user_attrs]
-    winner = decision.winner
+    members = family_members(f) if settings.is_family else ()
     return {
         "study": f.study,
         "storage": f.storage,
         "archsearch_version": __version__,
-        "settings": {"mac_budget": settings.mac_budget, "ladder": plan.ladder.name, "promote": plan.ladder.promote,
+        "settings": {"mac_budget": settings.mac_budget, "mac_budgets": list(settings.budgets), "ladder": plan.ladder.name, "promote": plan.ladder.promote,
                      "top_seeds": plan.ladder.top_seeds, "finalists": plan.ladder.finalists,
                      "repeats": plan.ladder.repeats, "data": settings.data, "strategy": settings.strategy,
                      "seed": settings.seed, "trials": settings.trials, "latency": latency_setting(settings)},
@@ -64,20 +80,48 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
             "failed": sum(e.state == "failed" for e in ledger.entries),
             "running": sum(e.state == "running" for e in ledger.entries),
         },
-        "decided_at": decision.where(),
         "noise": [n.to_dict() for n in f.noise],
-        "winner": _winner(decision, ledger) if winner else None,
-        "baselines": [m.to_dict() for m in decision.margins],
-        "top": [{**n.to_dict(), "p_best": decision.p_best[i] if decision.p_best else None}
-                for i, n in enumerate(decision.ranked[:TOP])],
-        "over_latency_budget": [n.to_dict() for n in decision.over_latency],
+        **verdict(decision, ledger),
+        "family": None if not settings.is_family else {
+            "budgets": list(settings.budgets),
+            "verdicts": [{"budget": budget, **verdict(d, ledger)} for budget, d in f.verdicts],
+            "members": [m.to_dict() for m in members],
+            "downsized": [step.to_dict() for step in _downsized(f, formula, members)],
+            "law": law_statements(formula) if formula is not None else [],
+            "efficientnet_exponents": efficientnet_exponents(),
+            "checks": [_check(f, budget, held).to_dict() for budget, held in sorted(stored_checks(study).items())]},
         "rungs": [[e.to_dict() for e in sorted(ledger.at(r), key=lambda e: e.number)]
                   for r in range(plan.ladder.top + 1)],
         "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
-        "formula": formula,
+        "formula": None if formula is None else formula.to_dict(),
         "quantized": None if f.quantize is None else {
             **dataclasses.asdict(f.quantize), "networks": quantized_rows(ledger, plan.ladder.top, f.quantized)},
     }
+
+
+def _downsized(f: StudyFacts, formula: ScalingFormula | FormulaDeclined | None,
+               members: tuple[FamilyMember, ...]) -> tuple[DownsizeStep, ...]:
+    """The seed paper's iterative downsizing by the law, from the largest budget's winner (none without a law)."""
+    if not isinstance(formula, ScalingFormula) or not members or members[-1].budget != f.settings.budgets[-1]:
+        return ()
+    return downsize(formula, members[-1].config, f.settings.budgets, f.settings.factor_space(), f.surrogate)
+
+
+def _check(f: StudyFacts, budget: int, held: dict[str, Any]) -> LawCheck:
+    """A kept held-out prediction (``results.holdout``) compared at its budget's deciding rung."""
+    decision = dict(f.verdicts)[budget]
+    return check_law(budget, ArchConfig.from_dict(held["pick"]["config"]), decision, f.ledger,
+                     f.noise[decision.rung], seed=f.settings.seed)
+
+
+def verdict(decision: Decision, ledger: Ledger) -> dict[str, Any]:
+    """One budget's verdict as ``summary.json`` stores it: where, the winner, the baselines, the top networks."""
+    return {"decided_at": decision.where(),
+            "winner": _winner(decision, ledger) if decision.winner else None,
+            "baselines": [m.to_dict() for m in decision.margins],
+            "top": [{**n.to_dict(), "p_best": decision.p_best[i] if decision.p_best else None}
+                    for i, n in enumerate(decision.ranked[:TOP])],
+            "over_latency_budget": [n.to_dict() for n in decision.over_latency]}
 
 
 def noise_lines(noise: list[dict[str, Any]], decided: dict[str, Any]) -> list[str]:
@@ -169,36 +213,64 @@ def _ms(value: float | None) -> str:
 
 
 def render(summary: dict[str, Any]) -> str:
-    s, c, d = summary["settings"], summary["counts"], summary["decided_at"]
+    s, c = summary["settings"], summary["counts"]
     by_rung = ", ".join(f"{n} at {name}" for name, n in c["by_rung"].items())
     lat = s.get("latency") or {}
     latency_budget = f" and {lat['budget_ms']:g} ms on {lat['backend']}" if lat.get("budget_ms") else ""
+    family = summary.get("family")
+    budgets = ", ".join(f"{b / 1e6:g}M" for b in family["budgets"]) if family else f"{s['mac_budget'] / 1e6:.0f}M"
     lines = [
-        f"study {summary['study']}: {s['strategy']} search, budget {s['mac_budget'] / 1e6:.0f}M MACs{latency_budget}, "
-        f"rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)"
+        f"study {summary['study']}: {s['strategy']} search, budget{'s' if family else ''} {budgets} "
+        f"MACs{latency_budget}, rungs {s['ladder']} (promote {s['promote']:.2g}, {s['top_seeds']} top seed(s)"
         + (f"; deciding rung: {s['finalists']} finalist(s), {s['repeats']} repeated" if s.get("finalists") else "")
         + f"), seed {s['seed']}",
         f"jobs: {c['trained']} trained ({by_rung}); {c['cached']} of them from the result cache, "
         f"{c.get('continued', 0)} continued from a checkpoint; "
         f"{c['infeasible_skipped']} over budget (skipped, not trained), {c['failed']} failed",
-        "",
-        f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
-                                                            " -- NOT the top rung: the study did not get there"),
-        f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} {'GP mean':>8} {'latency':>9}",
     ]
-    if d.get("deciding_rung"):
-        lines[-1] = lines[-1].replace(f"{'GP mean':>8}", f"{'P(best)':>8}")
-    for r in summary["top"]:
+    for v in family["verdicts"] if family else [summary]:
+        lines += ["", f"==== budget {v['budget'] / 1e6:g}M MACs ===="] if family else [""]
+        lines += verdict_lines(v)
+    lines += [""] + noise_lines(summary["noise"], summary["decided_at"])
+    if family:
+        lines += ["", "the family (each budget's winner):"] + family_lines(family["members"])
+        lines += ["", "as the budget grows (the law across the budgets, 90 % intervals):"]
+        lines += [f"  {statement}" for statement in family["law"]]
+        ef = family["efficientnet_exponents"]
+        lines.append("  EfficientNet's compound rule would grow each as MACs^e: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in ef.items()))
+        if family["downsized"]:
+            lines.append("  downsized by the law from the largest budget's winner, one step per budget (the seed "
+                         "paper's method; GP mean at the top rung): " + "; ".join(
+                             f"{d['budget'] / 1e6:g}M {d['config_id']} {100 * d['mean']:.1f}%"
+                             for d in family["downsized"]))
+        for check in family["checks"]:
+            lines += [""] + check_lines(check)
+    lines += quantized_lines(summary.get("quantized"))
+    lines += ["", importance_text(summary["importance"])]
+    if summary["formula"]:
+        lines += ["", formula_text(summary["formula"])]
+    return "\n".join(lines)
+
+
+def verdict_lines(v: dict[str, Any]) -> list[str]:
+    """One budget's verdict (``verdict``) as text: the deciding networks, the winner, its margins."""
+    d = v["decided_at"]
+    lines = [f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
+                                                                 " -- NOT the top rung: the study did not get there"),
+             f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} "
+             f"{'P(best)' if d.get('deciding_rung') else 'GP mean':>8} {'latency':>9}"]
+    for r in v["top"]:
         scores = ", ".join(f"{100 * x:.1f}" for x in r["scores"])
         gp = f"{100 * r['posterior_mean']:.2f}%" if r["posterior_mean"] is not None else "-"
         if r.get("p_best") is not None:
             gp = f"{r['p_best']:.2f}"
         lines.append(f"{r['config_id']:<34} {r['macs'] / 1e6:>7.1f}M {r['trained_resolution'] or '-':>8} px "
                      f"{100 * r['accuracy']:>6.2f}% ({scores}) {gp:>8} {_ms(r.get('latency_ms')):>9}")
-    for r in summary.get("over_latency_budget", []):
+    for r in v.get("over_latency_budget", []):
         lines.append(f"{r['config_id']:<34} measured {_ms(r['latency_ms'])}: OVER the latency budget, never the winner "
                      f"(top-1 {100 * r['accuracy']:.2f}%)")
-    w = summary["winner"]
+    w = v["winner"]
     lines.append("")
     if w:
         lines.append(f"winner:   {w['config_id']}  {w['macs'] / 1e6:.1f}M MACs, trained at {w['trained_resolution']} px, "
@@ -206,7 +278,7 @@ def render(summary: dict[str, Any]) -> str:
                      + (f", {_ms(w['latency_ms'])} on {w['latency_backend']}" if w.get("latency_ms") else ""))
         tied = d.get("tied_with_winner", 0)
         if d.get("clear") is not None:
-            p = summary["top"][0]["p_best"]
+            p = v["top"][0]["p_best"]
             lines.append(f"          P(best) {p:.2f} over posterior draws of seeds and validation images: "
                          + ("the evidence puts it first" if d["clear"] else
                             "the most likely best, not a clear one -- no network is first by the evidence"))
@@ -216,8 +288,7 @@ def render(summary: dict[str, Any]) -> str:
         if w.get("baseline_of"):
             lines.append(f"          it is the {' and '.join(w['baseline_of'])} baseline: the search found no better "
                          f"network at {d['fidelity']}")
-    lines += noise_lines(summary["noise"], d)
-    for b in summary["baselines"]:
+    for b in v["baselines"]:
         if b["config_id"] is None:
             lines.append(f"  {b['kind']:<17} {b['words']}")
             continue
@@ -225,8 +296,15 @@ def render(summary: dict[str, Any]) -> str:
         if b["margin"] is not None:
             other = "; ".join(f"{100 * v:+.2f} at rung {k}" for k, v in b["margin_by_rung"].items())
             lines.append(f"  {'':<17} {b['words']}" + (f" (point margin {other})" if other else ""))
-    lines += quantized_lines(summary.get("quantized"))
-    lines += ["", importance_text(summary["importance"])]
-    if summary["formula"]:
-        lines += ["", formula_text(summary["formula"])]
-    return "\n".join(lines)
+    return lines
+
+
+def family_lines(members: list[dict[str, Any]]) -> list[str]:
+    """The family as a table, like timm's model list."""
+    lines = [f"  {'name':<22} {'config':<34} {'MACs':>8} {'params':>8} {'top-1':>7} {'P(best)':>7} {'latency':>9}"]
+    for m in members:
+        p = "-" if m["p_best"] is None else f"{m['p_best']:.2f}"
+        top1 = "-" if m["top1"] is None else f"{100 * m['top1']:.2f}%"
+        lines.append(f"  {m['name']:<22} {m['config_id']:<34} {m['macs'] / 1e6:>7.1f}M {m['params'] / 1e6:>7.2f}M "
+                     f"{top1:>7} {p:>7} {_ms(m['latency_ms']):>9}")
+    return lines

@@ -5,8 +5,9 @@ configs span; elsewhere it is at its prior, and a formula read from it there des
 data. So the formula is fitted over that range and nowhere else:
 
 * **Levels.** ``N_LEVELS`` MAC levels, log-spaced from the cheapest trained config to the budget (to the
-  dearest trained config if none costs ``WINDOW`` of the budget or more); a level counts only if its window
-  ``[WINDOW * level, level]`` holds a trained config.
+  dearest trained config if none costs ``WINDOW`` of the budget or more), or the levels given (a multi-budget
+  study's budgets: the law is then read where each budget's networks were trained, not between them); a
+  level counts only if its window ``[WINDOW * level, level]`` holds a trained config.
 * **Best per level, per posterior draw.** The candidates are the distinct networks in the levels' windows
   within ``NEAR`` ARD length scales of a trained config. Joint GP posterior draws over all of them give, per
   draw, the best candidate at each level: the uncertainty about *which* config is best, the quantity the
@@ -192,22 +193,34 @@ def formula_text(formula: dict) -> str:
 
 
 def derive_formula(surrogate: GPSurrogate, space: FactorSpace, trained: Sequence[tuple[ArchConfig, int]],
-                   budget: int, seed: int = 0, n_samples: int = 256,
-                   shuffles: int | None = None) -> ScalingFormula | FormulaDeclined:
+                   budget: int, seed: int = 0, n_samples: int = 256, shuffles: int | None = None,
+                   levels: Sequence[float] | None = None) -> ScalingFormula | FormulaDeclined:
     """The scaling formula over the MAC range of the ``trained`` (config, MACs) pairs, or why there is none;
-    tested against ``shuffles`` refits to shuffled accuracies (None: ``default_shuffles()``; 0 skips it)."""
+    tested against ``shuffles`` refits to shuffled accuracies (None: ``default_shuffles()``; 0 skips it).
+
+    ``levels``: fit at these MAC levels (a family's budgets) instead of ``N_LEVELS`` log-spaced ones; ``budget``
+    is then only the law's reference (pass the largest level)."""
     trained = list({c.network_key(): (c, m) for c, m in trained}.values())
+    if levels is not None and len(set(levels)) < MIN_LEVELS:
+        return FormulaDeclined(budget, f"the evidence is too thin: {len(set(levels))} MAC levels (budgets) given, "
+                                       f"a formula needs {MIN_LEVELS}")
     if len(trained) < MIN_TRAINED:
         return FormulaDeclined(budget, f"the evidence is too thin: {len(trained)} distinct trained configs, "
                                        f"a formula needs {MIN_TRAINED}")
     macs = np.array([m for _, m in trained], dtype=np.float64)
-    lo = macs.min()
-    hi = float(budget) if macs.max() >= WINDOW * budget else min(macs.max(), budget)
+    if levels is None:
+        lo = macs.min()
+        hi = float(budget) if macs.max() >= WINDOW * budget else min(macs.max(), budget)
+        grid = np.geomspace(lo, hi, N_LEVELS)
+    else:
+        grid = np.array(sorted(set(levels)), dtype=np.float64)
+        lo, hi = float(grid[0]), float(grid[-1])
     if hi < MIN_SPAN * lo:
-        return FormulaDeclined(budget, f"the trained configs span only {_m(lo)}-{_m(hi)} MACs (up to the "
-                                       f"budget); a formula needs a factor {MIN_SPAN:g}")
-    evidence = [lv for lv in np.geomspace(lo, hi, N_LEVELS)
-                if np.any((macs >= WINDOW * lv) & (macs <= lv * (1 + 1e-9)))]
+        spanned = "the trained configs span" if levels is None else "the levels (budgets) span"
+        upto = " (up to the budget)" if levels is None else ""
+        return FormulaDeclined(budget, f"{spanned} only {_m(lo)}-{_m(hi)} MACs{upto}; a formula needs a factor "
+                                       f"{MIN_SPAN:g}")
+    evidence = [lv for lv in grid if np.any((macs >= WINDOW * lv) & (macs <= lv * (1 + 1e-9)))]
     configs = [c for c, _ in trained]
     fit = _fit_laws(surrogate, space, configs, evidence, lo, hi, budget, seed, n_samples)
     if isinstance(fit, str):
@@ -305,23 +318,29 @@ def _level(level: float, picks: np.ndarray, configs: list[ArchConfig], costs: np
 
 
 def apply_formula(formula: ScalingFormula, budget: int, space: FactorSpace, surrogate: GPSurrogate) -> FormulaPick:
-    """The grid config the formula gives for ``budget``.
+    """The grid config the formula gives for ``budget`` (``nearest_fitting`` of its factors there)."""
+    config, macs, mean, std = nearest_fitting(formula.raw_factors(budget), budget, space, surrogate, formula.variant)
+    return FormulaPick(config, macs, mean, std, not formula.covers(budget))
 
-    The formula's factors fall between grid values. Of the grid configs less than one grid step from them in
-    every factor (each factor rounded down or up) that fit the budget, the one with the highest predicted
+
+def nearest_fitting(raw: dict[str, float], budget: int, space: FactorSpace, surrogate: GPSurrogate,
+                    variant: str | None) -> tuple[ArchConfig, int, float, float]:
+    """The grid config for factor values ``raw`` that fits ``budget``, with the GP's mean and std there.
+
+    The values fall between grid values. Of the grid configs less than one grid step from them in every
+    factor (each factor rounded down or up) that fit the budget, the one with the highest predicted
     accuracy; if none fits, the neighbourhood widens by a step at a time.
     """
-    raw = formula.raw_factors(budget)
     axes = [space.range(f).values() for f in FACTORS]
     positions = [float(np.interp(raw[f], values, range(len(values)))) for f, values in zip(FACTORS, axes)]
     for k in range(1, max(map(len, axes)) + 1):
         options = [[v for i, v in enumerate(values) if abs(i - p) < k] for values, p in zip(axes, positions)]
-        configs = [space.config(dict(zip(FACTORS, values)), formula.variant) for values in itertools.product(*options)]
+        configs = [space.config(dict(zip(FACTORS, values)), variant) for values in itertools.product(*options)]
         fitting = [(c, m) for c in configs if (m := closed_form_cost(c).macs) <= budget]
         if fitting:
             mean, std = surrogate.predict([c for c, _ in fitting])
             i = int(np.argmax(mean))
-            return FormulaPick(*fitting[i], float(mean[i]), float(std[i]), not formula.covers(budget))
+            return fitting[i][0], fitting[i][1], float(mean[i]), float(std[i])
     raise ValueError(f"budget: {_m(budget)} MACs is below every config of the space")
 
 

@@ -1,4 +1,5 @@
-"""The judge: a study's jobs read once, its one GP fitted once, its decision made once.
+"""The judge: a study's jobs read once, its one GP fitted once, its decision made once (a family's: once per
+MAC budget, each by the plan a single-budget study of that budget would have).
 
 Noise, GP and decision belong together: the GP weighs each rung's scores by that rung's noise and the
 decision ranks by the GP, so whoever needs a winner -- the summary, ``summary.json``, the dashboard, the
@@ -35,9 +36,15 @@ class StudyFacts:
     ledger: Ledger
     noise: list[Noise]
     surrogate: GPSurrogate | None
-    decision: Decision
+    decision: Decision  # at the study's (largest) MAC budget
     quantize: QuantizeSettings | None = None  # how the deciding networks were quantized (``run --quantize``)
     quantized: dict[int, dict] = field(default_factory=dict)  # trial number -> its quantized outcome
+    decisions: tuple[Decision, ...] = ()  # one per MAC budget, cheapest first (a family's; else the one)
+
+    @property
+    def verdicts(self) -> tuple[tuple[int, Decision], ...]:
+        """(budget, decision) at every budget the study decides at, cheapest first."""
+        return tuple(zip(self.settings.budgets, self.decisions or (self.decision,)))
 
 
 def fit_surrogate(ledger: Ledger, plan: Plan, settings: StudySettings, noise: list[Noise]) -> GPSurrogate | None:
@@ -57,8 +64,8 @@ def judge(ledger: Ledger, plan: Plan, settings: StudySettings, study: str = "", 
     """The facts of the jobs in ``ledger`` (all of a study's, or the first of a replay's): noise, GP, decision."""
     noise = study_noise(ledger, plan.ladder, settings.data)
     surrogate = fit_surrogate(ledger, plan, settings, noise)
-    decision = decide(ledger, plan, settings.mac_budget, noise, surrogate)
-    return StudyFacts(study, storage, settings, plan, ledger, noise, surrogate, decision)
+    decisions = tuple(decide(ledger, member, member.baselines.budget, noise, surrogate) for member in plan.members)
+    return StudyFacts(study, storage, settings, plan, ledger, noise, surrogate, decisions[-1], decisions=decisions)
 
 
 def study_facts(study: optuna.Study, storage_url: str = "", plan: Plan | None = None) -> StudyFacts:

@@ -8,7 +8,7 @@ due jobs with any evaluator), ``evaluator`` (the one that trains; needs torch) a
 pipeline every command and test searches through).
 """
 
-from .budget import BudgetError, Feasible, feasible_grid, parse_macs
+from .budget import BudgetError, Feasible, feasible_grid, parse_budgets, parse_macs
 from .jobs import BASELINE, SEARCH, Done, Job, Ledger, Plan, Proposal, Wait
 from .loop import (
     MAX_WASTED_STREAK,
@@ -21,5 +21,5 @@ from .loop import (
 __all__ = [
     "BASELINE", "MAX_WASTED_STREAK", "SEARCH", "BudgetError", "Done", "Evaluator", "Feasible", "Job", "Ledger",
     "Plan", "Proposal", "SearchProgress", "Wait", "feasible_grid",
-    "parse_macs", "recover_interrupted", "run_trials",
+    "parse_budgets", "parse_macs", "recover_interrupted", "run_trials",
 ]

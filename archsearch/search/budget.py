@@ -30,6 +30,20 @@ def parse_macs(text: str) -> int:
     return value
 
 
+def parse_budgets(text: str) -> tuple[int, ...]:
+    """'75M,150M,300M' -> every budget, cheapest first (one budget: a tuple of one); a repeated budget is an
+    error (a family has one member per budget)."""
+    parts = [p for p in str(text).split(",")]
+    if any(not p.strip() for p in parts):
+        raise BudgetError(f"--mac-budget: {text!r} has an empty entry; write e.g. 75M,150M,300M")
+    budgets = [parse_macs(p) for p in parts]
+    repeated = sorted({b for b in budgets if budgets.count(b) > 1})
+    if repeated:
+        raise BudgetError(f"--mac-budget: {', '.join(f'{b / 1e6:g}M' for b in repeated)} given twice; "
+                          "each budget once")
+    return tuple(sorted(budgets))
+
+
 @dataclass(frozen=True)
 class Feasible:
     """The grid points within budget (with their MACs), and where the budget sits in the space."""

@@ -212,6 +212,15 @@ class Plan:
     def top_seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.ladder.top_seeds)]
 
+    @property
+    def members(self) -> tuple[Plan, ...]:
+        """The plan of each MAC budget the study decides at, cheapest first: this plan alone, or a family's
+        (``search.family.FamilyPlan``)."""
+        return (self,)
+
+    def _fits(self, macs: int) -> bool:
+        return macs <= self.baselines.budget
+
     def next(self, ledger: Ledger) -> Job | Proposal | Wait | Done:
         taken = ledger.taken()
         for job in self._baseline_screening():
@@ -274,7 +283,7 @@ class Plan:
         if self.ladder.deciding and rung + 1 == self.ladder.top:
             return self._finalists(ledger)
         networks = ledger.networks(rung, self.ladder.rungs[rung].name)
-        candidates = ledger.search_networks(rung, ("done",))
+        candidates = [k for k in ledger.search_networks(rung, ("done",)) if self._fits(networks[k].macs)]
         chosen = by_score(networks[k] for k in candidates)[: self.ladder.promoted(len(candidates))]
         seeds = self.top_seeds if rung + 1 == self.ladder.top else [self.seed]
         return [Job(n.config, rung + 1, s, SEARCH) for n in chosen for s in seeds]
@@ -289,7 +298,8 @@ class Plan:
         screening = tuple((e.job.config, e.job.rung, float(e.accuracy), noise[e.job.rung].std)
                           for e in sorted(ledger.entries, key=lambda e: e.number)
                           if e.state == "done" and e.job.rung < top)
-        candidates = tuple(ledger.search_networks(0, ("done",)).values())
+        macs = {e.job.config.network_key(): e.macs for e in ledger.entries}
+        candidates = tuple(c for k, c in ledger.search_networks(0, ("done",)).items() if self._fits(macs[k]))
         continues = tuple(self.ladder.continues(r) for r in range(top - 1))
         chosen = choose_finalists(self.space, self.seed, screening, candidates, continues, self.ladder.finalists)
         extra = self.seed + self.ladder.top_seeds
@@ -353,7 +363,7 @@ class Plan:
                 jobs += [Job(best, top, s, "baseline", self._kinds(best)) for s in self.top_seeds]
         else:
             networks = ledger.networks(0, self.ladder.rungs[0].name)
-            candidates = ledger.search_networks(0, ("done",))
+            candidates = [k for k in ledger.search_networks(0, ("done",)) if self._fits(networks[k].macs)]
             for n in by_score(networks[k] for k in candidates)[: self.ladder.promoted(len(candidates))]:
                 jobs += [Job(n.config, 0, s, SEARCH) for s in self.top_seeds]
         return jobs

@@ -25,10 +25,11 @@ from pathlib import Path
 from scipy import stats
 
 from ..model.config import ArchConfig, ConfigError
+from ..model.cost import closed_form_cost
 from ..train.data import image_counts
 from ..train.recipe import Profile, train_resolution
 from .fidelity import Ladder
-from .jobs import Ledger, Plan
+from .jobs import Job, Ledger, Plan
 from .noise import rung_noise
 
 # Median over the reference and smoke-e2 tables' jobs (benchmarks/*.csv: one torch thread each, two jobs on two
@@ -132,11 +133,13 @@ class TimePlan:
         return self.screen_s + self.decide_s
 
 
-def plan_time(budget_s: float, ladder: Ladder, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize,
-              cost: CostModel, spent_s: float = 0.0, proposed: int = 0) -> TimePlan:
+def plan_time(budget_s: float, ladder: Ladder, plan: Plan, typical: Sequence[tuple[ArchConfig, int]],
+              data: DataSize, cost: CostModel, spent_s: float = 0.0, proposed: int = 0) -> TimePlan:
     """The most proposals that fit ``budget_s`` (``spent_s`` of it used, ``proposed`` proposals made) with the
-    deciding rung reserved; fewer finalists or repeats, then no deciding rung, where it does not fit."""
+    deciding rung reserved; fewer finalists or repeats, then no deciding rung, where it does not fit.
+    ``typical``: what a proposal costs at each of the plan's budgets (``typical_networks``)."""
     left = budget_s - spent_s
+    least = min_screen(plan)
     options = [ladder]
     if ladder.deciding:
         options += [dataclasses.replace(ladder, repeats=0), dataclasses.replace(ladder, finalists=1, repeats=0),
@@ -145,15 +148,20 @@ def plan_time(budget_s: float, ladder: Ladder, plan: Plan, typical: tuple[ArchCo
         fixed = _fixed_s(option, plan, typical, data, cost)
         per = _per_proposal_s(option, typical, data, cost)
         trials = min(MAX_TRIALS, max(proposed, math.floor((left - fixed) / per)) if per > 0 else MAX_TRIALS)
-        if trials >= max(MIN_SCREEN, proposed) and fixed + per * max(0, trials - proposed) <= left:
+        if trials >= max(least, proposed) and fixed + per * max(0, trials - proposed) <= left:
             decide = _deciding_s(option, plan, typical, data, cost)
             what = (f"deciding rung {option.rungs[-1].name}: {option.finalists} finalist(s) and the baselines, "
                     f"{option.repeats} repeat(s)" if option.deciding else "no deciding rung: a screen only")
             return TimePlan(trials, option, fixed - decide + per * (trials - proposed), decide,
                             f"{trials} proposals screened; {what}")
-    raise ConfigError(f"--time-budget: {_duration(budget_s)} is shorter than a screen of {MIN_SCREEN} networks "
+    raise ConfigError(f"--time-budget: {_duration(budget_s)} is shorter than a screen of {least} networks "
                       f"on this machine (about {_per_proposal_s(screen_only(ladder), typical, data, cost) / 60:.1f} "
                       "min a network); give more time")
+
+
+def min_screen(plan: Plan) -> int:
+    """Proposals below which a screen says nothing: the GP's initial design, and one for each budget."""
+    return max(MIN_SCREEN, len(plan.members))
 
 
 def _duration(seconds: float) -> str:
@@ -176,48 +184,61 @@ def _job_s(config: ArchConfig, macs: int, ladder: Ladder, rung: int, data: DataS
     return cost.seconds(cost.units(config, macs, ladder.rungs[rung], data, _start_epoch(ladder, rung)))
 
 
-def _per_proposal_s(ladder: Ladder, typical: tuple[ArchConfig, int], data: DataSize, cost: CostModel) -> float:
-    """A proposal's rung-0 job and its expected share of the promotions below a deciding rung."""
-    config, macs = typical
+def _per_proposal_s(ladder: Ladder, typical: Sequence[tuple[ArchConfig, int]], data: DataSize,
+                    cost: CostModel) -> float:
+    """A proposal's rung-0 job and its expected share of the promotions below a deciding rung (a family's
+    proposals take its budgets in turn: the mean over them)."""
     screening = ladder.top if ladder.deciding else ladder.top + 1
-    share, total = 1.0, 0.0
-    for rung in range(screening):
-        total += share * _job_s(config, macs, ladder, rung, data, cost) * (ladder.top_seeds if rung == ladder.top else 1)
-        share *= ladder.promote
+    total = 0.0
+    for config, macs in typical:
+        share = 1.0
+        for rung in range(screening):
+            seeds = ladder.top_seeds if rung == ladder.top else 1
+            total += share * _job_s(config, macs, ladder, rung, data, cost) * seeds / len(typical)
+            share *= ladder.promote
     return total
 
 
-def _deciding_s(ladder: Ladder, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize, cost: CostModel) -> float:
+def _deciding_s(ladder: Ladder, plan: Plan, typical: Sequence[tuple[ArchConfig, int]], data: DataSize,
+                cost: CostModel) -> float:
+    """Each budget's baselines (each network once) and finalists (at that budget's typical cost) at the top."""
     if not ladder.deciding:
         return 0.0
     top = ladder.top
-    b = plan.baselines
-    configs = [(c.config, c.macs) for c in (b.width, b.compound) if c is not None]
-    if b.width_resolution:
-        configs.append((b.width_resolution[0].config, b.width_resolution[0].macs))
-    jobs = [(c, m, ladder.top_seeds) for c, m in configs]
-    jobs += [(typical[0], typical[1], ladder.top_seeds + (1 if i < ladder.repeats else 0))
-             for i in range(ladder.finalists)]
+    baselines: dict[tuple, tuple[ArchConfig, int]] = {}
+    for member in plan.members:
+        b = member.baselines
+        found = [c for c in (b.width, b.compound) if c is not None] + list(b.width_resolution[:1])
+        baselines.update({c.config.network_key(): (c.config, c.macs) for c in found})
+    jobs = [(c, m, ladder.top_seeds) for c, m in baselines.values()]
+    jobs += [(config, macs, ladder.top_seeds + (1 if i < ladder.repeats else 0))
+             for config, macs in typical for i in range(ladder.finalists)]
     return sum(n * _job_s(c, m, ladder, top, data, cost) for c, m, n in jobs)
 
 
-def _fixed_s(ladder: Ladder, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize, cost: CostModel) -> float:
-    """The jobs every plan of this ladder trains whatever the proposals: the baselines' screening and the
-    deciding rung."""
-    b = plan.baselines
-    screened = [(c.config, c.macs) for c in b.width_resolution]
-    if ladder.deciding and b.compound is not None:
-        screened.append((b.compound.config, b.compound.macs))
-    return (sum(_job_s(c, m, ladder, 0, data, cost) for c, m in dict.fromkeys(screened))
+def _fixed_s(ladder: Ladder, plan: Plan, typical: Sequence[tuple[ArchConfig, int]], data: DataSize,
+             cost: CostModel) -> float:
+    """The jobs every plan of this ladder trains whatever the proposals: the baselines' screening (every
+    budget's, each network once) and the deciding rung."""
+    screened: dict[tuple, tuple[ArchConfig, int]] = {}
+    for member in plan.members:
+        b = member.baselines
+        found = list(b.width_resolution) + ([b.compound] if ladder.deciding and b.compound is not None else [])
+        screened.update({c.config.network_key(): (c.config, c.macs) for c in found})
+    return (sum(_job_s(c, m, ladder, 0, data, cost) for c, m in screened.values())
             + _deciding_s(ladder, plan, typical, data, cost))
 
 
-def typical_network(configs: Sequence[ArchConfig], macs: Sequence[int]) -> tuple[ArchConfig, int]:
-    """What a proposal is expected to cost: the feasible network at the 75th percentile of MACs (the strategy
-    proposes near the budget)."""
-    order = sorted(range(len(configs)), key=lambda i: macs[i])
-    i = order[min(len(order) - 1, int(0.75 * len(order)))]
-    return configs[i], macs[i]
+def typical_networks(configs: Sequence[ArchConfig], macs: Sequence[int],
+                     budgets: Sequence[int]) -> tuple[tuple[ArchConfig, int], ...]:
+    """What a proposal is expected to cost at each budget: the network within it at the 75th percentile of
+    MACs (the strategy proposes near the budget)."""
+    out = []
+    for budget in budgets:
+        order = sorted((i for i in range(len(configs)) if macs[i] <= budget), key=lambda i: macs[i])
+        i = order[min(len(order) - 1, int(0.75 * len(order)))]
+        out.append((configs[i], macs[i]))
+    return tuple(out)
 
 
 def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int]:
@@ -252,7 +273,7 @@ class TimePlanner:
     """Re-plans a run as its jobs finish: the cost model calibrated on them, the proposals left to fit the time
     left. ``clock``: seconds since the run began (scripted in tests)."""
 
-    def __init__(self, budget_s: float, plan: Plan, typical: tuple[ArchConfig, int], data: DataSize,
+    def __init__(self, budget_s: float, plan: Plan, typical: Sequence[tuple[ArchConfig, int]], data: DataSize,
                  clock, cost: CostModel | None = None):
         self.budget_s, self.plan, self.typical, self.data, self.clock = budget_s, plan, typical, data, clock
         self.cost = cost or CostModel()
@@ -276,5 +297,13 @@ class TimePlanner:
             trials = again.trials if again.ladder == self.plan.ladder else proposed
         except ConfigError:
             trials = proposed
-        floor = max(proposed, MIN_SCREEN if ladder.deciding else 0)
+        floor = max(proposed, min_screen(self.plan) if ladder.deciding else 0)
         return dataclasses.replace(self.plan, trials=max(floor, min(trials, MAX_TRIALS)))
+
+    def fits(self, jobs: Sequence[Job]) -> bool:
+        """Whether ``jobs`` (after the plan's, e.g. a held-out budget's check) still fit the time left, at the
+        calibrated rate."""
+        ladder = self.plan.ladder
+        needed = sum(_job_s(j.config, closed_form_cost(j.config).macs, ladder, j.rung, self.data, self.cost)
+                     for j in jobs)
+        return self.clock() + needed <= self.budget_s

@@ -39,6 +39,22 @@ class StudySettings:
     seed: int
     trials: int  # distinct networks the strategy proposes at the first rung
     latency: LatencySettings | None = None  # None: no latency options (trials timed on the defaults, no budget)
+    mac_budgets: tuple[int, ...] | None = None  # a family (``run --mac-budget 75M,150M,...``): every budget,
+    # cheapest first, ``mac_budget`` being the largest; None: one budget
+
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        """Every MAC budget the study decides at, cheapest first (one for a single-budget study)."""
+        return self.mac_budgets or (self.mac_budget,)
+
+    @property
+    def is_family(self) -> bool:
+        return len(self.budgets) > 1
+
+    @property
+    def budgets_label(self) -> str:
+        """The MAC budget(s) in words: ``300M`` or ``75M, 150M, 300M``."""
+        return ", ".join(f"{b / 1e6:g}M" for b in self.budgets)
 
     def factor_space(self) -> FactorSpace:
         return FactorSpace.from_dict(self.space)
@@ -75,8 +91,9 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> StudySettings:
-        latency = stored.get("latency")
-        return cls(**{**stored, "latency": None if latency is None else LatencySettings.from_dict(latency)})
+        latency, budgets = stored.get("latency"), stored.get("mac_budgets")
+        return cls(**{**stored, "latency": None if latency is None else LatencySettings.from_dict(latency),
+                      "mac_budgets": None if budgets is None else tuple(budgets)})
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudySettings:
@@ -92,5 +109,5 @@ class StudySettings:
     def mismatches(self, other: StudySettings) -> list[str]:
         """Settings that differ (the trial count may change on resume: it is how far to go)."""
         mine, theirs = self.to_dict(), other.to_dict()
-        return [k for k in ("space", "mac_budget", "ladder", "data", "strategy", "seed", "latency")
-                if json.dumps(mine[k], sort_keys=True) != json.dumps(theirs[k], sort_keys=True)]
+        return [k for k in ("space", "mac_budget", "mac_budgets", "ladder", "data", "strategy", "seed", "latency")
+                if json.dumps(mine.get(k), sort_keys=True) != json.dumps(theirs.get(k), sort_keys=True)]

@@ -75,14 +75,15 @@ def data_tag(data: str | Path) -> str:
     return f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:6]}"
 
 
-def default_study_name(family: str, mac_budget: int, strategy: str, ladder_name: str, seed: int,
+def default_study_name(family: str, mac_budget: int | tuple[int, ...], strategy: str, ladder_name: str, seed: int,
                        data: str | Path, latency: str | None = None) -> str:
     """The study ``archsearch run`` opens without ``--study``: one per search problem, the dataset included
     (a study refuses to resume with other settings, so a name without it would block a run on other data);
     ``ladder_name`` is the rungs' profile names joined by ``-``; latency options add e.g. ``-4ms-ort-cpu``
-    (``LatencySettings.tag``) after the MAC budget."""
+    (``LatencySettings.tag``) after the MAC budget; a family's budgets are joined by ``_`` (``75M_150M_300M``)."""
     lat = f"-{latency}" if latency else ""
-    return check_name(f"{family}-{mac_budget / 1e6:g}M{lat}-{strategy}-{ladder_name}-s{seed}-{data_tag(data)}")
+    budgets = "_".join(f"{b / 1e6:g}M" for b in (mac_budget if isinstance(mac_budget, tuple) else (mac_budget,)))
+    return check_name(f"{family}-{budgets}{lat}-{strategy}-{ladder_name}-s{seed}-{data_tag(data)}")
 
 
 def check_name(name: str) -> str:

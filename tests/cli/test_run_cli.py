@@ -206,6 +206,11 @@ def _assert_stopped_cleanly(studies, name, returncode, err):
     [
         (["--mac-budget", "lots"], "--mac-budget: cannot read 'lots'"),
         (["--mac-budget", "5M"], "is below the cheapest config of the space, v2-r128-w0.25-m0.5-a0.25-c1000"),
+        (["--mac-budget", "300M,300M"], "--mac-budget: 300M given twice; each budget once"),
+        (["--mac-budget", "0,100M"], "--mac-budget: '0' is not a positive number of MACs"),
+        (["--mac-budget", "100M,abc"], "--mac-budget: cannot read 'abc'"),
+        (["--mac-budget", "100M,"], "--mac-budget: '100M,' has an empty entry"),
+        (["--mac-budget", "5M,300M"], "--mac-budget: 5M is below every config of the space"),
         (["--mac-budget", "300M", "--trials", "0"], "--trials: 0 is not a positive number"),
         (["--mac-budget", "300M", "--data", "/nonexistent"], "/nonexistent is not a directory"),
         (["--mac-budget", "300M", "--strategy", "bayes"], "argument --strategy: invalid choice"),

@@ -1,28 +1,20 @@
 """``archsearch export``: JSON record round trip, ml-cvnets YAML (its model module: test_export_cvnets.py),
-timm file (real timm), ONNX.
-
-The timm test installs timm 1.0.31 with ``pip --no-deps`` into ``.cache/`` (timm declares torchvision as a
-dependency, which archsearch must not pull in); timm imports torchvision at import time for data transforms
-and FrozenBatchNorm2d, which ByobNet never uses, so the subprocess gets an inert torchvision stand-in when the
-real one is absent. Without the registry the test is skipped, saying so.
+timm file (in real timm: ``helpers.real_timm`` and the ``timm_dir`` fixture), ONNX.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from helpers.real_timm import TORCHVISION_STANDIN, module_constants, timm_env
 from helpers.studies import settings_for
 
 from archsearch.cli import main
@@ -35,7 +27,6 @@ from archsearch.model.cost import count
 from archsearch.model.generator import build_model
 from archsearch.search import study as st
 
-REPO = Path(__file__).resolve().parents[2]
 BUDGET = 300_000_000
 STUDY = "dash"  # dashboard_fixtures.searched_study
 # The reference's per-width v2 recipe points (width: max LR, weight decay), re-typed here on purpose.
@@ -218,7 +209,7 @@ def test_cvnets_yaml_holds_the_recipe(demo, exported_all):
     assert doc["common"]["grad_clip"] == 10.0
     assert doc["dataset"]["name"] == "imagenet" and doc["dataset"]["train_batch_size0"] * 8 == 1024
     module = (exported_all / "cvnets" / f"archsearch_{slug}.py").read_text()
-    assert doc["model"]["classification"]["name"] == _module_constants(module)["MODEL_NAME"]
+    assert doc["model"]["classification"]["name"] == module_constants(module)["MODEL_NAME"]
     readme = (exported_all / "cvnets" / "README.md").read_text()
     assert f"archsearch_{slug}.py" in readme and "cvnets/models/classification/" in readme
 
@@ -240,51 +231,7 @@ def test_v1_recipe():
     assert "mixup" not in doc["image_augmentation"]
 
 
-def _module_constants(source: str) -> dict:
-    tree = ast.parse(source)
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-            and node.targets[0].id.isupper()}
-
-
 # ---- timm --------------------------------------------------------------------------------------------
-TIMM_VERSION = "1.0.31"
-TORCHVISION_STANDIN = '''
-import importlib.abc, importlib.machinery, importlib.util, sys, types
-
-class _Meta(type):
-    def __getattr__(cls, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        child = _Meta(name, (_Placeholder,), {})
-        setattr(cls, name, child)
-        return child
-
-class _Placeholder(metaclass=_Meta):
-    def __init__(self, *args, **kwargs):
-        raise RuntimeError("torchvision stand-in: not usable")
-
-class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname, path, target=None):
-        if fullname == "torchvision" or fullname.startswith("torchvision."):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-    def create_module(self, spec):
-        module = types.ModuleType(spec.name)
-        module.__path__ = []
-        def attr(name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            value = _Meta(name, (_Placeholder,), {})
-            setattr(module, name, value)
-            return value
-        module.__getattr__ = attr
-        return module
-    def exec_module(self, module):
-        pass
-
-if importlib.util.find_spec("torchvision") is None:
-    sys.meta_path.append(_Finder())
-'''
 TIMM_RUNNER = '''
 import json, runpy, sys
 import torch
@@ -314,29 +261,6 @@ print(json.dumps({"timm": timm.__version__, "results": results}))
 '''
 
 
-@pytest.fixture(scope="module")
-def timm_dir():
-    """timm installed with --no-deps into .cache/ (reused across runs); skip when it cannot be had."""
-    if importlib.util.find_spec("timm") is not None:
-        return None
-    target = REPO / ".cache" / f"test-timm-{TIMM_VERSION}"
-    if not (target / "timm" / "__init__.py").exists():
-        staging = target.with_name(target.name + f".tmp{os.getpid()}")
-        try:
-            done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
-                                   "--disable-pip-version-check", "--target", str(staging), f"timm=={TIMM_VERSION}"],
-                                  capture_output=True, text=True, timeout=240)
-        except subprocess.TimeoutExpired:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"pip could not install timm=={TIMM_VERSION} within 240 s (registry unreachable?)")
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            pytest.skip(f"pip could not install timm=={TIMM_VERSION} --no-deps: {tail}")
-        staging.rename(target)
-    return target
-
-
 TIMM_CONFIGS = (
     ArchConfig("v2", resolution=128, width=0.625, mv2_depth=0.5, vit_depth=2.0, num_classes=100),
     ArchConfig("v1", variant="xxs", resolution=128, width=1.25, mv2_depth=1.5, vit_depth=0.5),
@@ -357,7 +281,7 @@ def test_timm_file_builds_the_same_network_in_real_timm(timm_dir, tmp_path):
                     for alias in node.names}
         imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert imported == {"timm"}
-        assert _module_constants(source)["PARAM_COUNT"] == cost.params
+        assert module_constants(source)["PARAM_COUNT"] == cost.params
         (tmp_path / f"generated{i}.py").write_text(source)
         torch.manual_seed(i)
         model = build_model(config).eval()
@@ -372,10 +296,8 @@ def test_timm_file_builds_the_same_network_in_real_timm(timm_dir, tmp_path):
         torch.save({"tensors": tensors, "x": x, "y": y}, tmp_path / f"weights{i}.pt")
         argv += [str(tmp_path / f"generated{i}.py"), str(tmp_path / f"weights{i}.pt")]
         costs.append(cost)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(timm_dir or ""),
-                                                                    os.environ.get("PYTHONPATH", "")]))}
     done = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "standin.py"), *argv],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=timm_env(timm_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     for config, cost, result in zip(TIMM_CONFIGS, costs, report["results"]):

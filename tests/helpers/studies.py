@@ -16,11 +16,13 @@ THREE_RUNGS = ("smoke", "short", "reference")
 
 
 def settings_for(strategy="gp", trials=8, budget=BUDGET, seed=0, rungs=TWO_RUNGS, promote=1 / 3, top_seeds=1,
-                 latency=None, finalists=0, repeats=0):
+                 latency=None, finalists=0, repeats=0, budgets=None):
+    """``budgets``: a family's MAC budgets (``budget`` is then their largest)."""
     space = tomllib.loads(DEFAULT_SPACES["v2"].read_text())
     lad = make_ladder(rungs, promote, top_seeds, finalists, repeats)
-    return StudySettings(space=space, mac_budget=budget, ladder=lad.to_dict(), data="synthetic", strategy=strategy,
-                         seed=seed, trials=trials, latency=latency)
+    return StudySettings(space=space, mac_budget=max(budgets) if budgets else budget, ladder=lad.to_dict(),
+                         data="synthetic", strategy=strategy, seed=seed, trials=trials, latency=latency,
+                         mac_budgets=tuple(sorted(budgets)) if budgets else None)
 
 
 def study_url(tmp_path) -> str:

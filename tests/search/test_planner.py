@@ -17,7 +17,7 @@ from archsearch.search.planner import (
     TimePlanner,
     parse_duration,
     plan_time,
-    typical_network,
+    typical_networks,
 )
 from archsearch.search.session import plan_for
 
@@ -37,12 +37,12 @@ def test_bad_durations_are_one_line(text):
     assert "\n" not in str(err.value) and "--time-budget" in str(err.value)
 
 
-def _setup(finalists=2, repeats=1):
+def _setup(finalists=2, repeats=1, budgets=None):
     settings = settings_for("gp", trials=8, rungs=("smoke-e2", "smoke", "reference"), promote=0.25,
-                            finalists=finalists, repeats=repeats)
+                            finalists=finalists, repeats=repeats, budgets=budgets)
     plan = plan_for(settings)
     feasible = feasible_grid(settings.factor_space(), settings.mac_budget)
-    return plan, typical_network(feasible.configs, feasible.macs)
+    return plan, typical_networks(feasible.configs, feasible.macs, settings.budgets)
 
 
 class Scripted(CostModel):
@@ -118,3 +118,23 @@ def test_a_deciding_run_far_behind_its_budget_still_screens_the_initial_design()
              for j in jobs]
     behind = planner.replan(ledger_of_done(jobs, walls))
     assert behind.ladder.deciding and behind.trials == MIN_SCREEN
+
+
+def test_a_family_reserves_every_budgets_deciding_rung_and_fits_the_budget():
+    """Each budget's baselines (each distinct network once) and finalists are reserved; with a cost per job
+    the arithmetic is countable."""
+    budgets = (100_000_000, 150_000_000, 300_000_000)
+    plan, typical = _setup(budgets=budgets)
+    assert [m.baselines.budget for m in plan.members] == list(budgets) and len(typical) == 3
+    found = plan_time(4 * 3600, plan.ladder, plan, typical, DATA, Scripted(60.0))
+    screened, deciding = set(), set()
+    for m in plan.members:
+        b = m.baselines
+        screened |= {c.config.network_key() for c in b.width_resolution} | {b.compound.config.network_key()}
+        deciding |= {c.config.network_key() for c in (b.width, b.compound, b.width_resolution[0])}
+    fixed = (len(screened) + len(deciding) + 3 * (2 + 1)) * 60  # 3 budgets x (2 finalists + 1 repeat)
+    assert found.ladder.deciding and found.decide_s == (len(deciding) + 9) * 60
+    assert found.trials == min(60, int((4 * 3600 - fixed) // (60 * 1.25)))
+    assert found.total_s <= 4 * 3600
+    single, _ = _setup()
+    assert found.decide_s > plan_time(4 * 3600, single.ladder, single, typical[-1:], DATA, Scripted(60.0)).decide_s

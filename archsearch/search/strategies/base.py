@@ -31,6 +31,12 @@ class SearchProblem:
     budget: int
     ladder: Ladder
     data: str = PRIOR_DATA  # the study's data: the noise priors count fewer degrees of freedom off Imagenette
+    budgets: tuple[int, ...] = ()  # a family's MAC budgets, cheapest first (``budget`` the largest); () for one
+
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """The budgets proposals are made for, in turn: a family's, or the one budget."""
+        return self.budgets or (self.budget,)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ that shows what the GP adds.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -21,16 +22,28 @@ from .base import N_INITIAL, SearchProblem
 
 
 class GPSampler(optuna.samplers.BaseSampler):
-    """Augmented expected improvement of a (multi-fidelity) Matern-5/2 GP over the feasible grid points."""
+    """Augmented expected improvement of a (multi-fidelity) Matern-5/2 GP over the feasible grid points.
+
+    A family (several MAC budgets) takes its budgets in turn, cheapest first: proposal ``i`` is made for budget
+    ``i mod K`` by a proposer over the candidates within it (its design drawn near that budget, its incumbent
+    the best observed network within it), every proposer fitting the one GP to every job of the study. The
+    space-filling design is shared out: ``n_initial / K`` proposals a budget, at least one."""
 
     def __init__(self, problem: SearchProblem, seed: int = 0, n_initial: int = N_INITIAL):
         self.space = problem.space
         self.ladder, self.data = problem.ladder, problem.data
-        ladder = problem.ladder
-        self.proposer = GPProposer(problem.space, problem.candidates, costs=problem.costs, budget=problem.budget,
-                                   n_initial=n_initial, seed=seed, fidelities=len(ladder.rungs),
-                                   rung_prior=rung_priors([ladder.continues(r) for r in range(ladder.top)]))
+        ladder, targets = problem.ladder, problem.targets
+        per_budget = max(1, math.ceil(n_initial / len(targets)))
+        prior = rung_priors([ladder.continues(r) for r in range(ladder.top)])
+        self.proposers = []
+        for budget in targets:
+            within = [i for i, cost in enumerate(problem.costs) if cost <= budget]
+            self.proposers.append(GPProposer(problem.space, [problem.candidates[i] for i in within],
+                                             costs=[problem.costs[i] for i in within], budget=budget,
+                                             n_initial=per_budget, seed=seed, fidelities=len(ladder.rungs),
+                                             rung_prior=prior))
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return distributions(self.space)
@@ -42,7 +55,9 @@ class GPSampler(optuna.samplers.BaseSampler):
         ledger = other_jobs(study, trial)
         observed, pending, failed, noise = observations(ledger, self.ladder, self.data)
         proposed = len(ledger.search_networks(0))  # the baselines' networks do not count toward the design
-        return config_params(self.proposer.ask(observed, pending, failed, noise, proposed), self.space)
+        count = len(self.proposers)
+        proposer = self.proposers[proposed % count]
+        return config_params(proposer.ask(observed, pending, failed, noise, proposed // count), self.space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

@@ -41,6 +41,8 @@ def strategies_help() -> str:
 
 
 def make_sampler(name: str, space: FactorSpace, candidates: list[ArchConfig], costs: list[int], budget: int,
-                 ladder: Ladder, seed: int, data: str = PRIOR_DATA) -> optuna.samplers.BaseSampler:
-    """The sampler of strategy ``name`` for this search: the one way every command builds one."""
-    return get_strategy(name).build(SearchProblem(space, candidates, costs, budget, ladder, data), seed)
+                 ladder: Ladder, seed: int, data: str = PRIOR_DATA,
+                 budgets: tuple[int, ...] = ()) -> optuna.samplers.BaseSampler:
+    """The sampler of strategy ``name`` for this search (``budgets``: a family's, cheapest first): the one way
+    every command builds one."""
+    return get_strategy(name).build(SearchProblem(space, candidates, costs, budget, ladder, data, budgets), seed)
