@@ -28,6 +28,7 @@ from ..model.space import FACTORS
 from ..results.decision import Margin
 from ..results.judge import StudyFacts, study_facts
 from .figures.cube import cube_figure, history_figure, pareto_figure
+from .figures.family import family_figure
 from .figures.gp import gp_maps_figure, marginals_figure
 from .figures.latency import latency_macs, pareto_latency
 from .figures.quantized import quantized_figure
@@ -70,6 +71,11 @@ SECTIONS = {
                   "Each network of the deciding rung float (grey) and quantized (red diamond; bar: the drop's paired "
                   "95 % interval over the validation images), and both fronts of accuracy against measured batch-1 "
                   "latency on ONNX Runtime: what a device running the int8 model sees."),
+    "family": ("The family",
+               "A family study: each budget's winner (star), and the width and compound baselines of each budget "
+               "(the width family is MobileViT v2's own: width multipliers at 256 px), at the deciding rung "
+               "against MACs; below, how each factor of the winner moves with the budget (dashed: the law fitted "
+               "across the budgets, where not declined), and the factor importance at each budget."),
     "rungs": ("Rungs",
               "Each network's top-1 (mean over seeds) at every rung it reached. Rungs train on other images for "
               "other epochs, so compare networks within a rung, and a line's slope with the others'. Orange: "
@@ -81,6 +87,7 @@ SECTIONS = {
 }
 BUILDERS = {"cube": cube_figure, "gp-maps": gp_maps_figure, "marginals": marginals_figure, "pareto": pareto_figure,
             "pareto-latency": pareto_latency, "latency-macs": latency_macs, "quantized": quantized_figure,
+            "family": family_figure,
             "rungs": rungs_figure,
             "history": history_figure}
 
@@ -98,7 +105,8 @@ def collect(study: optuna.Study, storage_url: str, facts: StudyFacts | None = No
     return StudyView(name=facts.study, storage=facts.storage, settings=facts.settings, ledger=facts.ledger,
                      counts=summary["counts"], decision=facts.decision, noise=tuple(facts.noise),
                      surrogate=facts.surrogate, importance=summary["importance"],
-                     quantized=summary.get("quantized"))
+                     quantized=summary.get("quantized"), verdicts=facts.verdicts, family=summary.get("family"),
+                     formula=summary.get("formula"))
 
 
 def build_figures(view: StudyView) -> dict[str, go.Figure]:

@@ -61,6 +61,7 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
     proposals = [t for t in trials if t.state == TrialState.COMPLETE and t.params and t.user_attrs.get("rung") == 0
                  and "accuracy" in t.user_attrs]
     members = family_members(f) if settings.is_family else ()
+    importance = factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict()
     return {
         "study": f.study,
         "storage": f.storage,
@@ -89,10 +90,12 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
             "downsized": [step.to_dict() for step in _downsized(f, formula, members)],
             "law": law_statements(formula) if formula is not None else [],
             "efficientnet_exponents": efficientnet_exponents(),
+            "importance": {str(b): (importance if b == settings.mac_budget else factor_importance(
+                f.surrogate, proposals, settings.seed, budget=b).to_dict()) for b in settings.budgets},
             "checks": [_check(f, budget, held).to_dict() for budget, held in sorted(stored_checks(study).items())]},
         "rungs": [[e.to_dict() for e in sorted(ledger.at(r), key=lambda e: e.number)]
                   for r in range(plan.ladder.top + 1)],
-        "importance": factor_importance(f.surrogate, proposals, settings.seed, budget=settings.mac_budget).to_dict(),
+        "importance": importance,
         "formula": None if formula is None else formula.to_dict(),
         "quantized": None if f.quantize is None else {
             **dataclasses.asdict(f.quantize), "networks": quantized_rows(ledger, plan.ladder.top, f.quantized)},

@@ -185,3 +185,27 @@ def test_export_family_writes_every_member_once(family, tmp_path, capsys):
     single, single_url, _, _ = run_synthetic(tmp_path, settings_for(trials=2), family[3], name="one")
     assert main(["export", "--study", "one", "--storage", single_url, "--family", "--format", "timm"]) == 2
     assert "has one budget (300M)" in capsys.readouterr().err
+
+
+def test_the_dashboard_shows_the_family_against_macs(family):
+    """The family section: the searched, width and compound families at each budget's verdict, the winner's
+    factors by budget, and an importance per budget."""
+    from archsearch.report.dashboard import build_figures, collect
+
+    study, url, _, _, _ = family
+    facts = study_facts(study, url)
+    view = collect(study, url, facts)
+    fig = build_figures(view)["family"]
+    traces = {t.name: t for t in fig.data if t.name}
+    members = family_members(facts)
+    assert list(traces["searched family"].x) == [m.macs / 1e6 for m in members]
+    assert list(traces["searched family"].y) == pytest.approx([100 * m.top1 for m in members])
+    widths = [next(m.baseline for m in d.margins if m.kind == "width") for _, d in facts.verdicts]
+    assert list(traces["width family"].x) == [w.macs / 1e6 for w in widths]
+    assert all(e > 0 for e in traces["width family"].error_y.array)
+    resolution = next(t for t in fig.data if t.name == "resolution (px)")
+    assert list(resolution.y) == pytest.approx([m.config.resolution / members[-1].config.resolution
+                                                for m in members])
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 4 and all(list(b.x) == ["100M", "150M", "300M"] for b in bars)
+    assert set(view.family["importance"]) == {str(b) for b in BUDGETS}

@@ -55,6 +55,9 @@ class StudyView:
     surrogate: GPSurrogate | None
     importance: dict[str, Any]  # summary["importance"]
     quantized: dict[str, Any] | None = None  # summary["quantized"]: the deciding networks once quantized
+    verdicts: tuple[tuple[int, Decision], ...] = ()  # (budget, decision) at every budget, cheapest first
+    family: dict[str, Any] | None = None  # summary["family"]: a family study's members, law and importance
+    formula: dict[str, Any] | None = None  # summary["formula"]: the scaling formula (a family's: the law)
 
     @cached_property
     def jobs(self) -> tuple[Entry, ...]:
