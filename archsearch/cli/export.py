@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..export.family import export_family_cvnets, export_family_timm, family_table
+from ..export.family import export_family_cvnets, export_family_timm
 from ..export.record import default_out, export, select_trial
-from ..results.family import family_members
+from ..results.family import family_members, family_table
 from ..results.judge import study_facts
 from ..search.study import default_storage, make_storage, open_study, quiet_optuna
 from .common import CLIError, add_storage_option, add_study_option, format_count

@@ -1,5 +1,5 @@
 """The exports of a searched family (one member per MAC budget): one timm file that registers every member, an
-ml-cvnets config per member, and the family's table.
+ml-cvnets config per member (each with the family's table, ``results.family.family_table``).
 
 * ``export_family_timm`` -- ``timm_family_<study>.py``: importing it registers each member under its name
   (``archsearch_v2_300m``) with timm's model registry, so ``timm.create_model(name)`` builds it like timm's
@@ -8,18 +8,17 @@ ml-cvnets config per member, and the family's table.
   ``timm.model_cfg_source``), so both files spell a network the same way.
 * ``export_family_cvnets`` -- per member, ``cvnets/<name>.yaml``, ``.py`` and ``.md`` as ``export_cvnets``
   writes them for one network, plus ``cvnets/README.md`` listing the members.
-* ``family_table`` -- a plain-text table like timm's model list: factors, cost, latency, top-1.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..results.family import FamilyMember
+from ..results.family import FamilyMember, family_table
 from ..train.data import MEAN, STD
 from . import ExportError
 from .cvnets import EVAL_RESIZE_RATIO, write_cvnets
@@ -99,10 +98,6 @@ def {name}(pretrained=False, **kwargs):
 '''
 
 
-def _order(m: FamilyMember) -> tuple[str, int]:
-    return m.config.family, m.budget
-
-
 def _checked(members: Sequence[FamilyMember]) -> list[FamilyMember]:
     """The members by family and budget; ``ExportError`` unless their names are distinct Python identifiers
     (each is a function name in the timm file and a registry name in both trainers)."""
@@ -112,7 +107,7 @@ def _checked(members: Sequence[FamilyMember]) -> list[FamilyMember]:
     bad = sorted({n for n in names if not n.isidentifier()} | {n for n in names if names.count(n) > 1})
     if bad:
         raise ExportError(f"family: member names must be distinct Python identifiers: {', '.join(bad)}")
-    return sorted(members, key=_order)
+    return sorted(members, key=lambda m: m.order)
 
 
 def _entry(m: FamilyMember) -> dict[str, Any]:
@@ -172,35 +167,3 @@ def export_family_cvnets(members: Sequence[FamilyMember], out: Path, study: str 
     readme.write_text(f"# A MobileViT family for ml-cvnets\n\nExported by archsearch from study `{study}`: one "
                       f"network per MAC budget.\n\n```\n{family_table(members)}\n```\n\n{files}\n")
     return [*paths, readme]
-
-
-def _percent(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
-
-
-# header, cell, alignment
-COLUMNS: tuple[tuple[str, Callable[[FamilyMember], str], str], ...] = (
-    ("model", lambda m: m.name, "<"),
-    ("family", lambda m: m.config.family + (m.config.variant or ""), "<"),
-    ("res", lambda m: str(m.config.resolution), ">"),
-    ("width", lambda m: f"{m.config.width:g}", ">"),
-    ("mv2", lambda m: f"{m.config.mv2_depth:g}", ">"),
-    ("vit", lambda m: f"{m.config.vit_depth:g}", ">"),
-    ("MACs (M)", lambda m: f"{m.macs / 1e6:.1f}", ">"),
-    ("params (M)", lambda m: f"{m.params / 1e6:.3f}", ">"),
-    ("latency (ms)", lambda m: "-" if m.latency_ms is None else f"{m.latency_ms:.2f}", ">"),
-    ("top-1 (%)", lambda m: _percent(m.top1), ">"),
-    ("at", lambda m: m.fidelity or "-", "<"),
-    ("quantized top-1 (%)", lambda m: _percent(m.quantized_top1), ">"),
-)
-
-
-def family_table(members: Sequence[FamilyMember]) -> str:
-    """One line per member (by family and budget) under a header, '-' where a value was not measured: its
-    factors (mv2, vit: the depth multipliers), cost, latency and top-1, the mean over seeds at the deciding
-    fidelity ('at')."""
-    rows = [[cell(m) for _, cell, _ in COLUMNS] for m in sorted(members, key=_order)]
-    widths = [max([len(header), *(len(row[i]) for row in rows)]) for i, (header, _, _) in enumerate(COLUMNS)]
-    lines = [[header for header, _, _ in COLUMNS], *rows]
-    return "\n".join("  ".join(f"{cell:{align}{w}}" for cell, w, (_, _, align) in zip(line, widths, COLUMNS)).rstrip()
-                     for line in lines)

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from .. import __version__
 from ..model.config import ArchConfig
 from ..results.decision import Decision
-from ..results.family import FamilyMember, family_members
+from ..results.family import FamilyMember, family_members, family_table
 from ..results.formula import (
     FormulaDeclined,
     ScalingFormula,
@@ -236,7 +236,8 @@ def render(summary: dict[str, Any]) -> str:
         lines += verdict_lines(v)
     lines += [""] + noise_lines(summary["noise"], summary["decided_at"])
     if family:
-        lines += ["", "the family (each budget's winner):"] + family_lines(family["members"])
+        table = family_table([FamilyMember.from_dict(m) for m in family["members"]])
+        lines += ["", "the family (each budget's winner):"] + [f"  {line}" for line in table.splitlines()]
         lines += ["", "as the budget grows (the law across the budgets, 90 % intervals):"]
         lines += [f"  {statement}" for statement in family["law"]]
         ef = family["efficientnet_exponents"]
@@ -299,15 +300,4 @@ def verdict_lines(v: dict[str, Any]) -> list[str]:
         if b["margin"] is not None:
             other = "; ".join(f"{100 * v:+.2f} at rung {k}" for k, v in b["margin_by_rung"].items())
             lines.append(f"  {'':<17} {b['words']}" + (f" (point margin {other})" if other else ""))
-    return lines
-
-
-def family_lines(members: list[dict[str, Any]]) -> list[str]:
-    """The family as a table, like timm's model list."""
-    lines = [f"  {'name':<22} {'config':<34} {'MACs':>8} {'params':>8} {'top-1':>7} {'P(best)':>7} {'latency':>9}"]
-    for m in members:
-        p = "-" if m["p_best"] is None else f"{m['p_best']:.2f}"
-        top1 = "-" if m["top1"] is None else f"{100 * m['top1']:.2f}%"
-        lines.append(f"  {m['name']:<22} {m['config_id']:<34} {m['macs'] / 1e6:>7.1f}M {m['params'] / 1e6:>7.2f}M "
-                     f"{top1:>7} {p:>7} {_ms(m['latency_ms']):>9}")
     return lines

@@ -22,11 +22,10 @@ from archsearch.export.family import (
     export_family_cvnets,
     export_family_timm,
     family_module_name,
-    family_table,
 )
 from archsearch.model.config import ArchConfig, preset
 from archsearch.model.cost import closed_form_cost
-from archsearch.results.family import FamilyMember
+from archsearch.results.family import FamilyMember, family_table
 
 CUSTOM = ArchConfig("v2", resolution=192, width=0.625, mv2_depth=0.75, vit_depth=0.5, num_classes=10)
 # (config, MAC budget, timm's own model of the same network or None, top-1, latency ms, quantized top-1)
@@ -227,9 +226,9 @@ def test_family_table_lists_every_member():
         "archsearch_v2_2000m"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["archsearch_v2_500m"] == ["archsearch_v2_500m", "v2", "256", "0.5", "1", "1", "480.7", "1.371",
-                                          "3.25", "70.12", "short", "69.54"]
+                                          "3.25", "70.12", "-", "short", "69.54"]
     assert rows["archsearch_v2_400m"] == ["archsearch_v2_400m", "v2", "192", "0.625", "0.75", "0.5", "381.6",
-                                          "1.306", "-", "-", "smoke", "-"]
+                                          "1.306", "-", "-", "-", "smoke", "-"]
     assert rows["archsearch_v1_450m"][1] == "v1xxs" and rows["archsearch_v1_450m"][7] == "1.272"
     assert rows["archsearch_v2_2000m"][6:8] == ["1844.4", "4.902"]
 

@@ -209,3 +209,20 @@ def test_the_dashboard_shows_the_family_against_macs(family):
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 4 and all(list(b.x) == ["100M", "150M", "300M"] for b in bars)
     assert set(view.family["importance"]) == {str(b) for b in BUDGETS}
+
+
+def test_a_family_interrupted_and_resumed_trains_nothing_twice_and_ends_as_one_run(family, tmp_path):
+    """Stopped after 7 jobs and resumed by another process (a new session on the same storage, as a worker or a
+    re-run is): the jobs and the verdicts are those of the uninterrupted run."""
+    from helpers.evaluator import SyntheticEvaluator
+
+    study, url, _, _, settings = family
+    evaluator = SyntheticEvaluator(settings.fidelity_ladder(), noise=0.01)
+    run_synthetic(tmp_path, settings, evaluator, name="again", max_trials=7)
+    resumed, resumed_url, _, _ = run_synthetic(tmp_path, settings, evaluator, name="again")
+    assert len(evaluator.calls) == len(set(evaluator.calls))
+    keys = [e.job.key for e in Ledger(resumed.get_trials()).entries if e.state == "done"]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == {e.job.key for e in Ledger(study.get_trials()).entries if e.state == "done"}
+    assert [d.winner.config for _, d in study_facts(resumed, resumed_url).verdicts] == \
+        [d.winner.config for _, d in study_facts(study, url).verdicts]
