@@ -11,7 +11,7 @@ import optuna
 
 from ..gp.models import rung_priors
 from ..model.config import ArchConfig
-from ..results.formula import apply_formula, derive_formula
+from ..results.formula import MIN_LEVELS, apply_formula, derive_formula
 from ..results.holdout import LAW, LAW_CHECKS_ATTR, LawCheck, check_law, check_lines
 from ..results.judge import StudyFacts, study_facts
 from ..results.law import held_out_law
@@ -112,6 +112,9 @@ def _validate(args: argparse.Namespace, study: optuna.Study, storage_url: str) -
     if budget not in budgets:
         raise CLIError(f"--validate: {budget / 1e6:g}M is not a budget of study {args.study!r} "
                        f"({facts.settings.budgets_label})")
+    if len(budgets) <= MIN_LEVELS:
+        raise CLIError(f"--validate: leaving one budget out needs a family of {MIN_LEVELS + 1} budgets or more (the "
+                       f"law is fitted at the {MIN_LEVELS} others); study {args.study!r} has {len(budgets)}")
     print(join_threads(args).note())
     data = str(resolve_data_root(args.data or facts.settings.data))
     s = facts.settings
@@ -143,16 +146,19 @@ def held_out_prediction(facts: StudyFacts, budget: int) -> dict:
         raise CLIError(f"--validate: {err}") from None
     if held.pick is None:
         raise CLIError(f"--validate: without {budget / 1e6:g}M, {held.formula.describe()}")
-    return held.to_dict()
+    return {**held.to_dict(), "evidence": len(done)}
 
 
 def validate_budget(study: optuna.Study, storage_url: str, facts: StudyFacts, budget: int, evaluator: Evaluator,
                     progress: bool = True, fits: Callable[[list[Job]], bool] | None = None) -> LawCheck:
-    """Predict ``budget``'s network by the law fitted without it (kept in the study), train it at the deciding
-    rung at every top seed where it is not trained there yet (unless ``fits`` says the jobs do not fit the
-    time left), and compare it there."""
+    """Predict ``budget``'s network by the law fitted without it (kept in the study, and made again once the
+    study has more jobs), train it at the deciding rung at every top seed where it is not trained there yet
+    (unless ``fits`` says the jobs do not fit the time left), and compare it there."""
     kept = dict(study.user_attrs.get(LAW_CHECKS_ATTR, {}))
-    held = kept.get(str(budget)) or held_out_prediction(facts, budget)
+    held = kept.get(str(budget))
+    evidence = sum(e.state == "done" and e.job.role != LAW for e in facts.ledger.entries)
+    if held is None or held.get("evidence") != evidence:
+        held = held_out_prediction(facts, budget)
     study.set_user_attr(LAW_CHECKS_ATTR, {**kept, str(budget): held})
     predicted = ArchConfig.from_dict(held["pick"]["config"])
     plan, top = facts.plan, facts.plan.ladder.top

@@ -226,3 +226,18 @@ def test_a_family_interrupted_and_resumed_trains_nothing_twice_and_ends_as_one_r
     assert set(keys) == {e.job.key for e in Ledger(study.get_trials()).entries if e.state == "done"}
     assert [d.winner.config for _, d in study_facts(resumed, resumed_url).verdicts] == \
         [d.winner.config for _, d in study_facts(study, url).verdicts]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--validate", "200M"], "--validate: 200M is not a budget of study"),
+    (["--validate", "150M"], "--validate: leaving one budget out needs a family of 4 budgets or more"),
+    (["--validate", "150M", "--mac-budget", "150M"], "--mac-budget or --validate: give one"),
+    ([], "--mac-budget or --validate: give one"),
+])
+def test_formula_validate_refuses_bad_input_in_one_line(family, capsys, args, needle):
+    from archsearch.cli import main
+
+    study, url, _, _, _ = family
+    assert main(["formula", "--study", study.study_name, "--storage", url, *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
