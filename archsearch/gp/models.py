@@ -13,6 +13,7 @@ Everything is float64.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from gpytorch.means import ConstantMean, Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import GammaPrior, LogNormalPrior, Prior
 from linear_operator.operators import InterpolatedLinearOperator
+from linear_operator.utils.errors import NotPSDError
 from scipy.stats import beta as beta_distribution
 
 MIN_NOISE = 1e-4  # noise variance floor, in standardised units: keeps the Cholesky well conditioned
@@ -212,7 +214,11 @@ def gp_settings() -> Iterator[None]:
 
 
 def maximise_marginal_likelihood(model: ExactGPModel) -> float:
-    """L-BFGS on the negative exact marginal log likelihood (with priors); returns the final loss."""
+    """L-BFGS on the negative exact marginal log likelihood (with priors); returns the final loss. A line
+    search can step where the kernel matrix is numerically singular (seen on accuracies shuffled across a
+    family study's configs, each at several rungs): the model then keeps its starting hyper-parameters and the
+    fit counts as failed (loss inf), so another restart is chosen where one succeeded."""
+    start = copy.deepcopy(model.state_dict())
     model.train()
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
     optimizer = torch.optim.LBFGS(
@@ -226,9 +232,13 @@ def maximise_marginal_likelihood(model: ExactGPModel) -> float:
         loss.backward()
         return loss
 
-    with gp_settings():
-        optimizer.step(closure)
-        with torch.no_grad():
-            loss = float(-mll(model(x), y))
+    try:
+        with gp_settings():
+            optimizer.step(closure)
+            with torch.no_grad():
+                loss = float(-mll(model(x), y))
+    except NotPSDError:
+        model.load_state_dict(start)
+        loss = math.inf
     model.eval()
     return loss if math.isfinite(loss) else math.inf

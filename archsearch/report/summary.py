@@ -243,6 +243,8 @@ def render(summary: dict[str, Any]) -> str:
         ef = family["efficientnet_exponents"]
         lines.append("  EfficientNet's compound rule would grow each as MACs^e: "
                      + ", ".join(f"{k} {v:.2f}" for k, v in ef.items()))
+        lines += ["", "factor importance at each budget (the GP's mean over the networks within it):"]
+        lines += [f"  {int(b) / 1e6:g}M: {imp.get('verdict') or 'no GP'}" for b, imp in family["importance"].items()]
         if family["downsized"]:
             lines.append("  downsized by the law from the largest budget's winner, one step per budget (the seed "
                          "paper's method; GP mean at the top rung): " + "; ".join(
@@ -252,7 +254,7 @@ def render(summary: dict[str, Any]) -> str:
             lines += [""] + check_lines(check)
     lines += quantized_lines(summary.get("quantized"))
     lines += ["", importance_text(summary["importance"])]
-    if summary["formula"]:
+    if summary["formula"] and not (family and summary["formula"]["declined"]):  # a family's decline: said above
         lines += ["", formula_text(summary["formula"])]
     return "\n".join(lines)
 

@@ -255,3 +255,32 @@ def test_incumbent_is_the_best_posterior_mean_not_the_luckiest_score() -> None:
     noisy = GPSurrogate(SPACE, seed=0).fit([GRID[i] for i in train], y, noise_std=0.05)
     assert noisy.incumbent() != GRID[train[worst]]
     assert noisy.incumbent() == GRID[train[int(np.argmax(noisy.predict([GRID[i] for i in train])[0]))]]
+
+
+def test_a_restart_whose_line_search_meets_a_singular_kernel_fails_alone(monkeypatch) -> None:
+    """Seen summarizing a family study (accuracies shuffled across configs at several rungs): L-BFGS stepped
+    where the kernel matrix is not positive definite and the whole summary crashed. That restart now keeps its
+    starting hyper-parameters and loses to one that succeeded; if every one fails, the GP is the prior's."""
+    import torch
+    from linear_operator.utils.errors import NotPSDError
+
+    rng = np.random.default_rng(1)
+    train = rng.permutation(len(GRID))[:40]
+    configs, y = [GRID[i] for i in train], bowl(X[train]) + rng.normal(0.0, 0.002, len(train))
+    real, failing = torch.optim.LBFGS.step, {"left": 1}
+
+    def step(self, closure):
+        if failing["left"]:
+            failing["left"] -= 1
+            raise NotPSDError("not positive definite")
+        return real(self, closure)
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", step)
+    start = GPSurrogate(SPACE, seed=0, n_restarts=1)._model().covar_module.base_kernel.lengthscale.detach().clone()
+    one_failed = GPSurrogate(SPACE, seed=0, n_restarts=2).fit(configs, y)
+    assert not torch.allclose(one_failed.model.covar_module.base_kernel.lengthscale, start)  # the fitted restart
+    assert r_squared(bowl(X[train]), one_failed.predict(configs)[0]) > 0.9
+    failing["left"] = 3
+    all_failed = GPSurrogate(SPACE, seed=0, n_restarts=3).fit(configs, y)
+    assert torch.allclose(all_failed.model.covar_module.base_kernel.lengthscale, start)
+    assert np.all(np.isfinite(all_failed.predict(configs)[0]))
