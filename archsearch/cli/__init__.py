@@ -22,7 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "presets": ("presets", "list the official architectures with params and MACs"),
     "train": ("train", "proxy-train one architecture on an ImageNet-format dataset and report its accuracy"),
     "run": ("run", "search for the most accurate MobileViT within a MAC budget"),
-    "formula": ("formula", "apply the scaling formula of a study to any MAC budget"),
+    "formula": ("formula", "apply the scaling formula of a study to any MAC budget, or check a family's law at a "
+                "held-out budget"),
     "dashboard": ("dashboard", ("write a study's interactive HTML dashboard (factor cube, GP maps, Pareto "
                                 "front, rungs, history)")),
     "export": ("export", "export a study's winner to the trainers: JSON, ml-cvnets, timm, ONNX"),
