@@ -44,7 +44,6 @@ class GPSampler(optuna.samplers.BaseSampler):
                                              rung_prior=prior))
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
 
-
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return distributions(self.space)
 
