@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers.surfaces import fit_gp, scored
 
 import archsearch.results.formula as formula_module
 from archsearch.gp.surrogate import GPSurrogate
@@ -41,18 +42,13 @@ def study():
     band = [(c, m) for c, m in distinct_networks(SPACE) if 0.35 * BUDGET <= m <= BUDGET]
     rng = np.random.default_rng(0)
     trained = [band[i] for i in rng.choice(len(band), 30, replace=False)]
-    accuracies = np.array([truth(c, m) for c, m in trained]) + rng.normal(0, NOISE, len(trained))
-    return trained, accuracies
-
-
-def fit(trained, accuracies) -> GPSurrogate:
-    return GPSurrogate(SPACE, seed=0).fit([c for c, _ in trained], accuracies, noise_std=NOISE)
+    return trained, scored(trained, truth, NOISE, rng)
 
 
 @pytest.fixture(scope="module")
 def real(study):
     trained, accuracies = study
-    surrogate = fit(trained, accuracies)
+    surrogate = fit_gp(SPACE, trained, accuracies, NOISE)
     return surrogate, derive_formula(surrogate, SPACE, trained, BUDGET, shuffles=20)
 
 
@@ -93,7 +89,7 @@ def test_shuffled_or_random_accuracies_change_the_exponents_or_decline(real, stu
     rng = np.random.default_rng(1)
     fake = rng.permutation(accuracies) if kind == "shuffled" else rng.normal(accuracies.mean(), accuracies.std(),
                                                                              len(accuracies))
-    formula = derive_formula(fit(trained, fake), SPACE, trained, BUDGET)
+    formula = derive_formula(fit_gp(SPACE, trained, fake, NOISE), SPACE, trained, BUDGET)
     if formula.declined:
         assert "the evidence is too thin" in formula.reason
     else:

@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 import pytest
+from helpers.surfaces import fit_gp, scored
 
 import archsearch.results.permutation as permutation_module
-from archsearch.gp.surrogate import GPSurrogate
 from archsearch.model.cost import closed_form_cost, distinct_networks
 from archsearch.model.space import FACTORS, FactorSpace
 from archsearch.results.formula import (
@@ -59,17 +59,12 @@ def study():
     for (low, high), n in zip(bands, (BELOW,) + (PER_BAND,) * len(BUDGETS)):
         band = [(c, m) for c, m in NETWORKS if low < m <= high]
         trained += [band[i] for i in rng.choice(len(band), n, replace=False)]
-    accuracies = np.array([truth(c, m) for c, m in trained]) + rng.normal(0, NOISE, len(trained))
-    return trained, accuracies
-
-
-def fit(trained, accuracies) -> GPSurrogate:
-    return GPSurrogate(SPACE, seed=0).fit([c for c, _ in trained], accuracies, noise_std=NOISE)
+    return trained, scored(trained, truth, NOISE, rng)
 
 
 @pytest.fixture(scope="module")
 def real(study):
-    surrogate = fit(*study)
+    surrogate = fit_gp(SPACE, *study, NOISE)
     return surrogate, family_law(surrogate, SPACE, study[0], BUDGETS, n_samples=128, shuffles=0)
 
 
@@ -133,7 +128,7 @@ def test_shuffled_accuracies_decline_where_the_real_ones_pass_the_permutation_te
     assert formula.permutation.shuffles == 8 and formula.permutation.as_extreme == 0
     trained, accuracies = study
     fake = np.random.default_rng(1).permutation(accuracies)
-    declined = family_law(fit(trained, fake), SPACE, trained, BUDGETS, n_samples=64, shuffles=8)
+    declined = family_law(fit_gp(SPACE, trained, fake, NOISE), SPACE, trained, BUDGETS, n_samples=64, shuffles=8)
     assert isinstance(declined, FormulaDeclined), declined.describe()
     assert declined.reason.startswith("the evidence is too thin")
 
