@@ -25,7 +25,10 @@ from .networks import by_score
 
 def _union(jobs: Iterable[Job]) -> list[Job]:
     """Each job once (the first member that asks for it gives its baseline kinds), in the members' order."""
-    return list({job.key: job for job in reversed(list(jobs))}.values())[::-1]
+    out: dict[tuple, Job] = {}
+    for job in jobs:
+        out.setdefault(job.key, job)
+    return list(out.values())
 
 
 @dataclass(frozen=True)
