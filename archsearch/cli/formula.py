@@ -12,7 +12,7 @@ import optuna
 from ..gp.models import rung_priors
 from ..model.config import ArchConfig
 from ..results.formula import MIN_LEVELS, apply_formula, derive_formula
-from ..results.holdout import LAW, LAW_CHECKS_ATTR, LawCheck, check_law, check_lines
+from ..results.holdout import LAW, LAW_CHECKS_ATTR, LawCheck, check_kept, check_lines
 from ..results.judge import StudyFacts, study_facts
 from ..results.law import held_out_law
 from ..search import Evaluator, Job, feasible_grid, parse_macs
@@ -170,5 +170,4 @@ def validate_budget(study: optuna.Study, storage_url: str, facts: StudyFacts, bu
         Session(facts.settings, study.study_name, storage_url).run(evaluator, ResultCache(), progress=progress,
                                                                   max_trials=len(jobs))
         facts = study_facts(study, storage_url)
-    decision = dict(facts.verdicts)[budget]
-    return check_law(budget, predicted, decision, facts.ledger, facts.noise[decision.rung], seed=facts.settings.seed)
+    return check_kept(facts, budget, held)

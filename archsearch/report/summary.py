@@ -16,7 +16,6 @@ import optuna
 from optuna.trial import TrialState
 
 from .. import __version__
-from ..model.config import ArchConfig
 from ..results.decision import Decision
 from ..results.family import FamilyMember, family_members, family_table
 from ..results.formula import (
@@ -25,7 +24,7 @@ from ..results.formula import (
     derive_formula,
     formula_text,
 )
-from ..results.holdout import LawCheck, check_law, check_lines, stored_checks
+from ..results.holdout import check_kept, check_lines, stored_checks
 from ..results.importance import factor_importance, importance_text
 from ..results.judge import StudyFacts, study_facts
 from ..results.law import (
@@ -92,7 +91,7 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
             "efficientnet_exponents": efficientnet_exponents(),
             "importance": {str(b): (importance if b == settings.mac_budget else factor_importance(
                 f.surrogate, proposals, settings.seed, budget=b).to_dict()) for b in settings.budgets},
-            "checks": [_check(f, budget, held).to_dict() for budget, held in sorted(stored_checks(study).items())]},
+            "checks": [check_kept(f, budget, held).to_dict() for budget, held in sorted(stored_checks(study).items())]},
         "rungs": [[e.to_dict() for e in sorted(ledger.at(r), key=lambda e: e.number)]
                   for r in range(plan.ladder.top + 1)],
         "importance": importance,
@@ -108,13 +107,6 @@ def _downsized(f: StudyFacts, formula: ScalingFormula | FormulaDeclined | None,
     if not isinstance(formula, ScalingFormula) or not members or members[-1].budget != f.settings.budgets[-1]:
         return ()
     return downsize(formula, members[-1].config, f.settings.budgets, f.settings.factor_space(), f.surrogate)
-
-
-def _check(f: StudyFacts, budget: int, held: dict[str, Any]) -> LawCheck:
-    """A kept held-out prediction (``results.holdout``) compared at its budget's deciding rung."""
-    decision = dict(f.verdicts)[budget]
-    return check_law(budget, ArchConfig.from_dict(held["pick"]["config"]), decision, f.ledger,
-                     f.noise[decision.rung], seed=f.settings.seed)
 
 
 def verdict(decision: Decision, ledger: Ledger) -> dict[str, Any]:

@@ -13,7 +13,7 @@ the summary and the dashboard read the same check without refitting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -23,6 +23,9 @@ from ..search.networks import Network, by_score
 from ..search.noise import Noise
 from .decision import Decision
 from .selection import draw
+
+if TYPE_CHECKING:
+    from .judge import StudyFacts
 
 LAW = "law"  # the role of a job that trains a held-out budget's predicted network
 LAW_CHECKS_ATTR = "law_checks"
@@ -99,3 +102,10 @@ def check_law(budget: int, predicted: ArchConfig, decision: Decision, ledger: Le
     found = draws.simultaneous([(0, i + 1) for i in range(len(others))])
     return LawCheck(budget, predicted, trained, tuple(
         Comparison(what, n.config.id, *found[(0, i + 1)][:2]) for i, (what, n) in enumerate(others)))
+
+
+def check_kept(facts: StudyFacts, budget: int, held: dict[str, Any]) -> LawCheck:
+    """``check_law`` of a kept prediction (``HeldOut.to_dict``) at ``budget``'s verdict in ``facts``."""
+    decision = dict(facts.verdicts)[budget]
+    return check_law(budget, ArchConfig.from_dict(held["pick"]["config"]), decision, facts.ledger,
+                     facts.noise[decision.rung], seed=facts.settings.seed)
