@@ -72,13 +72,22 @@ class Bias:
     against: str
     source: str
     study_df: int = 0  # of which from this study's networks at both fidelities
+    scatter: float | None = None  # measured by the study alone: the scatter the seed noise was taken out of
+    seed_noise: float = 0.0
 
     @property
     def known(self) -> bool:
         return self.std is not None
 
     def interval(self) -> tuple[float, float] | None:
-        return chi2_interval(self.std, self.df) if self.std is not None and self.df else None
+        """The interval of the scatter less the seed noise where the study measured it alone: a bias estimated as
+        0 (scatter below the noise) still has an upper end."""
+        if self.std is None or not self.df:
+            return None
+        if self.scatter is None:
+            return chi2_interval(self.std, self.df)
+        low, high = chi2_interval(self.scatter, self.df)
+        return math.sqrt(max(0.0, low**2 - self.seed_noise**2)), math.sqrt(max(0.0, high**2 - self.seed_noise**2))
 
     def to_dict(self) -> dict[str, Any]:
         return {"std": self.std, "df": self.df, "against": self.against, "source": self.source,
@@ -162,14 +171,18 @@ def rung_noise(profile: Profile | str, scores_by_network: Iterable[Sequence[floa
 def fidelity_bias(rung: Sequence[float], higher: Sequence[float], seed_noise: float) -> tuple[float, int]:
     """(bias std, degrees of freedom): the scatter of ``rung`` scores about their least-squares line on the same
     networks' ``higher``-fidelity scores, less the rung's ``seed_noise`` (0 where the scatter is no larger)."""
+    return math.sqrt(max(0.0, _scatter(rung, higher) ** 2 - seed_noise**2)), len(rung) - 2
+
+
+def _scatter(rung: Sequence[float], higher: Sequence[float]) -> float:
+    """The std of ``rung`` scores about their least-squares line on ``higher`` (n - 2 degrees of freedom)."""
     n = len(rung)
     if n != len(higher) or n < 3:
         raise ValueError(f"need the same networks at both fidelities, at least 3 (got {n} and {len(higher)})")
     mean_x, mean_y = sum(higher) / n, sum(rung) / n
     sxx = sum((x - mean_x) ** 2 for x in higher)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(higher, rung)) / sxx if sxx else 0.0
-    residual = sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(higher, rung)) / (n - 2)
-    return math.sqrt(max(0.0, residual - seed_noise**2)), n - 2
+    return math.sqrt(sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(higher, rung)) / (n - 2))
 
 
 def rung_bias(profile: Profile | str, against: Profile | str, pairs: Sequence[tuple[float, float]],
@@ -185,7 +198,8 @@ def rung_bias(profile: Profile | str, against: Profile | str, pairs: Sequence[tu
     if prior is None and not df:
         return Bias(None, 0.0, top, f"unmeasured: nobody measured {name!r} against {top!r}")
     if prior is None:
-        return Bias(found, df, top, f"measured by this study on {len(pairs)} networks at both ({df} df)", df)
+        return Bias(found, df, top, f"measured by this study on {len(pairs)} networks at both ({df} df)", df,
+                    _scatter([p[0] for p in pairs], [p[1] for p in pairs]), seed_noise)
     std, total = _pool(prior, prior_df, found**2 * df, df)
     where = f"Imagenette's {100 * prior:.2f} points ({prior_df:g} df)"
     return Bias(std, total, top, where + (f" pooled with this study's {len(pairs)} networks at both ({df} df)"

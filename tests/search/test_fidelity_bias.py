@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from archsearch.search import noise as fidelity
 from archsearch.search.noise import fidelity_bias, rung_bias, rung_noise
@@ -45,3 +46,16 @@ def test_the_screening_rungs_carry_their_bias_against_the_reference_and_the_refe
     assert not rung_bias("reference", "full resolution", [], 0.02).known  # nobody measured it: not 0
     assert not rung_bias("smoke", "decide", [], 0.03).known  # the prior is against the reference only
     assert math.isfinite(rung_noise("tiny", []).std) and not rung_noise("tiny", []).known
+
+
+def test_a_bias_measured_as_zero_still_has_an_upper_end():
+    """Four networks whose scatter about the line is below the seed noise: the bias is 0, and its interval is the
+    scatter's 95 % interval less the noise (the old interval, taken around the clipped 0, was [0, 0])."""
+    higher = [0.50, 0.55, 0.60, 0.65]
+    rung = [0.41, 0.44, 0.49, 0.56]  # slope 1, residuals about the line +-0.01 (orthogonal to it)
+    pairs = list(zip(rung, higher))
+    bias = rung_bias("smoke", "decide", pairs, 0.03)
+    variance = 4 * 0.01**2 / 2  # n - 2 = 2 degrees of freedom
+    upper = math.sqrt(variance * 2 / stats.chi2.ppf(0.025, 2) - 0.03**2)
+    assert bias.std == 0.0 and bias.df == 2
+    assert bias.interval() == pytest.approx((0.0, upper), abs=1e-12) and upper > 0.03
