@@ -87,7 +87,7 @@ class Bias:
         if self.scatter is None:
             return chi2_interval(self.std, self.df)
         low, high = chi2_interval(self.scatter, self.df)
-        return math.sqrt(max(0.0, low**2 - self.seed_noise**2)), math.sqrt(max(0.0, high**2 - self.seed_noise**2))
+        return _less(low, self.seed_noise), _less(high, self.seed_noise)
 
     def to_dict(self) -> dict[str, Any]:
         return {"std": self.std, "df": self.df, "against": self.against, "source": self.source,
@@ -171,7 +171,12 @@ def rung_noise(profile: Profile | str, scores_by_network: Iterable[Sequence[floa
 def fidelity_bias(rung: Sequence[float], higher: Sequence[float], seed_noise: float) -> tuple[float, int]:
     """(bias std, degrees of freedom): the scatter of ``rung`` scores about their least-squares line on the same
     networks' ``higher``-fidelity scores, less the rung's ``seed_noise`` (0 where the scatter is no larger)."""
-    return math.sqrt(max(0.0, _scatter(rung, higher) ** 2 - seed_noise**2)), len(rung) - 2
+    return _less(_scatter(rung, higher), seed_noise), len(rung) - 2
+
+
+def _less(std: float, noise: float) -> float:
+    """``std`` with ``noise`` taken out in variance (0 where the noise is the larger)."""
+    return math.sqrt(max(0.0, std**2 - noise**2))
 
 
 def _scatter(rung: Sequence[float], higher: Sequence[float]) -> float:
@@ -194,12 +199,13 @@ def rung_bias(profile: Profile | str, against: Profile | str, pairs: Sequence[tu
     prior_df = BIAS_DF.get(name, 0.0) if prior is not None else 0.0
     if prior is not None and PRIOR_DATA not in data.lower():
         prior_df = min(prior_df, OTHER_DATA_DF)
-    found, df = fidelity_bias([p[0] for p in pairs], [p[1] for p in pairs], seed_noise) if len(pairs) >= 3 else (0.0, 0)
+    scatter = _scatter([p[0] for p in pairs], [p[1] for p in pairs]) if len(pairs) >= 3 else None
+    found, df = (_less(scatter, seed_noise), len(pairs) - 2) if scatter is not None else (0.0, 0)
     if prior is None and not df:
         return Bias(None, 0.0, top, f"unmeasured: nobody measured {name!r} against {top!r}")
     if prior is None:
         return Bias(found, df, top, f"measured by this study on {len(pairs)} networks at both ({df} df)", df,
-                    _scatter([p[0] for p in pairs], [p[1] for p in pairs]), seed_noise)
+                    scatter, seed_noise)
     std, total = _pool(prior, prior_df, found**2 * df, df)
     where = f"Imagenette's {100 * prior:.2f} points ({prior_df:g} df)"
     return Bias(std, total, top, where + (f" pooled with this study's {len(pairs)} networks at both ({df} df)"
