@@ -14,7 +14,7 @@ from ..model.config import ArchConfig
 from ..results.formula import MIN_LEVELS, apply_formula, derive_formula
 from ..results.holdout import LAW, LAW_CHECKS_ATTR, LawCheck, check_kept, check_lines
 from ..results.judge import StudyFacts, study_facts
-from ..results.law import held_out_law
+from ..results.law import deciding_networks, held_out_law
 from ..search import Evaluator, Job, feasible_grid, parse_macs
 from ..search.evaluator import TrainingEvaluator
 from ..search.session import Session
@@ -52,8 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the evidence is too thin to pin the exponents down, or when the same GP fitted to the accuracies "
         "shuffled across configs gives formulas as narrow (a permutation test; ARCHSEARCH_SHUFFLES refits, "
         "default 20). With --validate (a family study of 4 or more budgets): leave that budget out -- every "
-        "job in its band dropped -- fit the law at the other budgets, predict its network, train it at the "
-        "deciding rung and compare it with the search's own best there and with the baselines.",
+        "job and deciding network in its band dropped -- fit the law at the other budgets (from the deciding "
+        "rung's posterior draws, where the family has one), predict its network, train it at the deciding rung "
+        "and compare it with the search's own best there and with the baselines. A declined law's median "
+        "exponents are checked as well, and the check says the law was declined. Interrupted, the same "
+        "command resumes the check.",
     )
     add_study_option(parser)
     add_storage_option(parser)
@@ -122,7 +125,8 @@ def _validate(args: argparse.Namespace, study: optuna.Study, storage_url: str) -
                                   checkpoints=study_dir(args.study) / "checkpoints",
                                   weights=study_dir(args.study) / "weights")
     with sigterm_as_interrupt(), exclusive_run(args.study, storage_url):
-        check = validate_budget(study, storage_url, facts, budget, evaluator, progress=not args.quiet)
+        check = validate_budget(study, storage_url, facts, budget, evaluator, progress=not args.quiet,
+                                declined_ok=True)
     if args.json:
         print_json(check.to_dict())
     else:
@@ -130,10 +134,11 @@ def _validate(args: argparse.Namespace, study: optuna.Study, storage_url: str) -
     return 0
 
 
-def held_out_prediction(facts: StudyFacts, budget: int) -> dict:
-    """The law fitted on every screening and deciding job outside ``budget``'s band, applied at ``budget``
-    (``results.law.held_out_law``, as a dict); refused in one line where the family is too small or the law
-    declines."""
+def held_out_prediction(facts: StudyFacts, budget: int, declined_ok: bool = False) -> dict:
+    """The law fitted on the evidence outside ``budget``'s band (its deciding rung where it has one, else every
+    job through the GP), applied at ``budget`` (``results.law.held_out_law``, as a dict); refused in one line
+    where the family is too small, or the law declines (unless ``declined_ok``: then the declined law's median
+    exponents predict, where it was fitted at all)."""
     ladder = facts.plan.ladder
     done = [e for e in facts.ledger.entries if e.state == "done" and e.job.role != LAW]
     prior = rung_priors([ladder.continues(r) for r in range(ladder.top)]) if ladder.top else None
@@ -141,33 +146,37 @@ def held_out_prediction(facts: StudyFacts, budget: int) -> dict:
         held = held_out_law([(e.job.config, e.macs, float(e.accuracy), e.job.rung) for e in done],
                             facts.settings.factor_space(), facts.settings.budgets, budget, seed=facts.settings.seed,
                             noise_std=[facts.noise[e.job.rung].std for e in done], fidelities=len(ladder.rungs),
-                            rung_prior=prior)
+                            rung_prior=prior, deciding=deciding_networks(facts), deciding_noise=facts.noise[ladder.top])
     except ValueError as err:
         raise CLIError(f"--validate: {err}") from None
-    if held.pick is None:
+    if held.pick is None or (held.formula.declined and not declined_ok):
         raise CLIError(f"--validate: without {budget / 1e6:g}M, {held.formula.describe()}")
     return {**held.to_dict(), "evidence": len(done)}
 
 
 def validate_budget(study: optuna.Study, storage_url: str, facts: StudyFacts, budget: int, evaluator: Evaluator,
-                    progress: bool = True, fits: Callable[[list[Job]], bool] | None = None) -> LawCheck:
+                    progress: bool = True, fits: Callable[[list[Job]], bool] | None = None,
+                    declined_ok: bool = False) -> LawCheck:
     """Predict ``budget``'s network by the law fitted without it (kept in the study, and made again once the
     study has more jobs), train it at the deciding rung at every top seed where it is not trained there yet
-    (unless ``fits`` says the jobs do not fit the time left), and compare it there."""
+    (unless ``fits`` says the jobs do not fit the time left), and compare it there. ``declined_ok``: a declined
+    law's median exponents predict too (``formula --validate`` asks for the check; ``run`` spends no time on it)."""
     kept = dict(study.user_attrs.get(LAW_CHECKS_ATTR, {}))
     held = kept.get(str(budget))
     evidence = sum(e.state == "done" and e.job.role != LAW for e in facts.ledger.entries)
-    if held is None or held.get("evidence") != evidence:
-        held = held_out_prediction(facts, budget)
+    if held is None or held.get("evidence") != evidence or (held["formula"]["declined"] and not declined_ok):
+        held = held_out_prediction(facts, budget, declined_ok)
     study.set_user_attr(LAW_CHECKS_ATTR, {**kept, str(budget): held})
     predicted = ArchConfig.from_dict(held["pick"]["config"])
     plan, top = facts.plan, facts.plan.ladder.top
     taken = facts.ledger.taken()
     jobs = [job for s in plan.top_seeds if (job := Job(predicted, top, s, LAW)).key not in taken]
-    if jobs and (fits is None or fits(jobs)):
+    waiting = [e.job for e in facts.ledger.entries if e.state == "queued" and e.job.role == LAW
+               and e.job.config.network_key() == predicted.network_key()]  # queued again by an interrupted check
+    if jobs + waiting and (fits is None or fits(jobs + waiting)):
         for job in jobs:
             study.enqueue_trial({}, user_attrs=job.attrs())
         Session(facts.settings, study.study_name, storage_url).run(evaluator, ResultCache(), progress=progress,
-                                                                  max_trials=len(jobs))
+                                                                  max_trials=len(jobs) + len(waiting))
         facts = study_facts(study, storage_url)
     return check_kept(facts, budget, held)

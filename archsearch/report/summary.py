@@ -31,8 +31,8 @@ from ..results.law import (
     DownsizeStep,
     downsize,
     efficientnet_exponents,
-    family_law,
     law_statements,
+    study_law,
 )
 from ..results.quantized import rows as quantized_rows
 from ..search.jobs import Ledger
@@ -54,7 +54,7 @@ def summarize(study: optuna.Study, storage_url: str = "", facts: StudyFacts | No
     formula = None
     pairs = [(c, _macs(ledger, k)) for k, c in trained.items()]
     if f.surrogate is not None:
-        formula = (family_law(f.surrogate, space, pairs, settings.budgets, seed=settings.seed) if settings.is_family
+        formula = (study_law(f, pairs) if settings.is_family
                    else derive_formula(f.surrogate, space, pairs, settings.mac_budget, seed=settings.seed))
     # fANOVA sees the strategy's rung-0 proposals (one fidelity, with their Optuna parameters)
     proposals = [t for t in trials if t.state == TrialState.COMPLETE and t.params and t.user_attrs.get("rung") == 0
@@ -245,7 +245,8 @@ def render(summary: dict[str, Any]) -> str:
         for check in family["checks"]:
             lines += [""] + check_lines(check)
     lines += quantized_lines(summary.get("quantized"))
-    lines += ["", importance_text(summary["importance"])]
+    if not family:  # a family's importance: at each budget, above
+        lines += ["", importance_text(summary["importance"])]
     if summary["formula"] and not (family and summary["formula"]["declined"]):  # a family's decline: said above
         lines += ["", formula_text(summary["formula"])]
     return "\n".join(lines)
@@ -254,10 +255,14 @@ def render(summary: dict[str, Any]) -> str:
 def verdict_lines(v: dict[str, Any]) -> list[str]:
     """One budget's verdict (``verdict``) as text: the deciding networks, the winner, its margins."""
     d = v["decided_at"]
-    lines = [f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
-                                                                 " -- NOT the top rung: the study did not get there"),
-             f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} "
-             f"{'P(best)' if d.get('deciding_rung') else 'GP mean':>8} {'latency':>9}"]
+    if not v["top"] and not v.get("over_latency_budget"):
+        lines = [f"nothing decided yet: no network within the budget has a result at rung {d['rung']} "
+                 f"({d['fidelity']})"]
+    else:
+        lines = [f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
+                                                                     " -- NOT the top rung: the study did not get there"),
+                 (f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} "
+                  f"{'P(best)' if d.get('deciding_rung') else 'GP mean':>8} {'latency':>9}")]
     for r in v["top"]:
         scores = ", ".join(f"{100 * x:.1f}" for x in r["scores"])
         gp = f"{100 * r['posterior_mean']:.2f}%" if r["posterior_mean"] is not None else "-"

@@ -71,6 +71,7 @@ class FactorLaw:
     exponent: float
     interval: tuple[float, float]
     blind_interval: tuple[float, float]
+    permutation: PermutationTest | None = None  # this factor's own test, where the fit gives one
 
     @property
     def relative_width(self) -> float:
@@ -78,9 +79,16 @@ class FactorLaw:
         width, blind = self.interval[1] - self.interval[0], self.blind_interval[1] - self.blind_interval[0]
         return max(width / blind, 0.01) if blind > 0 else 1.0
 
+    @property
+    def carried(self) -> bool:
+        """The evidence carries this factor's law: narrow against a blind pick, and its own test (if any) passed."""
+        return self.relative_width <= MAX_RELATIVE_WIDTH and (self.permutation is None or self.permutation.passed)
+
     def to_dict(self) -> dict:
         return {"at_budget": self.at_budget, "exponent": self.exponent, "interval_90": list(self.interval),
-                "blind_interval_90": list(self.blind_interval), "relative_width": self.relative_width}
+                "blind_interval_90": list(self.blind_interval), "relative_width": self.relative_width,
+                "carried": self.carried,
+                "permutation": None if self.permutation is None else self.permutation.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ class ScalingFormula:
     samples: int
     declined: bool = False
     permutation: PermutationTest | None = None  # the relative width against shuffled accuracies (None: untested)
+    source: str = "GP posterior draws"  # what the exponents' draws are
+    null: str = "GPs fitted to the accuracies shuffled across configs"  # what the permutation test refits
 
     def raw_factors(self, budget: int) -> dict[str, float]:
         """The formula's factor values at ``budget`` (between grid values)."""
@@ -125,7 +135,8 @@ class ScalingFormula:
 
     def to_dict(self) -> dict:
         return {"declined": False, "reason": None, "budget": self.budget, "macs_range": list(self.macs_range),
-                "variant": self.variant, "trained": self.trained, "samples": self.samples,
+                "variant": self.variant, "trained": self.trained, "samples": self.samples, "source": self.source,
+                "null": self.null,
                 "relative_width": self.relative_width, "factors": {law.factor: law.to_dict() for law in self.laws},
                 "levels": [level.to_dict() for level in self.levels],
                 "permutation": None if self.permutation is None else self.permutation.to_dict()}
@@ -133,19 +144,22 @@ class ScalingFormula:
 
 @dataclass(frozen=True)
 class FormulaDeclined:
-    """No formula: the evidence does not support one; ``reason`` says why."""
+    """No formula: the evidence does not support one; ``reason`` says why. ``fitted``: the law as fitted
+    before it was declined, where there was one (its factors may still carry their own laws)."""
 
     budget: int
     reason: str
     declined: bool = True
     permutation: PermutationTest | None = None  # the test that declined it, if one did
+    fitted: ScalingFormula | None = None
 
     def describe(self) -> str:
         return formula_text(self.to_dict())
 
     def to_dict(self) -> dict:
         return {"declined": True, "reason": self.reason, "budget": self.budget,
-                "permutation": None if self.permutation is None else self.permutation.to_dict()}
+                "permutation": None if self.permutation is None else self.permutation.to_dict(),
+                "fitted": None if self.fitted is None else self.fitted.to_dict()}
 
 
 class FormulaPick(NamedTuple):
@@ -177,17 +191,22 @@ def formula_text(formula: dict) -> str:
         return f"no scaling formula: {formula['reason']}"
     lo, hi = formula["macs_range"]
     variant = f", variant {formula['variant']}" if formula["variant"] else ""
-    lines = [f"scaling formula fitted on {_m(lo)}-{_m(hi)} MACs ({len(formula['levels'])} levels, "
-             f"{formula['trained']} trained configs{variant}); exponents: median [90 % interval] over "
-             f"{formula['samples']} GP posterior draws; the intervals are {formula['relative_width']:.2f} x as wide "
-             "as a blind pick's (geometric mean)"]
+    source = formula.get("source", "GP posterior draws")
+    lines = [(f"scaling formula fitted on {_m(lo)}-{_m(hi)} MACs ({len(formula['levels'])} levels, "
+              f"{formula['trained']} trained configs{variant}); exponents: median [90 % interval] over "
+              f"{formula['samples']} {source}; the intervals are {formula['relative_width']:.2f} x as wide "
+              "as a blind pick's (geometric mean)")]
     for factor, law in formula["factors"].items():
         low, high = law["interval_90"]
+        own = law.get("permutation")
+        tested = f", p = {own['p_value']:.2g}" if own else ""
         lines.append(f"  {factor:<10} = {law['at_budget']:.3g} * (MACs / {_m(formula['budget'])})^"
-                     f"{law['exponent']:.2f} [{low:.2f}, {high:.2f}]  ({law['relative_width']:.2f} x a blind pick's)")
+                     f"{law['exponent']:.2f} [{low:.2f}, {high:.2f}]  ({law['relative_width']:.2f} x a blind pick's"
+                     f"{tested})")
     test = formula.get("permutation")
     if test:
-        lines.append(f"tested: GPs fitted to the accuracies shuffled across configs gave a formula as narrow in "
+        null = formula.get("null", "GPs fitted to the accuracies shuffled across configs")
+        lines.append(f"tested: {null} gave a formula as narrow in "
                      f"{test['as_extreme']} of {test['shuffles']} shuffles (p = {test['p_value']:.2g})")
     return "\n".join(lines)
 

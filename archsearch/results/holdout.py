@@ -57,9 +57,10 @@ class LawCheck:
     predicted: ArchConfig
     trained: Network | None  # at the deciding rung (None: not trained there yet)
     comparisons: tuple[Comparison, ...]
+    law_declined: bool = False  # the prediction is a declined law's median (checked because it was asked for)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget": self.budget, "predicted": self.predicted.id,
+        return {"budget": self.budget, "predicted": self.predicted.id, "law_declined": self.law_declined,
                 "accuracy": None if self.trained is None else self.trained.mean,
                 "comparisons": [c.to_dict() for c in self.comparisons]}
 
@@ -67,6 +68,9 @@ class LawCheck:
 def check_lines(check: dict[str, Any]) -> list[str]:
     """A check as ``LawCheck.to_dict`` gives it (and ``summary.json`` keeps it), in words."""
     head = f"the law fitted without {check['budget'] / 1e6:g}M predicts {check['predicted']}"
+    if check.get("law_declined"):
+        head = (f"the law fitted without {check['budget'] / 1e6:g}M was declined; its median exponents, checked as "
+                f"asked, predict {check['predicted']}")
     if check["accuracy"] is None:
         return [head + ": not trained at the deciding rung ('archsearch formula --validate' trains it)"]
     lines = [head + f": {100 * check['accuracy']:.2f}% at the deciding rung"]
@@ -86,13 +90,13 @@ def stored_checks(study: optuna.Study) -> dict[int, dict[str, Any]]:
 
 
 def check_law(budget: int, predicted: ArchConfig, decision: Decision, ledger: Ledger, noise: Noise,
-              seed: int = 0) -> LawCheck:
+              seed: int = 0, law_declined: bool = False) -> LawCheck:
     """``predicted`` at ``budget``'s deciding rung against the search's own best there (the best by score of
     the verdict's networks that no law job trained) and against the verdict's baselines."""
     key = predicted.network_key()
     trained = ledger.network(predicted, decision.rung, decision.fidelity)
     if trained is None:
-        return LawCheck(budget, predicted, None, ())
+        return LawCheck(budget, predicted, None, (), law_declined)
     by_law = {e.job.config.network_key() for e in ledger.at(decision.rung, role=LAW)}
     searched = by_score(n for n in decision.ranked if n.config.network_key() not in by_law | {key})
     others = [("search", searched[0])] if searched else []
@@ -101,11 +105,12 @@ def check_law(budget: int, predicted: ArchConfig, decision: Decision, ledger: Le
     draws = draw([trained] + [n for _, n in others], noise, seed=seed)
     found = draws.simultaneous([(0, i + 1) for i in range(len(others))])
     return LawCheck(budget, predicted, trained, tuple(
-        Comparison(what, n.config.id, *found[(0, i + 1)][:2]) for i, (what, n) in enumerate(others)))
+        Comparison(what, n.config.id, *found[(0, i + 1)][:2]) for i, (what, n) in enumerate(others)), law_declined)
 
 
 def check_kept(facts: StudyFacts, budget: int, held: dict[str, Any]) -> LawCheck:
     """``check_law`` of a kept prediction (``HeldOut.to_dict``) at ``budget``'s verdict in ``facts``."""
     decision = dict(facts.verdicts)[budget]
     return check_law(budget, ArchConfig.from_dict(held["pick"]["config"]), decision, facts.ledger,
-                     facts.noise[decision.rung], seed=facts.settings.seed)
+                     facts.noise[decision.rung], seed=facts.settings.seed,
+                     law_declined=bool(held["formula"]["declined"]))

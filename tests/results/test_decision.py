@@ -13,7 +13,7 @@ from archsearch.model.config import ArchConfig
 from archsearch.model.cost import closed_form_cost
 from archsearch.model.space import FactorSpace
 from archsearch.report.dashboard import collect, winner_html
-from archsearch.report.summary import render, summarize
+from archsearch.report.summary import render, summarize, verdict_lines
 from archsearch.results.decision import decide, margin, words
 from archsearch.results.judge import fit_surrogate, study_facts
 from archsearch.search import Job, Ledger, feasible_grid
@@ -286,3 +286,12 @@ def test_a_deciding_rung_of_networks_with_measured_latency_decides(tmp_path, syn
     assert decision.winner is not None and decision.p_best
     assert decision.winner.latency is not None
     assert all(m.margin is not None for m in decision.margins if m.baseline is not None)
+
+
+def test_a_verdict_with_nothing_at_the_deciding_rung_says_nothing_is_decided():
+    """A study interrupted before any deciding job: no "decided at" over an empty table."""
+    verdict = {"decided_at": {"rung": 2, "fidelity": "decide", "reached_top": True, "deciding_rung": False},
+               "winner": None, "baselines": [], "top": [], "over_latency_budget": []}
+    lines = verdict_lines(verdict)
+    assert lines[0] == "nothing decided yet: no network within the budget has a result at rung 2 (decide)"
+    assert not any(line.startswith(("decided at", "config ")) for line in lines)

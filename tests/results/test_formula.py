@@ -124,7 +124,8 @@ def test_declines_on_a_narrow_mac_span(real, study):
     assert len(trained) >= 6
     formula = derive_formula(real[0], SPACE, trained, BUDGET)
     assert formula.declined and "span only" in formula.reason
-    assert formula.to_dict() == {"declined": True, "reason": formula.reason, "budget": BUDGET, "permutation": None}
+    assert formula.to_dict() == {"declined": True, "reason": formula.reason, "budget": BUDGET, "permutation": None,
+                                 "fitted": None}
 
 
 def test_text_and_json(real):

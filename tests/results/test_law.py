@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from helpers.surfaces import fit_gp, scored
+from scipy import stats
 
 import archsearch.results.permutation as permutation_module
 from archsearch.model.cost import closed_form_cost, distinct_networks
@@ -21,12 +22,16 @@ from archsearch.results.formula import (
     ScalingFormula,
 )
 from archsearch.results.law import (
+    deciding_law,
     downsize,
     efficientnet_exponents,
     family_law,
     held_out_law,
     law_statements,
 )
+from archsearch.results.permutation import PermutationTest
+from archsearch.search.networks import Network
+from archsearch.search.noise import Noise
 
 SPACE = FactorSpace.default("v2")
 NETWORKS = list(distinct_networks(SPACE))
@@ -231,3 +236,119 @@ def test_efficientnet_exponents():
     # alpha 1.2 (both depths), beta 1.1 (width), gamma 1.15 (resolution); MACs double per unit of phi
     assert efficientnet_exponents() == pytest.approx(
         {"resolution": 0.2016, "width": 0.1375, "mv2_depth": 0.2630, "vit_depth": 0.2630}, abs=1e-4)
+
+
+# the law from the deciding rung: networks trained there with per-image hits, as a family's verdicts see them
+
+IMAGES = 2000
+
+
+def deciding(winners: list, others_per_budget: int = 4, gap: float = 0.1, seed: int = 0) -> list[Network]:
+    """At each budget: ``winners[k]`` scoring ``gap`` above ``others_per_budget`` other networks in the budget's
+    window, each scored on the same ``IMAGES`` validation images (independent hits)."""
+    rng = np.random.default_rng(seed)
+    nets = []
+    for budget, (config, macs) in zip(BUDGETS, winners):
+        window = [(c, m) for c, m in NETWORKS if WINDOW * budget <= m <= budget and c != config]
+        rivals = [window[i] for i in rng.choice(len(window), others_per_budget, replace=False)]
+        for (c, m), p in [((config, macs), 0.6 + gap)] + [(r, 0.6) for r in rivals]:
+            hits = rng.random(IMAGES) < p
+            nets.append(Network(c, m, 2, "decide", c.resolution, (0,), (float(hits.mean()),), (len(nets),),
+                                {0: hits}))
+    return nets
+
+
+DECIDE_NOISE = Noise(0.005, 0.005, 0, "test", df=20)
+
+
+def test_the_deciding_law_recovers_the_law_of_each_budgets_best():
+    winners = [best(b, WINDOW) for b in BUDGETS]
+    formula = deciding_law(deciding(winners), DECIDE_NOISE, BUDGETS, relabelings=99)
+    assert isinstance(formula, ScalingFormula), formula.describe()
+    assert formula.source.startswith("posterior draws of the deciding rung") and formula.samples == 4000
+    assert [level.best for level in formula.levels] == [c for c, _ in winners]
+    assert all(level.share > 0.99 for level in formula.levels)  # 10 points ahead on 2,000 images
+    x = np.log([m for _, m in winners])
+    laws = {law.factor: law for law in formula.laws}
+    for factor in FACTORS:
+        known = float(np.polyfit(x, np.log([getattr(c, factor) for c, _ in winners]), 1)[0])
+        low, high = laws[factor].interval
+        assert low - 1e-9 <= known <= high + 1e-9, (factor, known, laws[factor])
+    assert laws["mv2_depth"].interval == (0.0, 0.0) and laws["vit_depth"].interval == (0.0, 0.0)
+    # four grid points off a straight line: growth is told apart from 0, with the lack of fit in the interval
+    assert laws["width"].interval[0] > 0 and laws["resolution"].interval[0] > 0
+    assert laws["width"].interval[1] - laws["width"].interval[0] > 0.2
+    assert formula.permutation.passed and "relabelled within each budget" in formula.describe()
+
+
+def test_networks_the_evidence_cannot_tell_apart_give_no_law():
+    winners = [best(b, WINDOW) for b in BUDGETS]
+    formula = deciding_law(deciding(winners, gap=0.0), Noise(0.02, 0.02, 0, "test", df=20), BUDGETS,
+                           relabelings=99)
+    assert isinstance(formula, FormulaDeclined) and formula.reason.startswith("the evidence is too thin")
+    assert formula.fitted is not None and max(level.share for level in formula.fitted.levels) < 0.9
+    statements = law_statements(formula)
+    assert statements[0] == f"no law across budgets: {formula.reason}" and len(statements) == 1 + len(FACTORS)
+
+
+def test_clear_winners_off_any_power_law_are_not_carried():
+    """Certain winners whose shapes zigzag: no draw doubts which is best, but four points off a line make no
+    sharp law -- the lack of fit widens each exponent, and the relabelled networks do as well."""
+    shapes = [(256, 0.5, 2.0, 0.5), (160, 0.75, 0.5, 2.0), (288, 0.5, 1.5, 0.5), (192, 1.0, 0.5, 1.5)]
+    winners = []
+    for budget, values in zip(BUDGETS, shapes):
+        fitting = [(c, m) for c, m in NETWORKS if WINDOW * budget <= m <= budget]
+        winners.append(min(fitting, key=lambda pair: sum(abs(math.log(getattr(pair[0], f) / v))
+                                                         for f, v in zip(FACTORS, values))))
+    formula = deciding_law(deciding(winners), DECIDE_NOISE, BUDGETS, relabelings=99)
+    assert isinstance(formula, FormulaDeclined), formula.describe()
+    assert all(level.share > 0.99 for level in formula.fitted.levels)
+    assert not any(law.carried for law in formula.fitted.laws)
+    x = np.log([m for _, m in winners])
+    for law in formula.fitted.laws:  # the winners are certain, so the interval is the fit's own 90 % interval
+        fit = stats.linregress(x, np.log([getattr(c, law.factor) for c, _ in winners]))
+        half = stats.t.ppf(0.95, len(BUDGETS) - 2) * fit.stderr
+        assert law.interval[0] < fit.slope - 0.8 * half and law.interval[1] > fit.slope + 0.8 * half, law
+    assert all("alone: not carried" in line for line in law_statements(formula)[1:])
+
+
+def test_too_few_budgets_with_deciding_networks_decline():
+    nets = [n for n in deciding([best(b, WINDOW) for b in BUDGETS]) if n.macs > BUDGETS[1]]
+    formula = deciding_law(nets, DECIDE_NOISE, BUDGETS, relabelings=9)
+    assert isinstance(formula, FormulaDeclined) and formula.fitted is None
+    assert "2 of the 4 budgets have a deciding-rung network" in formula.reason
+
+
+@pytest.mark.parametrize("index", [1, 2])
+def test_the_deciding_law_without_an_inner_budget_predicts_its_best(index):
+    held_out = BUDGETS[index]
+    nets = deciding([best(b, WINDOW) for b in BUDGETS])
+    observations = [(n.config, n.macs, truth(n.config, n.macs), 0) for n in nets]  # the GP only snaps
+    held = held_out_law(observations, SPACE, BUDGETS, held_out, noise_std=NOISE, deciding=nets,
+                        deciding_noise=DECIDE_NOISE)
+    assert held.dropped == 5 and isinstance(held.formula, ScalingFormula), held.formula.describe()
+    assert [level.macs for level in held.formula.levels] == [b for b in BUDGETS if b != held_out]
+    assert held.pick.macs <= held_out
+    better = sum(truth(c, m) > truth(held.pick.config, held.pick.macs) for c, m in NETWORKS if m <= held_out)
+    assert better < 3, (held.pick.config.id, better)
+
+
+def test_a_declined_law_says_the_factors_it_carries_alone():
+    passed = PermutationTest("w", 0.1, (0.5,) * 99, 0, smaller_is_extreme=True)
+    failed = PermutationTest("w", 0.5, (0.1,) * 99, 0, smaller_is_extreme=True)
+    fitted = formula_of(FactorLaw("resolution", 200, 0.1, (-0.5, 0.7), (-0.6, 0.6), failed),
+                        FactorLaw("width", 0.5, 0.4, (0.2, 0.6), (-0.6, 0.6), passed),
+                        FactorLaw("mv2_depth", 1, 0.0, (-0.2, 0.2), (-1.0, 1.0), passed),
+                        FactorLaw("vit_depth", 1, 0.0, (-0.05, 0.05), (-1.0, 1.0), passed))
+    statements = law_statements(FormulaDeclined(BUDGETS[-1], "thin", fitted=fitted))
+    assert statements == [
+        "no law across budgets: thin",
+        "resolution alone: not carried (exponent 0.10 [-0.50, 0.70]; 1.00 x a blind pick's, p = 1 against "
+        "relabelled networks)",
+        "width alone: width grows: x1.32 per doubling of MACs [x1.15, x1.52]; 0.33 x a blind pick's, p = 0.01 "
+        "against relabelled networks",
+        "mv2_depth alone: mv2_depth x1.00 per doubling of MACs [x0.87, x1.15], neither growth nor shrinkage shown; "
+        "0.20 x a blind pick's, p = 0.01 against relabelled networks",
+        "vit_depth alone: vit_depth stays flat (exponent 0.00 [-0.05, 0.05]); 0.05 x a blind pick's, p = 0.01 "
+        "against relabelled networks",
+    ]

@@ -11,6 +11,7 @@ from optuna.trial import create_trial
 from archsearch.model.cost import closed_form_cost
 from archsearch.report.summary import render, summarize
 from archsearch.results.family import family_members, member_name
+from archsearch.results.importance import importance_text
 from archsearch.results.judge import study_facts
 from archsearch.search import Ledger
 from archsearch.search.budget import BudgetError, parse_budgets
@@ -109,6 +110,7 @@ def test_the_summary_gives_a_verdict_and_a_member_per_budget(family):
     for budget in ("100M", "150M", "300M"):
         assert f"==== budget {budget} MACs ====" in text
     assert "the family (each budget's winner):" in text and "archsearch_v2_150m" in text
+    assert importance_text(summary["importance"]) not in text  # the largest budget's: under "at each budget" only
 
 
 def test_a_family_resumes_only_with_the_same_budgets(family, tmp_path):
@@ -127,41 +129,67 @@ def test_member_names_are_registry_names():
 
 
 def test_the_law_is_checked_at_a_held_out_budget_and_its_network_trained_once(tmp_path, monkeypatch):
-    """Four budgets: the law fitted without 150M predicts a network there, which is trained at the deciding
-    rung (role "law") at the top seeds and compared with the search's own best and the baselines; a second
-    check trains nothing. (12 proposals are thin evidence: the law declines, and the check says so in one
-    line; whether a law is declined is test_law's, so here the threshold is lifted to check the plumbing.)"""
+    """Four budgets: the law fitted without 150M, from the deciding rung, predicts a network there, which is
+    trained at the deciding rung (role "law") at the top seeds and compared with the search's own best and the
+    baselines; a second check trains nothing. 12 proposals are thin evidence, so the law declines: ``run``'s
+    check says so in one line and trains nothing, ``formula --validate`` (``declined_ok``) checks the declined
+    law's median as asked, and with the threshold lifted the law stands and its own prediction is checked."""
     from helpers.evaluator import SyntheticEvaluator
 
     import archsearch.results.formula as formula_module
+    import archsearch.results.law as law_module
     from archsearch.cli.common import CLIError
     from archsearch.cli.formula import validate_budget
     from archsearch.results.holdout import LAW, check_lines
 
+    class Interrupted(SyntheticEvaluator):
+        """Ctrl-C in the first law job it trains."""
+
+        def __call__(self, job):
+            if job.role == LAW and not any(role == LAW for role in self.roles):
+                self.roles.append(LAW)
+                raise KeyboardInterrupt
+            return super().__call__(job)
+
     monkeypatch.setenv("ARCHSEARCH_SHUFFLES", "0")
     budgets = (75_000_000, 150_000_000, 300_000_000, 600_000_000)
     settings = settings_for(trials=12, rungs=("smoke", "short"), finalists=1, budgets=budgets)
-    evaluator = SyntheticEvaluator(settings.fidelity_ladder(), noise=0.005)
+    evaluator = Interrupted(settings.fidelity_ladder(), noise=0.005)
+    evaluator.roles = []
     study, url, _, _ = run_synthetic(tmp_path, settings, evaluator)
+    top = settings.fidelity_ladder().top
     before = len(evaluator.calls)
     with pytest.raises(CLIError, match="--validate: without 150M, no scaling formula: the evidence is too thin"):
         validate_budget(study, url, study_facts(study, url), 150_000_000, evaluator, progress=False)
     assert len(evaluator.calls) == before
-    monkeypatch.setattr(formula_module, "MAX_RELATIVE_WIDTH", 10.0)
-    check = validate_budget(study, url, study_facts(study, url), 150_000_000, evaluator, progress=False)
-    assert check.trained is not None and check.predicted.network_key() == check.trained.config.network_key()
+    with pytest.raises(KeyboardInterrupt):
+        validate_budget(study, url, study_facts(study, url), 150_000_000, evaluator, progress=False,
+                        declined_ok=True)
+    # run again, the check trains the job the interruption queued again (and nothing else)
+    check = validate_budget(study, url, study_facts(study, url), 150_000_000, evaluator, progress=False,
+                            declined_ok=True)
+    assert check.law_declined and check.trained is not None
+    assert check.predicted.network_key() == check.trained.config.network_key()
     assert closed_form_cost(check.predicted).macs <= 150_000_000
-    law_jobs = Ledger(study.get_trials()).at(settings.fidelity_ladder().top, role=LAW)
+    assert check_lines(check.to_dict())[0].startswith("the law fitted without 150M was declined; its median")
+    law_jobs = Ledger(study.get_trials()).at(top, role=LAW)
     assert len(evaluator.calls) - before == len(law_jobs) <= 1  # one top seed; none if the search had trained it
     kinds = {c.against for c in check.comparisons}
     assert "width" in kinds and "compound" in kinds
     for c in check.comparisons:
         assert c.interval[0] <= c.margin <= c.interval[1]
-    assert check_lines(check.to_dict())[0].startswith("the law fitted without 150M predicts")
-    again = validate_budget(study, url, study_facts(study, url), 150_000_000, evaluator, progress=False)
+    again = validate_budget(study, url, study_facts(study, url), 150_000_000, evaluator, progress=False,
+                            declined_ok=True)
     assert again.predicted == check.predicted and len(evaluator.calls) - before == len(law_jobs)
+    for module in (formula_module, law_module):
+        monkeypatch.setattr(module, "MAX_RELATIVE_WIDTH", 10.0)
+    stands = validate_budget(study, url, study_facts(study, url), 150_000_000, evaluator, progress=False)
+    assert not stands.law_declined and stands.trained is not None
+    assert check_lines(stands.to_dict())[0].startswith("the law fitted without 150M predicts")
+    assert len(evaluator.calls) - before == len(Ledger(study.get_trials()).at(top, role=LAW)) <= 2
     summary = summarize(study, url)
     assert [c["budget"] for c in summary["family"]["checks"]] == [150_000_000]
+    assert summary["formula"]["source"].startswith("posterior draws of the deciding rung")
 
 
 def test_export_family_writes_every_member_once(family, tmp_path, capsys):
@@ -209,6 +237,23 @@ def test_the_dashboard_shows_the_family_against_macs(family):
     bars = [t for t in fig.data if t.type == "bar"]
     assert len(bars) == 4 and all(list(b.x) == ["100M", "150M", "300M"] for b in bars)
     assert set(view.family["importance"]) == {str(b) for b in BUDGETS}
+    assert view.formula["declined"] and not any(f["carried"] for f in view.formula["fitted"]["factors"].values())
+    assert not [t for t in fig.data if (t.hovertemplate or "").startswith("law: MACs^")]  # no law, no line
+
+
+def test_the_dashboard_draws_the_factors_a_declined_law_carries_alone(family, monkeypatch):
+    """Each factor narrow enough alone (the threshold lifted for factors, not for the law) gets its line."""
+    import archsearch.results.formula as formula_module
+    from archsearch.report.dashboard import build_figures, collect
+
+    monkeypatch.setattr(formula_module, "MAX_RELATIVE_WIDTH", 10.0)  # FactorLaw.carried reads it; the law's not
+    study, url, _, _, _ = family
+    view = collect(study, url, study_facts(study, url))
+    fitted = view.formula["fitted"]
+    carried = [f for f, rule in fitted["factors"].items() if rule["carried"]]
+    assert view.formula["declined"] and carried, view.formula["reason"]
+    lines = [t for t in build_figures(view)["family"].data if (t.hovertemplate or "").startswith("law: MACs^")]
+    assert [t.legendgroup for t in lines] == carried
 
 
 def test_a_family_interrupted_and_resumed_trains_nothing_twice_and_ends_as_one_run(family, tmp_path):
