@@ -122,8 +122,9 @@ def test_quantize_end_to_end_from_the_cli(tmp_path, capsys):
             assert o["latency"]["threads"] == 1 and o["latency"]["runs"] == 3
         else:
             assert o["executed"].startswith("simulated") and o["size_bytes"] is None
+    # one method at one width (8 calibration images: the options and the text are checked here, the scores above)
     assert main(["quantize", "--weights", str(weights), "--runs", "0", "--quiet", "--bits", "6",
-                 "--method", "hybrid"]) == 0
+                 "--method", "hybrid", "--calib", "8"]) == 0
     text = capsys.readouterr().out
     assert "hybrid  6-bit" in text and "simulated: fake quantization in torch" in text and "ort " not in text
 
