@@ -1,8 +1,8 @@
 """What a study found, written and printed: ``summary.json``, ``winner.json`` and the text ``run`` prints.
 
 Everything here reads the judge's facts (``results.judge.study_facts``: the study's jobs, its one GP and its
-decision); the dashboard and the export read the same facts. Importance and the scaling formula come from
-the same GP.
+decision); the dashboard and the export read the same facts. Importance and a single budget's scaling
+formula come from the same GP; a family's law from its deciding rung (``results.law.study_law``).
 """
 
 from __future__ import annotations

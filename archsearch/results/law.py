@@ -124,7 +124,7 @@ def deciding_law(networks: Sequence[Network], noise: Noise, budgets: Sequence[in
                  float(q[2, i])), (float(qb[0, i]), float(qb[2, i])), tests[i]) for i, f in enumerate(FACTORS))
     fitted = ScalingFormula(reference, (held[0], held[-1]), laws, tuple(
         _level(b, best[:, k], [n.config for n in networks], costs) for k, b in enumerate(held)),
-        networks[0].config.variant if len(networks) else None, len(networks), len(accuracy), source=DECIDING,
+        networks[0].config.variant, len(networks), len(accuracy), source=DECIDING,
         null=RELABELLED)
     spans = np.maximum(_width(blind), 1e-12)
     test = PermutationTest(RELATIVE_WIDTH, fitted.relative_width,
@@ -179,7 +179,8 @@ def _one_variant(networks: list[Network], top: int) -> list[Network]:
 
 
 def deciding_networks(facts: StudyFacts) -> list[Network]:
-    """Every network the study's verdicts decided among at a deciding rung (none trained for a law check)."""
+    """Every network the study's verdicts decided among at a deciding rung, less those a law check trained
+    (as ``holdout.check_law`` leaves them out of the search's own best)."""
     checked = {e.job.config.network_key() for e in facts.ledger.at(facts.plan.ladder.top, role=LAW)}
     found = {n.config.network_key(): n for _, d in facts.verdicts if d.p_best for n in d.ranked}
     return [n for key, n in found.items() if key not in checked]
@@ -197,7 +198,8 @@ def study_law(facts: StudyFacts, trained: Sequence[tuple[ArchConfig, int]]) -> S
 @dataclass(frozen=True)
 class HeldOut:
     """The law fitted without one budget's band and applied there: ``pick`` is what it predicts for that
-    budget (None where the law declined); ``dropped`` the observations left out."""
+    budget (a declined law's median where it was fitted, None where it was not); ``dropped`` the observations
+    left out."""
 
     budget: int
     formula: ScalingFormula | FormulaDeclined
