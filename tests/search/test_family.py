@@ -3,6 +3,9 @@ a single-budget study with the same jobs would give, proposals spread over the b
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import optuna
 import pytest
 from helpers.studies import run_synthetic, settings_for
@@ -145,9 +148,11 @@ def test_the_law_is_checked_at_a_held_out_budget_and_its_network_trained_once(tm
     class Interrupted(SyntheticEvaluator):
         """Ctrl-C in the first law job it trains."""
 
+        interrupted = False
+
         def __call__(self, job):
-            if job.role == LAW and not any(role == LAW for role in self.roles):
-                self.roles.append(LAW)
+            if job.role == LAW and not self.interrupted:
+                self.interrupted = True
                 raise KeyboardInterrupt
             return super().__call__(job)
 
@@ -155,7 +160,6 @@ def test_the_law_is_checked_at_a_held_out_budget_and_its_network_trained_once(tm
     budgets = (75_000_000, 150_000_000, 300_000_000, 600_000_000)
     settings = settings_for(trials=12, rungs=("smoke", "short"), finalists=1, budgets=budgets)
     evaluator = Interrupted(settings.fidelity_ladder(), noise=0.005)
-    evaluator.roles = []
     study, url, _, _ = run_synthetic(tmp_path, settings, evaluator)
     top = settings.fidelity_ladder().top
     before = len(evaluator.calls)
@@ -215,14 +219,22 @@ def test_export_family_writes_every_member_once(family, tmp_path, capsys):
     assert "has one budget (300M)" in capsys.readouterr().err
 
 
-def test_the_dashboard_shows_the_family_against_macs(family):
-    """The family section: the searched, width and compound families at each budget's verdict, the winner's
-    factors by budget, and an importance per budget."""
-    from archsearch.report.dashboard import build_figures, collect
+@pytest.fixture(scope="module")
+def family_view(family):
+    """The family study's facts and dashboard view (the dashboard tests only read them)."""
+    from archsearch.report.dashboard import collect
 
     study, url, _, _, _ = family
     facts = study_facts(study, url)
-    view = collect(study, url, facts)
+    return facts, collect(study, url, facts)
+
+
+def test_the_dashboard_shows_the_family_against_macs(family_view):
+    """The family section: the searched, width and compound families at each budget's verdict, the winner's
+    factors by budget, and an importance per budget."""
+    from archsearch.report.dashboard import build_figures
+
+    facts, view = family_view
     fig = build_figures(view)["family"]
     traces = {t.name: t for t in fig.data if t.name}
     members = family_members(facts)
@@ -241,19 +253,16 @@ def test_the_dashboard_shows_the_family_against_macs(family):
     assert not [t for t in fig.data if (t.hovertemplate or "").startswith("law: MACs^")]  # no law, no line
 
 
-def test_the_dashboard_draws_the_factors_a_declined_law_carries_alone(family, monkeypatch):
-    """Each factor narrow enough alone (the threshold lifted for factors, not for the law) gets its line."""
-    import archsearch.results.formula as formula_module
-    from archsearch.report.dashboard import build_figures, collect
+def test_the_dashboard_draws_the_factors_a_declined_law_carries_alone(family_view):
+    """A declined law's line for each factor it carries alone (here one marked carried), and for no other."""
+    from archsearch.report.dashboard import build_figures
 
-    monkeypatch.setattr(formula_module, "MAX_RELATIVE_WIDTH", 10.0)  # FactorLaw.carried reads it; the law's not
-    study, url, _, _, _ = family
-    view = collect(study, url, study_facts(study, url))
-    fitted = view.formula["fitted"]
-    carried = [f for f, rule in fitted["factors"].items() if rule["carried"]]
-    assert view.formula["declined"] and carried, view.formula["reason"]
-    lines = [t for t in build_figures(view)["family"].data if (t.hovertemplate or "").startswith("law: MACs^")]
-    assert [t.legendgroup for t in lines] == carried
+    _, view = family_view
+    formula = copy.deepcopy(view.formula)
+    formula["fitted"]["factors"]["vit_depth"]["carried"] = True
+    fig = build_figures(dataclasses.replace(view, formula=formula))["family"]
+    lines = [t for t in fig.data if (t.hovertemplate or "").startswith("law: MACs^")]
+    assert [t.legendgroup for t in lines] == ["vit_depth"]
 
 
 def test_a_family_interrupted_and_resumed_trains_nothing_twice_and_ends_as_one_run(family, tmp_path):
