@@ -322,12 +322,23 @@ def _fit(draws: np.ndarray, windows: list[np.ndarray], costs: np.ndarray, logs: 
          budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per draw: the best candidate in each window ``[draws, levels]``, and per factor the least-squares
     slope and intercept ``[draws, factors]`` of its log value on log(MACs / budget)."""
-    best = np.stack([np.flatnonzero(w)[np.argmax(draws[:, w], axis=1)] for w in windows], axis=1)
-    x, y = np.log(costs[best] / budget), logs[best]
+    best = best_in_windows(draws, windows)
+    return (*least_squares(np.log(costs[best] / budget), logs[best]), best)
+
+
+def best_in_windows(draws: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
+    """Per draw of ``draws`` ``[draws, candidates]``, the candidate scoring highest in each window
+    ``[draws, levels]``."""
+    return np.stack([np.flatnonzero(w)[np.argmax(draws[:, w], axis=1)] for w in windows], axis=1)
+
+
+def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per draw, the least-squares slope and intercept ``[draws, factors]`` of ``y`` ``[draws, levels,
+    factors]`` on ``x`` ``[draws, levels]``."""
     xc, yc = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
     sxx = (xc**2).sum(1)[:, None]
     slope = (xc[:, :, None] * yc).sum(1) / np.maximum(sxx, 1e-12)
-    return slope, y.mean(1) - slope * x.mean(1)[:, None], best
+    return slope, y.mean(1) - slope * x.mean(1)[:, None]
 
 
 def _level(level: float, picks: np.ndarray, configs: list[ArchConfig], costs: np.ndarray) -> Level:

@@ -67,10 +67,8 @@ class LawCheck:
 
 def check_lines(check: dict[str, Any]) -> list[str]:
     """A check as ``LawCheck.to_dict`` gives it (and ``summary.json`` keeps it), in words."""
-    head = f"the law fitted without {check['budget'] / 1e6:g}M predicts {check['predicted']}"
-    if check.get("law_declined"):
-        head = (f"the law fitted without {check['budget'] / 1e6:g}M was declined; its median exponents, checked as "
-                f"asked, predict {check['predicted']}")
+    declined = " was declined; its median exponents, checked as asked," if check.get("law_declined") else ""
+    head = f"the law fitted without {check['budget'] / 1e6:g}M{declined} predicts {check['predicted']}"
     if check["accuracy"] is None:
         return [head + ": not trained at the deciding rung ('archsearch formula --validate' trains it)"]
     lines = [head + f": {100 * check['accuracy']:.2f}% at the deciding rung"]
@@ -89,6 +87,11 @@ def stored_checks(study: optuna.Study) -> dict[int, dict[str, Any]]:
     return {int(k): v for k, v in study.user_attrs.get(LAW_CHECKS_ATTR, {}).items()}
 
 
+def law_trained(ledger: Ledger, rung: int) -> set[tuple]:
+    """The networks law checks trained at ``rung`` (the search's own evidence is the rest)."""
+    return {e.job.config.network_key() for e in ledger.at(rung, role=LAW)}
+
+
 def check_law(budget: int, predicted: ArchConfig, decision: Decision, ledger: Ledger, noise: Noise,
               seed: int = 0, law_declined: bool = False) -> LawCheck:
     """``predicted`` at ``budget``'s deciding rung against the search's own best there (the best by score of
@@ -97,8 +100,8 @@ def check_law(budget: int, predicted: ArchConfig, decision: Decision, ledger: Le
     trained = ledger.network(predicted, decision.rung, decision.fidelity)
     if trained is None:
         return LawCheck(budget, predicted, None, (), law_declined)
-    by_law = {e.job.config.network_key() for e in ledger.at(decision.rung, role=LAW)}
-    searched = by_score(n for n in decision.ranked if n.config.network_key() not in by_law | {key})
+    not_searched = law_trained(ledger, decision.rung) | {key}
+    searched = by_score(n for n in decision.ranked if n.config.network_key() not in not_searched)
     others = [("search", searched[0])] if searched else []
     others += [(m.kind, m.baseline) for m in decision.margins if m.baseline is not None]
     others = [(what, n) for what, n in others if n.config.network_key() != key]

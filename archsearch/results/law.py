@@ -61,10 +61,12 @@ from .formula import (
     _level,
     _m,
     apply_formula,
+    best_in_windows,
     derive_formula,
+    least_squares,
     nearest_fitting,
 )
-from .holdout import LAW
+from .holdout import law_trained
 from .permutation import PermutationTest
 from .selection import draw
 
@@ -106,15 +108,16 @@ def deciding_law(networks: Sequence[Network], noise: Noise, budgets: Sequence[in
     logs = np.log([[getattr(n.config, f) for f in FACTORS] for n in networks])
     accuracy = draw(networks, noise, seed=seed).accuracy  # [draws, networks]
     rng = np.random.default_rng(seed)
-    slope, intercept, best = _slopes(accuracy, windows, costs, logs, reference, rng)
-    blind = _slopes(rng.standard_normal(accuracy.shape), windows, costs, logs, reference, rng)[0]
+    best = best_in_windows(accuracy, windows)  # a relabelling moves networks between columns, not the picks
+    slope, intercept = _slopes(best, costs, logs, reference, rng)
+    blind, _ = _slopes(best_in_windows(rng.standard_normal(accuracy.shape), windows), costs, logs, reference, rng)
     groups = [np.flatnonzero((np.stack(masks, 1) == row).all(1)) for row in np.unique(np.stack(masks, 1), axis=0)]
     relabelled = []
     for _ in range(relabelings):
         order = np.arange(len(networks))
         for group in groups:
             order[group] = rng.permutation(group)
-        relabelled.append(_width(_slopes(accuracy, windows, costs[order], logs[order], reference, rng)[0]))
+        relabelled.append(_width(_slopes(best, costs[order], logs[order], reference, rng)[0]))
     null = np.array(relabelled).reshape(relabelings, len(FACTORS))
     q, qb = np.quantile(slope, QUANTILES, axis=0), np.quantile(blind, QUANTILES, axis=0)
     tests = [PermutationTest(f"{f}: the exponent's 90 % interval width", float(q[2, i] - q[0, i]),
@@ -153,19 +156,18 @@ def _width(slopes: np.ndarray) -> np.ndarray:
     return high - low
 
 
-def _slopes(scores: np.ndarray, windows: list[np.ndarray], costs: np.ndarray, logs: np.ndarray, reference: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per draw of ``scores`` ``[draws, networks]``: the best network in each window ``[draws, levels]``, and per
-    factor the least-squares slope of its log on log(MACs / reference), moved by the slope's standard error
-    times a t with ``levels - 2`` degrees of freedom (the lack of fit), and the intercept ``[draws, factors]``."""
-    best = np.stack([np.flatnonzero(w)[np.argmax(scores[:, w], axis=1)] for w in windows], axis=1)
+def _slopes(best: np.ndarray, costs: np.ndarray, logs: np.ndarray, reference: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per draw, for the networks picked ``best`` ``[draws, levels]``: per factor the least-squares slope of
+    their log on log(MACs / reference), moved by the slope's standard error times a t with ``levels - 2``
+    degrees of freedom (the lack of fit), and the intercept ``[draws, factors]``."""
     x, y = np.log(costs[best] / reference), logs[best]
-    xc, yc = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
-    sxx = np.maximum((xc**2).sum(1), 1e-12)[:, None]
-    slope = (xc[:, :, None] * yc).sum(1) / sxx
-    df = len(windows) - 2
-    error = np.sqrt(((yc - slope[:, None, :] * xc[:, :, None]) ** 2).sum(1) / df / sxx)
-    return slope + error * rng.standard_t(df, size=slope.shape), y.mean(1) - slope * x.mean(1)[:, None], best
+    slope, intercept = least_squares(x, y)
+    xc = x - x.mean(1, keepdims=True)
+    df = best.shape[1] - 2
+    residual = y - intercept[:, None, :] - slope[:, None, :] * x[:, :, None]
+    error = np.sqrt((residual**2).sum(1) / df / np.maximum((xc**2).sum(1), 1e-12)[:, None])
+    return slope + error * rng.standard_t(df, size=slope.shape), intercept
 
 
 def _one_variant(networks: list[Network], top: int) -> list[Network]:
@@ -181,7 +183,7 @@ def _one_variant(networks: list[Network], top: int) -> list[Network]:
 def deciding_networks(facts: StudyFacts) -> list[Network]:
     """Every network the study's verdicts decided among at a deciding rung, less those a law check trained
     (as ``holdout.check_law`` leaves them out of the search's own best)."""
-    checked = {e.job.config.network_key() for e in facts.ledger.at(facts.plan.ladder.top, role=LAW)}
+    checked = law_trained(facts.ledger, facts.plan.ladder.top)
     found = {n.config.network_key(): n for _, d in facts.verdicts if d.p_best for n in d.ranked}
     return [n for key, n in found.items() if key not in checked]
 

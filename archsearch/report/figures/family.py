@@ -82,14 +82,16 @@ def _trajectory(fig: go.Figure, view: StudyView, family: dict) -> None:
     winners = [(b, d.winner) for b, d in view.verdicts if d.winner is not None]
     if not winners:
         return
-    law = view.formula if view.formula and not view.formula.get("declined") else (view.formula or {}).get("fitted")
+    formula = view.formula or {}
+    law = formula.get("fitted") if formula.get("declined") else formula or None
+    drawn = [f for f, rule in (law or {}).get("factors", {}).items() if not formula.get("declined") or rule["carried"]]
     top = winners[-1][1].config
     for f in FACTORS:
         fig.add_trace(go.Scatter(
             x=[w.macs / 1e6 for _, w in winners], y=[getattr(w.config, f) / getattr(top, f) for _, w in winners],
             mode="lines+markers", name=LABELS[f], legendgroup=f, line={"color": FACTOR_COLORS[f]},
             text=[w.config.id for _, w in winners], hovertemplate="%{text}<br>%{y:.2f} x"), row=2, col=1)
-        if law and (not view.formula.get("declined") or law["factors"][f].get("carried")):  # declined: carried factors
+        if f in drawn:
             rule = law["factors"][f]
             xs = [b for b, _ in winners]
             at_top = rule["at_budget"]
