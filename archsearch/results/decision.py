@@ -79,6 +79,17 @@ class Margin:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """At a deciding rung: one deciding network against one baseline network, its interval simultaneous over
+    every comparison of the verdict (what a calibration checks against a higher fidelity)."""
+
+    network: Network
+    baseline: Network
+    margin: float
+    interval: tuple[float, float]
+
+
+@dataclass(frozen=True)
 class Decision:
     rung: int
     fidelity: str
@@ -90,6 +101,7 @@ class Decision:
     over_latency: tuple[Network, ...] = ()  # measured over the latency budget: flagged, never the winner
     p_best: tuple[float, ...] = ()  # at a deciding rung: P(best) of each network of ``ranked``
     intervals: str = "each margin's own 95 % interval"  # how the margins' intervals were made
+    comparisons: tuple[Comparison, ...] = ()  # at a deciding rung: every one the intervals are simultaneous over
 
     def where(self) -> dict[str, Any]:
         """Where and how the verdict was taken, as ``summary.json`` and the export record say it."""
@@ -185,8 +197,9 @@ def _decide_on_draws(ledger: Ledger, plan: Plan, rung: int, name: str, noise: li
     how = (f"simultaneous over the {len(pairs)} comparisons of any of the {len(ranked)} deciding networks with a "
            "baseline (max-|t| over posterior draws of seeds and validation images), so they count the winner "
            "having been chosen")
+    comparisons = tuple(Comparison(draws.networks[i], draws.networks[j], *found[(i, j)][:2]) for i, j in pairs)
     return Decision(rung, name, True, winner, margins, noise[rung], tuple(ranked), over_latency,
-                    tuple(float(p) for p in p_best), how)
+                    tuple(float(p) for p in p_best), how, comparisons)
 
 
 def _baseline_config(kind: str, ledger: Ledger, plan: Plan) -> ArchConfig | None:

@@ -98,6 +98,10 @@ PROFILES: dict[str, Profile] = {
     # val image): half the reference's compute, so that 2 finalists and 3 baselines fit a 45-minute run.
     "decide": Profile("decide", epochs=2, train_per_class=None, val_per_class=None, resolution_scale=0.5,
                       batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
+    # The truth a deciding rung is calibrated against (benchmarks/calibrate.py): the decide recipe at full side,
+    # 4x its compute; beside `decide` it differs in resolution alone, so the pair also measures what half side hides.
+    "decide-full": Profile("decide-full", epochs=2, train_per_class=None, val_per_class=None, resolution_scale=1.0,
+                           batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
     # Long training of a chosen architecture (the ml-cvnets recipe, shortened for a 10- to 100-class subset).
     "full": Profile("full", epochs=100, train_per_class=None, val_per_class=None, resolution_scale=1.0,
                     batch_size=256, lr=4e-3, weight_decay=0.02, warmup_fraction=0.05, compile=True),

@@ -286,6 +286,16 @@ def test_a_deciding_rung_of_networks_with_measured_latency_decides(tmp_path, syn
     assert decision.winner is not None and decision.p_best
     assert decision.winner.latency is not None
     assert all(m.margin is not None for m in decision.margins if m.baseline is not None)
+    # every comparison the intervals are simultaneous over, the winner's margins among them
+    key = lambda n: n.config.network_key()
+    bases = {key(m.baseline) for m in decision.margins if m.baseline is not None}
+    assert {(key(c.network), key(c.baseline)) for c in decision.comparisons} == {
+        (key(n), b) for n in decision.ranked for b in bases if b != key(n)}
+    for m in decision.margins:
+        if m.baseline is not None and key(m.baseline) != key(decision.winner):
+            found = [c for c in decision.comparisons if (key(c.network), key(c.baseline)) == (key(decision.winner),
+                                                                                            key(m.baseline))]
+            assert len(found) == 1 and (found[0].margin, found[0].interval) == (m.margin, m.interval)
 
 
 def test_a_verdict_with_nothing_at_the_deciding_rung_says_nothing_is_decided():
