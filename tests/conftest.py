@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
+# Under pytest-xdist (README's test command: one worker per core) each worker is one core's share: one torch
+# thread in it and in every process a test starts (archsearch reads $OMP_NUM_THREADS as --threads). Set before
+# anything imports torch, which reads it once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 from helpers.evaluator import SyntheticEvaluator
 from helpers.real_timm import install_timm
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow end-to-end tests first (the order within each group kept): under pytest-xdist, which
+    hands a worker one file at a time, the longest work then starts at once instead of ending the run on one
+    worker while the other waits."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture

@@ -155,9 +155,16 @@ def test_killed_mid_trial_then_resumed_loses_nothing(tmp_path, imagenette):
     assert len({t.user_attrs["config_id"] for t in complete if t.user_attrs["role"] == "search"}) == 2
 
 
+def _hears_ctrl_c() -> None:
+    """In the child, before exec: Ctrl-C handled even where this runner ignores it (a background job's SIGINT
+    is ignored, and Python keeps an inherited SIG_IGN)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_cleanly(tmp_path, imagenette):
     proc = subprocess.Popen([sys.executable, "-m", "archsearch", *RUN, "--trials", "2", "--study", "sigint"],
-                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_hears_ctrl_c)
     _wait_for_running_search_trial(tmp_path, "sigint", proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -185,7 +192,7 @@ def test_ctrl_c_while_the_pool_forks_stops_cleanly(tmp_path, imagenette):
     os.fork's at-fork hooks, the KeyboardInterrupt was dropped as unraisable and the run finished (exit 0)."""
     env = {**_env(tmp_path), "ARCHSEARCH_CACHE": str(tmp_path / "cache")}  # a fresh cache: the job decodes
     done = subprocess.run([sys.executable, "-c", CTRL_C_AT_FORK, *RUN, "--trials", "2", "--study", "fork"],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+                          env=env, capture_output=True, text=True, timeout=600, check=False, preexec_fn=_hears_ctrl_c)
     _assert_stopped_cleanly(tmp_path, "fork", done.returncode, done.stderr)
     assert "Exception ignored" not in done.stderr
 

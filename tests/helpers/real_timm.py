@@ -77,7 +77,12 @@ def install_timm() -> Path | None:
             shutil.rmtree(staging, ignore_errors=True)
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             pytest.skip(f"pip could not install timm=={TIMM_VERSION} --no-deps: {tail}")
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:  # another pytest worker installed it first
+            if not (target / "timm" / "__init__.py").exists():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
