@@ -14,6 +14,7 @@ from ..latency import (
     LatencySettings,
     check_backend,
     find_model,
+    format_seconds,
     load_model,
     parse_latency,
 )
@@ -136,7 +137,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="inference latency (batch 1, one thread) the winner must meet, with its unit: 4ms, 250us, "
                      "0.004s. Alone or with --mac-budget: candidates and baselines are the configs the latency model "
                      "predicts within it; every trained config's latency is measured, and one measured over the "
-                     "budget is flagged and never the winner")
+                     "budget is flagged and never the winner. A list, 5ms,8ms,12ms, gives a family one latency "
+                     "budget per member: with a --mac-budget list of as many budgets, paired tightest with "
+                     "cheapest; alone, each member's MAC budget is that of the dearest config predicted within "
+                     "its latency budget")
     lat.add_argument("--latency-backend", metavar="BACKEND",
                      help="where latency is measured and budgeted: ort-cpu (default; ONNX Runtime), torch-cpu, or "
                      "torch-cuda (bf16, needs a GPU)")
@@ -210,10 +214,14 @@ def run(args: argparse.Namespace) -> int:
     if args.mac_budget is None and args.latency_budget is None:
         raise CLIError("--mac-budget: give a MAC budget, a --latency-budget, or both")
     budgets = parse_budgets(args.mac_budget) if args.mac_budget is not None else None
-    budget = budgets[-1] if budgets else None
     space_path = args.space or DEFAULT_SPACES["v2"]
     space_toml = read_space_toml(space_path)
     space = FactorSpace.from_dict(space_toml, source=str(space_path))
+    latency = latency_settings(args, space, budgets)
+    limit = latency_limit(latency)
+    if budgets is None and latency is not None and latency.budgets_s:
+        budgets = latency_family_budgets(space, latency)
+    budget = budgets[-1] if budgets else None
     lad, default_trials, default_time, why = choose_ladder(args)
     if default_time and budgets and len(budgets) > 1:  # each budget's verdict takes about a single run's time
         default_time = f"{parse_duration(default_time) * len(budgets) / 60:g}m"
@@ -228,8 +236,6 @@ def run(args: argparse.Namespace) -> int:
     threads = join_threads(args)
     print(threads.note())
     data = str(resolve_data_root(args.data))
-    latency = latency_settings(args, space)
-    limit = latency_limit(latency)
     feasible = feasible_grid(space, budget if budget is not None else sys.maxsize, limit)
     if budget is None:
         budget = feasible.dearest[1]  # a latency budget alone: every config fits by MACs
@@ -238,6 +244,9 @@ def run(args: argparse.Namespace) -> int:
         raise BudgetError(f"--mac-budget: {budgets[0] / 1e6:g}M is below every config of the space within the "
                           f"other limits (the cheapest: {feasible.cheapest[0].id} at {feasible.cheapest[1] / 1e6:.1f}M "
                           "MACs)")
+    elif latency is not None and latency.budgets_s:  # each member within both of its budgets, or one line
+        for member_budget, member_limit in zip(budgets, latency.limits(len(budgets))):
+            feasible_grid(space, member_budget, member_limit)
     elif budget >= feasible.dearest[1]:
         print(f"warning: the budget is above the most expensive config of the space ({feasible.dearest[0].id}, "
               f"{feasible.dearest[1] / 1e6:.1f}M MACs): every config fits", file=sys.stderr)
@@ -322,9 +331,11 @@ def check_held_out(study, storage_url: str, session: Session, budget: int, evalu
     print("\n".join(check_lines(check.to_dict())))
 
 
-def latency_settings(args: argparse.Namespace, space: FactorSpace) -> LatencySettings | None:
+def latency_settings(args: argparse.Namespace, space: FactorSpace,
+                     budgets: tuple[int, ...] | None) -> LatencySettings | None:
     """``StudySettings.latency`` from the options: None (no latency options: trials timed on the defaults), a
-    backend without a budget, or a budget with the latency model that predicts it."""
+    backend without a budget, or a budget with the latency model that predicts it (a family's: one per MAC
+    budget, ``budgets``, or the MAC budgets to come from them where there are none)."""
     if args.latency_budget is None and args.latency_backend is None and args.latency_model is None:
         return None
     backend = args.latency_backend or DEFAULT_BACKEND
@@ -333,14 +344,40 @@ def latency_settings(args: argparse.Namespace, space: FactorSpace) -> LatencySet
         if args.latency_model:
             raise CLIError("--latency-model: it predicts a latency budget; give --latency-budget too")
         return LatencySettings(backend=backend)
-    budget_s = parse_latency(args.latency_budget)
+    budgets_s = parse_latencies(args.latency_budget)
+    if len(budgets_s) > 1 and budgets is not None and len(budgets) != len(budgets_s):
+        raise CLIError(f"--latency-budget: {len(budgets_s)} budgets for {len(budgets)} MAC budget(s); give one "
+                       "latency budget, one per MAC budget, or a list without --mac-budget")
     model = load_model(args.latency_model) if args.latency_model else find_model(space.family, backend)
     if args.latency_backend and model.backend != args.latency_backend:
         raise CLIError(f"--latency-model: {args.latency_model} was measured on {model.backend}, not "
                        f"{args.latency_backend}")
     if model.batch != 1:
         raise CLIError(f"--latency-model: a budget is per image at batch 1; this model is of batch {model.batch}")
-    return LatencyLimit(budget_s, model).to_settings()
+    settings = LatencyLimit(budgets_s[-1], model).to_settings()
+    return dataclasses.replace(settings, budgets_s=budgets_s) if len(budgets_s) > 1 else settings
+
+
+def parse_latencies(text: str) -> tuple[float, ...]:
+    """'5ms,8ms' -> every latency budget in seconds, tightest first; a repeated or empty entry is an error."""
+    parts = str(text).split(",")
+    if any(not p.strip() for p in parts):
+        raise CLIError(f"--latency-budget: {text!r} has an empty entry; write e.g. 5ms,8ms,12ms")
+    budgets = [parse_latency(p.strip()) for p in parts]
+    if len(set(budgets)) < len(budgets):
+        raise CLIError(f"--latency-budget: {text!r} gives a budget twice; each budget once")
+    return tuple(sorted(budgets))
+
+
+def latency_family_budgets(space: FactorSpace, latency: LatencySettings) -> tuple[int, ...]:
+    """A family given by latency budgets alone: each member's MAC budget is the dearest config predicted within
+    its latency budget (two latency budgets that admit the same networks are one member: an error)."""
+    limits = latency.limits(len(latency.budgets_s))
+    budgets = tuple(max(feasible_grid(space, sys.maxsize, limit).macs) for limit in limits)
+    if len(set(budgets)) < len(budgets):
+        raise CLIError("--latency-budget: two budgets admit the same dearest network "
+                       f"({', '.join(f'{b / 1e6:.1f}M' for b in budgets)} MACs); give budgets further apart")
+    return budgets
 
 
 def latency_limit(latency: LatencySettings | None) -> LatencyLimit | None:
@@ -357,7 +394,8 @@ def baseline_lines(plan) -> list[str]:
     lines = []
     for member in plan.members:
         b = member.baselines
-        at = f" at {b.budget / 1e6:g}M" if len(plan.members) > 1 else ""
+        at = (f" at {b.budget / 1e6:g}M" + (f" and {format_seconds(b.latency.budget_s)}" if b.latency else "")
+              if len(plan.members) > 1 else "")
         for kind, found in (("width", b.width), ("compound", b.compound)):
             if found:
                 lines.append(f"baseline {kind}{at}: {found.config.id} ({found.macs / 1e6:.1f}M, {100 * found.fill:.0f} "

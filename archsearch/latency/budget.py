@@ -107,25 +107,38 @@ class LatencySettings:
     predicts it. The defaults are how a study without latency options times its trials. Stored in the study
     as the dict ``to_dict`` gives, which older studies hold too."""
 
-    budget_s: float | None = None  # None: the trials are timed, no budget binds
+    budget_s: float | None = None  # None: the trials are timed, no budget binds; a family's: the loosest
     backend: str = DEFAULT_BACKEND
     batch: int = 1
     threads: int = 1
     model: dict | None = None  # the budget's ``LatencyModel.to_dict()``
+    budgets_s: tuple[float, ...] | None = None  # a family's, one per MAC budget, tightest first; None: one budget
 
     def limit(self) -> LatencyLimit | None:
-        """The budget with its model, what proposals must fit (None: no budget)."""
+        """The budget with its model, what proposals must fit (None: no budget; a family's: the loosest)."""
         if self.budget_s is None:
             return None
         return LatencyLimit(float(self.budget_s), LatencyModel.from_dict(self.model))
 
+    def limits(self, members: int) -> tuple[LatencyLimit | None, ...]:
+        """Each of ``members`` budgets' limit, cheapest first: a family's own (``--latency-budget 5ms,8ms``),
+        else the one limit (or none) at every budget."""
+        if not self.budgets_s:
+            return (self.limit(),) * members
+        model = LatencyModel.from_dict(self.model)
+        return tuple(LatencyLimit(float(b), model) for b in self.budgets_s)
+
     def tag(self) -> str:
-        """The default study name's latency part: ``4ms-ort-cpu`` (a budget), ``torch-cpu`` (a backend only)."""
-        return self.backend if self.budget_s is None else f"{self.budget_s * 1e3:g}ms-{self.backend}"
+        """The default study name's latency part: ``4ms-ort-cpu`` (a budget), ``4ms_8ms-ort-cpu`` (a family's),
+        ``torch-cpu`` (a backend only)."""
+        if self.budget_s is None:
+            return self.backend
+        return "_".join(f"{b * 1e3:g}ms" for b in (self.budgets_s or (self.budget_s,))) + f"-{self.backend}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> LatencySettings:
-        return cls(**stored)
+        budgets = stored.get("budgets_s")
+        return cls(**{**stored, "budgets_s": None if budgets is None else tuple(budgets)})

@@ -165,6 +165,7 @@ def latency_setting(settings: StudySettings) -> dict[str, Any]:
     lat = settings.timing
     model = lat.model
     return {"budget_ms": None if lat.budget_s is None else round(lat.budget_s * 1e3, 6),
+            "budgets_ms": [round(b * 1e3, 6) for b in lat.budgets_s] if lat.budgets_s else None,
             "backend": lat.backend, "batch": lat.batch, "threads": lat.threads,
             "model": None if model is None else {"kind": model["kind"], "settings": model["settings"],
                                                  "held_out": model.get("evaluation", {}).get("held_out")}}
@@ -211,7 +212,8 @@ def render(summary: dict[str, Any]) -> str:
     s, c = summary["settings"], summary["counts"]
     by_rung = ", ".join(f"{n} at {name}" for name, n in c["by_rung"].items())
     lat = s.get("latency") or {}
-    latency_budget = f" and {lat['budget_ms']:g} ms on {lat['backend']}" if lat.get("budget_ms") else ""
+    latency_ms = ", ".join(f"{b:g}" for b in lat.get("budgets_ms") or [lat.get("budget_ms")] if b)
+    latency_budget = f" and {latency_ms} ms on {lat['backend']}" if latency_ms else ""
     family = summary.get("family")
     budgets = ", ".join(f"{b / 1e6:g}M" for b in family["budgets"]) if family else f"{s['mac_budget'] / 1e6:.0f}M"
     lines = [
@@ -223,8 +225,10 @@ def render(summary: dict[str, Any]) -> str:
         f"{c.get('continued', 0)} continued from a checkpoint; "
         f"{c['infeasible_skipped']} over budget (skipped, not trained), {c['failed']} failed",
     ]
+    member_ms = dict(zip(family["budgets"], lat.get("budgets_ms") or [])) if family else {}
     for v in family["verdicts"] if family else [summary]:
-        lines += ["", f"==== budget {v['budget'] / 1e6:g}M MACs ===="] if family else [""]
+        within = f" and {member_ms[v['budget']]:g} ms" if v.get("budget") in member_ms else ""
+        lines += ["", f"==== budget {v['budget'] / 1e6:g}M MACs{within} ===="] if family else [""]
         lines += verdict_lines(v)
     lines += [""] + noise_lines(summary["noise"], summary["decided_at"])
     if family:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..gp.surrogate import GPSurrogate
+from ..latency.budget import LatencyLimit, check_latency
 from ..model.config import ArchConfig
 from ..search.baselines import KINDS
 from ..search.jobs import SEARCH, Ledger, Plan
@@ -160,7 +161,8 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
     reached = [r for r in range(plan.ladder.top + 1) if ledger.at(r, role=SEARCH)]
     rung = max(reached) if reached else plan.ladder.top
     name = plan.ladder.rungs[rung].name
-    candidates = [n for n in ledger.networks(rung, name).values() if n.macs <= budget]
+    limit = plan.baselines.latency
+    candidates = [within_limit(n, limit) for n in ledger.networks(rung, name).values() if n.macs <= budget]
     over_latency = tuple(n for n in candidates if n.over_latency)
     candidates = [n for n in candidates if not n.over_latency]
     if plan.ladder.deciding and rung == plan.ladder.top and candidates:
@@ -175,13 +177,23 @@ def decide(ledger: Ledger, plan: Plan, budget: int, noise: list[Noise], surrogat
     return Decision(rung, name, rung == plan.ladder.top, winner, margins, noise[rung], tuple(ranked), over_latency)
 
 
+def within_limit(network: Network | None, limit: LatencyLimit | None) -> Network | None:
+    """``network`` with its measured latency checked against this budget's latency limit: a family's members
+    each have their own (``run --latency-budget 5ms,8ms``), and a trial was checked against the loosest."""
+    if network is None or limit is None or not network.latency or "latency_ms" not in network.latency:
+        return network
+    check = check_latency(network.latency["latency_ms"] / 1e3, limit.budget_s)
+    return dataclasses.replace(network, latency={**network.latency, "budget_ms": round(limit.budget_s * 1e3, 4),
+                                                 "within_budget": check.within})
+
+
 def _decide_on_draws(ledger: Ledger, plan: Plan, rung: int, name: str, noise: list[Noise],
                      candidates: list[Network], over_latency: tuple[Network, ...]) -> Decision:
     """The verdict of a deciding rung: ranked by score there, P(best) and simultaneous margins from draws."""
     ranked = by_score(candidates)
     bases = {kind: ledger.network(config, rung, name) for kind in KINDS if kind not in plan.baselines.impossible
              and (config := _baseline_config(kind, ledger, plan)) is not None}
-    bases = {k: b for k, b in bases.items() if b is not None}
+    bases = {k: within_limit(b, plan.baselines.latency) for k, b in bases.items() if b is not None}
     distinct = list({b.config.network_key(): b for b in bases.values()}.values())  # one baseline may serve two kinds
     extra = [b for b in distinct if b.over_latency]  # compared, never the winner
     draws = draw(ranked + extra, noise[rung], seed=plan.seed)
@@ -229,7 +241,7 @@ def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung:
         return Margin(kind, None, None, None, None, f"no {kind} baseline at this budget: {plan.baselines.impossible[kind]}")
     config = _baseline_config(kind, ledger, plan)
     rule = _rule(kind, plan, config)
-    base = ledger.network(config, rung, name) if config is not None else None
+    base = within_limit(ledger.network(config, rung, name), plan.baselines.latency) if config is not None else None
     if base is None:
         return Margin(kind, None, None, None, None, f"the {kind} baseline was not trained at rung {rung} ({name})",
                       rule=rule)

@@ -97,6 +97,7 @@ class Baselines:
     width_resolution: tuple[Baseline, ...]
     compound: Baseline | None
     impossible: dict[str, str] = field(default_factory=dict)
+    latency: LatencyLimit | None = None  # the budget's latency limit: what its verdict checks measured latency by
 
     def to_train(self) -> list[Baseline]:
         """Every distinct network the baselines need trained (the width baseline is also a candidate)."""
@@ -213,4 +214,4 @@ def baselines_for(space: FactorSpace, budget: int, latency: LatencyLimit | None 
     candidates, why_wr = width_resolution_candidates(space, limits)
     compound, why_c = compound_baseline(space, limits)
     impossible = {k: v for k, v in (("width", why_w), ("width_resolution", why_wr), ("compound", why_c)) if v}
-    return Baselines(budget, width, candidates, compound, impossible)
+    return Baselines(budget, width, candidates, compound, impossible, latency)

@@ -28,8 +28,9 @@ from .study import ResultCache, make_storage, open_study
 def plan_for(settings: StudySettings) -> Plan:
     """The plan a study's settings define (its baselines are a pure function of the space and budgets); a
     family's (several MAC budgets) is a ``FamilyPlan`` of one plan per budget."""
-    space, limit = settings.factor_space(), settings.latency_limit()
-    family = tuple(baselines_for(space, budget, limit) for budget in settings.budgets)
+    space = settings.factor_space()
+    family = tuple(baselines_for(space, budget, limit) for budget, limit in zip(settings.budgets,
+                                                                                 settings.member_limits()))
     if len(family) == 1:
         return Plan(settings.fidelity_ladder(), settings.trials, family[0], settings.seed, space, settings.data)
     return FamilyPlan(settings.fidelity_ladder(), settings.trials, family[-1], settings.seed, space, settings.data,
@@ -64,7 +65,7 @@ class Session:
         storage = make_storage(self.storage) if isinstance(self.storage, str) else self.storage
         s = self.settings
         sampler = make_sampler(s.strategy, s.factor_space(), self.candidates, self.costs, s.mac_budget,
-                               s.fidelity_ladder(), self.sampler_seed, s.data, s.budgets)
+                               s.fidelity_ladder(), self.sampler_seed, s.data, s.budgets, s.member_limits())
         if self.wrap_sampler is not None:
             sampler = self.wrap_sampler(sampler)
         study = open_study(self.name, storage, s, sampler)

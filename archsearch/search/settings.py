@@ -78,7 +78,12 @@ class StudySettings:
         return list(get_strategy(self.strategy).directions)
 
     def latency_limit(self) -> LatencyLimit | None:
+        """What every proposal must fit: the study's latency limit (a family's loosest), or None."""
         return self._latency_limit
+
+    def member_limits(self) -> tuple[LatencyLimit | None, ...]:
+        """Each budget's latency limit, cheapest first (``LatencySettings.limits``)."""
+        return self.latency.limits(len(self.budgets)) if self.latency is not None else (None,) * len(self.budgets)
 
     @cached_property
     def _latency_limit(self) -> LatencyLimit | None:

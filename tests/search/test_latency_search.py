@@ -3,17 +3,21 @@ latency budget flagged and never the winner, bad options, and a real run that ti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tomllib
 
+import numpy as np
 import optuna
 import pytest
 from helpers.studies import BUDGET, run_synthetic, settings_for
 
 from archsearch.cli import main
+from archsearch.cli.common import CLIError
+from archsearch.cli.run import latency_family_budgets
 from archsearch.latency import LatencyLimit, check_latency
 from archsearch.latency.predict import fit_model, save_model
 from archsearch.model.cost import closed_form_cost, distinct_networks
@@ -24,6 +28,7 @@ from archsearch.results.judge import study_facts
 from archsearch.search import feasible_grid
 from archsearch.search.baselines import MIN_FILL
 from archsearch.search.session import plan_for
+from archsearch.search.strategies.base import SearchProblem
 
 SPACE_DICT = tomllib.loads(DEFAULT_SPACES["v2"].read_text())
 SPACE = FactorSpace.from_dict(SPACE_DICT)
@@ -109,6 +114,53 @@ def test_a_config_measured_over_the_latency_budget_is_flagged_and_never_the_winn
     assert len(measured[0].x) == len({e.job.config.network_key() for e in facts.ledger.entries})
 
 
+def test_a_family_of_latency_budgets_gives_each_member_its_own(tmp_path, synthetic_evaluator, model, limit):
+    """``--mac-budget 150M,300M --latency-budget T,L``: each member's candidates, baselines and verdict within
+    its own latency budget; a network measured between the two is flagged at the tighter member only."""
+    budgets = (150_000_000, BUDGET)
+    tight = LatencyLimit(float(np.median(limit.predicted_s(feasible_grid(SPACE, budgets[0]).configs))), model)
+    assert tight.budget_s < limit.budget_s
+    latency = dataclasses.replace(limit.to_settings(), budgets_s=(tight.budget_s, limit.budget_s))
+    settings = settings_for("gp", trials=8, rungs=("smoke",), promote=1.0, latency=latency, budgets=budgets)
+    assert settings.latency_limit().budget_s == limit.budget_s  # what every proposal must fit: the loosest
+    plan = plan_for(settings)
+    for member, own in zip(plan.members, (tight, limit)):
+        assert member.baselines.latency.budget_s == own.budget_s
+        chosen = [b for b in (member.baselines.width, member.baselines.compound) if b]
+        assert chosen and all(own.fits(b.config) for b in chosen + list(member.baselines.width_resolution))
+    problem = SearchProblem(SPACE, *[list(x) for x in zip(*distinct_networks(SPACE))], BUDGET,
+                            settings.fidelity_ladder(), budgets=budgets, limits=settings.member_limits())
+    assert all(tight.fits(problem.candidates[i]) and problem.costs[i] <= budgets[0] for i in problem.within(0))
+    assert len(problem.within(0)) < sum(1 for c in problem.costs if c <= budgets[0])  # the latency binds there
+
+    evaluator = MeasuredEvaluator(synthetic_evaluator(settings.fidelity_ladder()), limit)
+    study, url, *_ = run_synthetic(tmp_path, settings, evaluator)
+    facts = study_facts(study, url)
+    (cheap, dear) = (d for _, d in facts.verdicts)
+    between = {n.config.id for n in facts.ledger.networks(0, "smoke").values()
+               if n.macs <= budgets[0] and tight.budget_s < n.latency["latency_ms"] / 1e3 <= limit.budget_s}
+    assert between  # trained for the 300M member, within 150M MACs, over the tighter latency budget
+    assert {n.config.id for n in cheap.over_latency} == between and cheap.winner.config.id not in between
+    assert all(n.latency["latency_ms"] / 1e3 <= tight.budget_s for n in cheap.ranked)
+    assert not dear.over_latency and dear.winner.latency["within_budget"]
+    text = render(summarize(study, url, facts))
+    assert f"==== budget 150M MACs and {1e3 * tight.budget_s:g} ms ====" in text
+    assert f"and {1e3 * tight.budget_s:g}, {1e3 * limit.budget_s:g} ms on ort-cpu" in text
+
+
+def test_latency_budgets_alone_give_each_member_the_dearest_network_within_its_own(model, limit):
+    networks = list(distinct_networks(SPACE))
+    predicted = dict(zip((c.id for c, _ in networks), model.predict_seconds([c for c, _ in networks])))
+    dearest = max((n for n in networks if predicted[n[0].id] <= limit.budget_s), key=lambda n: n[1])
+    tight = predicted[dearest[0].id] * 0.9999  # just too tight for the dearest network within the looser
+    latency = dataclasses.replace(limit.to_settings(), budgets_s=(tight, limit.budget_s))
+    within = [[m for c, m in networks if predicted[c.id] <= b] for b in (tight, limit.budget_s)]
+    assert latency_family_budgets(SPACE, latency) == (max(within[0]), dearest[1]) and max(within[0]) < dearest[1]
+    same = dataclasses.replace(latency, budgets_s=(limit.budget_s, limit.budget_s * 1.000001))
+    with pytest.raises(CLIError, match="two budgets admit the same dearest network"):
+        latency_family_budgets(SPACE, same)
+
+
 def _run(tmp_path, *args, env=None):
     return subprocess.run([sys.executable, "-m", "archsearch", "run", "--mac-budget", "300M", "--profile", "tiny",
                            "--quiet", "--no-dashboard", *args], capture_output=True, text=True, timeout=600,
@@ -123,6 +175,10 @@ def _run(tmp_path, *args, env=None):
     (["--latency-budget", "4ms", "--latency-model", "nowhere.json"], "latency model: no such file"),
     (["--no-mac", "--latency-budget", "1us", "--latency-model", "MODEL"], "--latency-budget: 1 us is below the fastest"),
     (["--no-mac"], "--mac-budget: give a MAC budget, a --latency-budget, or both"),
+    (["--latency-budget", "5ms,8ms", "--latency-model", "MODEL"], "--latency-budget: 2 budgets for 1 MAC budget(s)"),
+    (["--latency-budget", "8ms,8ms", "--latency-model", "MODEL"], "--latency-budget: '8ms,8ms' gives a budget twice"),
+    (["--latency-budget", "5ms,", "--latency-model", "MODEL"], "--latency-budget: '5ms,' has an empty entry"),
+    (["--latency-budget", "5ms,abc", "--latency-model", "MODEL"], "--latency-budget: cannot read 'abc'"),
 ])
 def test_bad_latency_options_are_one_line_and_exit_2(tmp_path, imagenette, model, args, message, capsys):
     path = save_model(model, tmp_path / "model.json")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import optuna
 
+from ...latency.budget import LatencyLimit
 from ...model.config import ArchConfig
 from ...model.space import FactorSpace
 from ..fidelity import Ladder
@@ -32,11 +33,19 @@ class SearchProblem:
     ladder: Ladder
     data: str = PRIOR_DATA  # the study's data: the noise priors count fewer degrees of freedom off Imagenette
     budgets: tuple[int, ...] = ()  # a family's MAC budgets, cheapest first (``budget`` the largest); () for one
+    limits: tuple[LatencyLimit | None, ...] = ()  # each target's latency limit (): the candidates' one
 
     @property
     def targets(self) -> tuple[int, ...]:
         """The budgets proposals are made for, in turn: a family's, or the one budget."""
         return self.budgets or (self.budget,)
+
+    def within(self, target: int) -> list[int]:
+        """The candidates (their indices) that fit target ``target``'s MAC budget and its latency limit."""
+        budget = self.targets[target]
+        limit = self.limits[target] if self.limits else None
+        return [i for i, cost in enumerate(self.costs) if cost <= budget
+                and (limit is None or limit.fits(self.candidates[i]))]
 
 
 @dataclass(frozen=True)

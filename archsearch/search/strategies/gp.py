@@ -25,7 +25,8 @@ class GPSampler(optuna.samplers.BaseSampler):
     """Augmented expected improvement of a (multi-fidelity) Matern-5/2 GP over the feasible grid points.
 
     A family (several MAC budgets) takes its budgets in turn, cheapest first: proposal ``i`` is made for budget
-    ``i mod K`` by a proposer over the candidates within it (its design drawn near that budget, its incumbent
+    ``i mod K`` by a proposer over the candidates within it and its latency limit (its design drawn near that
+    budget, its incumbent
     the best observed network within it), every proposer fitting the one GP to every job of the study. The
     space-filling design is shared out: ``n_initial / K`` proposals a budget, at least one."""
 
@@ -36,8 +37,8 @@ class GPSampler(optuna.samplers.BaseSampler):
         per_budget = max(1, math.ceil(n_initial / len(targets)))
         prior = rung_priors([ladder.continues(r) for r in range(ladder.top)])
         self.proposers = []
-        for budget in targets:
-            within = [i for i, cost in enumerate(problem.costs) if cost <= budget]
+        for target, budget in enumerate(targets):
+            within = problem.within(target)
             self.proposers.append(GPProposer(problem.space, [problem.candidates[i] for i in within],
                                              costs=[problem.costs[i] for i in within], budget=budget,
                                              n_initial=per_budget, seed=seed, fidelities=len(ladder.rungs),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import optuna
 
+from ...latency.budget import LatencyLimit
 from ...model.config import ArchConfig, ConfigError
 from ...model.space import FactorSpace
 from ..fidelity import Ladder
@@ -42,7 +43,9 @@ def strategies_help() -> str:
 
 def make_sampler(name: str, space: FactorSpace, candidates: list[ArchConfig], costs: list[int], budget: int,
                  ladder: Ladder, seed: int, data: str = PRIOR_DATA,
-                 budgets: tuple[int, ...] = ()) -> optuna.samplers.BaseSampler:
-    """The sampler of strategy ``name`` for this search (``budgets``: a family's, cheapest first): the one way
-    every command builds one."""
-    return get_strategy(name).build(SearchProblem(space, candidates, costs, budget, ladder, data, budgets), seed)
+                 budgets: tuple[int, ...] = (), limits: tuple[LatencyLimit | None, ...] = ()
+                 ) -> optuna.samplers.BaseSampler:
+    """The sampler of strategy ``name`` for this search (``budgets``: a family's, cheapest first; ``limits``:
+    their latency limits): the one way every command builds one."""
+    problem = SearchProblem(space, candidates, costs, budget, ladder, data, budgets, limits)
+    return get_strategy(name).build(problem, seed)
