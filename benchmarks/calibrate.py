@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import sys
 from collections import Counter
@@ -30,6 +31,7 @@ import torch
 
 from archsearch.model.config import ArchConfig
 from archsearch.results.judge import study_facts
+from archsearch.search import noise
 from archsearch.search.noise import chi2_interval, rung_bias
 from archsearch.search.study import quiet_optuna
 from archsearch.train.loop import evaluate
@@ -66,10 +68,12 @@ def read(out: Path) -> dict[tuple[str, int], dict]:
 
 
 def append(out: Path, row: dict) -> None:
-    new = not out.exists()
+    """One row, under a lock: a process per seed may share ``out`` (``--seeds 10 --threads 1`` beside
+    ``--seeds 11 --threads 1``)."""
     with open(out, "a", newline="") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        if new:
+        if handle.tell() == 0:
             writer.writeheader()
         writer.writerow(row)
 
@@ -113,9 +117,9 @@ def report(folders: list[Path], rows: dict[tuple[str, int], dict], seeds: list[i
     for (cid, seed), row in sorted(rows.items(), key=lambda kv: kv[0][1]):
         if seed in seeds:
             truth.setdefault(cid, []).append(float(row["top1"]))
-    noise, df = pooled_noise(truth)
+    noise, df_truth = pooled_noise(truth)
     print(f"truth: {profile}, seeds {seeds}; {len(truth)} networks; its own seed noise "
-          f"{100 * noise:.2f} points ({df} df)")
+          f"{100 * noise:.2f} points ({df_truth} df)")
     decided: dict[tuple[str, int], float] = {}  # (network, seed) -> its score at the deciding rung, any study
     tally = Counter()
     for folder in folders:
@@ -129,23 +133,26 @@ def report(folders: list[Path], rows: dict[tuple[str, int], dict], seeds: list[i
             print(f"  {net.config.id:<34} P(best) {p_best:.3f}  {decision.fidelity} {100 * net.mean:6.2f} %  "
                   f"{profile} " + (f"{100 * np.mean(there):6.2f} % ({len(there)} seeds)" if there else "not yet"))
         known = [n for n in decision.ranked if n.config.id in truth]
-        if known:
+        if len(known) > 1:
             best = max(known, key=lambda n: np.mean(truth[n.config.id]))
             p_of = dict(zip((n.config.id for n in decision.ranked), decision.p_best))
             print(f"  best at {profile} of the {len(known)} retrained: {best.config.id} "
                   f"(the run gave it P(best) {p_of[best.config.id]:.3f})")
-        for c in decision.comparisons:
+        seen: set[frozenset] = set()
+        for c in decision.comparisons:  # a baseline against another is listed both ways: counted once
             a, b = c.network.config.id, c.baseline.config.id
-            if a not in truth or b not in truth:
+            if a not in truth or b not in truth or frozenset((a, b)) in seen:
                 continue
+            seen.add(frozenset((a, b)))
             there = float(np.mean(truth[a]) - np.mean(truth[b]))
-            covered = c.interval[0] <= there <= c.interval[1]
-            agrees = np.sign(there) == np.sign(c.margin)
-            significant = c.interval[0] > 0 or c.interval[1] < 0
+            covered = bool(c.interval[0] <= there <= c.interval[1])
+            agrees = bool(np.sign(there) == np.sign(c.margin))
+            significant = bool(c.interval[0] > 0 or c.interval[1] < 0)
             printed = a == decision.winner.config.id
-            tally.update({"n": 1, "covered": covered, "sign": agrees, "significant": significant,
-                          "significant_sign": significant and agrees, "printed": printed,
-                          "printed_covered": printed and covered, "printed_sign": printed and agrees})
+            tally.update({k: int(v) for k, v in {
+                "n": True, "covered": covered, "sign": agrees, "significant": significant,
+                "significant_sign": significant and agrees, "printed": printed,
+                "printed_covered": printed and covered, "printed_sign": printed and agrees}.items()})
             print(f"  {a:<34} - {b:<30} {pts(c.margin)} [{pts(c.interval[0])}, {pts(c.interval[1])}]  "
                   f"at {profile} {pts(there)}  {'inside' if covered else 'OUTSIDE'}"
                   f"{'' if agrees else ', sign differs'}")
@@ -167,8 +174,11 @@ def report(folders: list[Path], rows: dict[tuple[str, int], dict], seeds: list[i
     both = [cid for cid in by_network if cid in truth]
     if len(both) >= 3:
         pairs = [(float(np.mean(by_network[c])), float(np.mean(truth[c]))) for c in both]
-        seeds_each = float(np.mean([len(by_network[c]) for c in both]))
-        bias = rung_bias("decide", profile, pairs, std / np.sqrt(seeds_each))
+        # the scatter about the line less both sides' seed noise (each a mean over its seeds)
+        decided_seeds = float(np.mean([len(by_network[c]) for c in both]))
+        truth_seeds = float(np.mean([len(truth[c]) for c in both]))
+        seed_noise = np.hypot(std / np.sqrt(decided_seeds), (noise if df_truth else 0.0) / np.sqrt(truth_seeds))
+        bias = rung_bias("decide", profile, pairs, float(seed_noise), use_prior=False)
         shift = np.mean([t - d for d, t in pairs])
         interval = bias.interval()
         print(f"bias of the deciding rung against {profile} on {len(both)} networks: {100 * bias.std:.2f} points"
@@ -188,7 +198,13 @@ def main() -> int:
     parser.add_argument("--data", help="ImageFolder root (default: Imagenette beside the project)")
     parser.add_argument("--out", required=True, help="CSV of every retrained (network, seed), appended")
     parser.add_argument("--report", action="store_true", help="train nothing: read what --out has")
+    parser.add_argument("--as-printed", action="store_true",
+                        help="judge the studies with the priors the runs of 12-05 printed their intervals with "
+                             "(decide's noise 0.75 points on 2 df, its bias unmeasured) instead of search.noise's")
     args = parser.parse_args()
+    if args.as_printed:
+        noise.NOISE_STD["decide"], noise.NOISE_DF["decide"] = 0.0075, 2
+        noise.FIDELITY_BIAS_STD.pop("decide", None)
     torch.set_num_threads(args.threads)
     get_profile(args.profile)  # a bad name fails here, before any study is read
     seeds = [int(s) for s in args.seeds.split(",")]

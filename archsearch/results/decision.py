@@ -258,6 +258,8 @@ def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung:
                 f"interval [{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}] with an assumed noise)")
     elif noise[rung].bias is not None and not noise[rung].bias.known:
         said += f" -- at {name}; its bias against {noise[rung].bias.against} is unmeasured: no claim beyond it"
+    elif noise[rung].bias is not None and rung == plan.ladder.top:
+        said += f" -- about {noise[rung].bias.against}: {name}'s measured bias against it is counted"
     if base.over_latency:
         said += f" (the {kind} baseline was measured over the latency budget: {base.latency['latency_ms']:.2f} ms)"
     by_rung = {}

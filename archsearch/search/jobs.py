@@ -38,7 +38,7 @@ from .baselines import Baselines
 from .fidelity import Ladder
 from .finalists import choose_finalists
 from .networks import Network, by_score
-from .noise import BIAS_AGAINST, PRIOR_DATA, Noise, rung_bias, rung_noise
+from .noise import PRIOR_DATA, Noise, bias_target, rung_bias, rung_noise
 
 SEARCH, BASELINE = "search", "baseline"
 
@@ -373,7 +373,8 @@ def study_noise(ledger: Ledger, ladder: Ladder, data: str = PRIOR_DATA) -> list[
     """Each rung's noise (``noise.rung_noise``): the profile's measured prior, updated with the seed repeats done
     at that rung (what the GP sampler and the decision both weigh a score by), and its bias: a screening rung's
     against the top rung, pooled with the networks this study trained at both; the top rung's against the
-    reference (unmeasured where the top is the reference). The finalists were chosen on their screening
+    fidelity its prior was measured against (``noise.bias_target``: the reference, or ``decide``'s full side;
+    unmeasured where the top is that fidelity). The finalists were chosen on their screening
     scores, which truncates their spread of bias: with few baselines beside them the study's figure leans low,
     one reason the Imagenette prior stays in the pool."""
     networks = [ledger.networks(rung, profile.name) for rung, profile in enumerate(ladder.rungs)]
@@ -385,7 +386,8 @@ def study_noise(ledger: Ledger, ladder: Ladder, data: str = PRIOR_DATA) -> list[
             pairs = [(n.mean, networks[top][k].mean) for k, n in networks[rung].items() if k in networks[top]]
             bias = rung_bias(profile, top_profile, pairs, noise.std, data)
         else:
-            against = BIAS_AGAINST if profile.name != BIAS_AGAINST else "full resolution"
+            target = bias_target(profile)
+            against = target if profile.name != target else "full resolution"
             bias = rung_bias(profile, against, [], noise.std, data)
         out.append(dataclasses.replace(noise, bias=bias))
     return out

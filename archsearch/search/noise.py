@@ -33,16 +33,22 @@ from ..train.recipe import Profile
 
 # Seed-to-seed std of top-1 at each profile (one network, several seeds) and its degrees of freedom, measured on
 # Imagenette on the CPU; benchmarks/RESULTS.md, "Noise of a score" and "Does the answer hold?".
-# ``decide``: 2 networks x 2 seeds (benchmarks/noise_decide.csv, benchmarks/profile_noise.py): 2 df, a weak prior.
+# ``decide``: 16 scores of 6 networks at 2 to 3 seeds each (10 df): benchmarks/noise_decide.csv and the deciding
+# networks of the default run at seeds 0, 1 and 2 (benchmarks/calibrate.py; RESULTS, "A verdict worth its CPU, part 3").
 NOISE_STD: dict[str, float] = {"quick": 0.029, "smoke": 0.033, "smoke-e1": 0.013, "smoke-e2": 0.032,
-                               "reference": 0.0168, "decide": 0.0075}
-NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e2": 24, "reference": 8, "decide": 2}
-# Std of a network's score at each profile that does not carry to ``reference`` (beyond seed noise), measured on
-# Imagenette from the rung tables against table_v2_reference (benchmarks/fidelity_bias.py), with its degrees of
-# freedom. What the reference itself misses against full resolution has not been measured.
-FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036}
-BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18}
-BIAS_AGAINST = "reference"  # the profile the bias priors were measured against
+                               "reference": 0.0168, "decide": 0.0131}
+NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e2": 24, "reference": 8, "decide": 10}
+# Std of a network's score at each profile that does not carry to a higher fidelity (beyond seed noise), with its
+# degrees of freedom, measured on Imagenette: against ``reference`` from the rung tables against
+# table_v2_reference (benchmarks/fidelity_bias.py), unless ``BIAS_TARGET`` names the fidelity it was measured
+# against. What the reference itself misses against full resolution has not been measured.
+# ``decide`` against ``decide-full``: the deciding networks of the default runs at seeds 0-2 retrained at full side
+# (benchmarks/calibrate.py; RESULTS, "A verdict worth its CPU, part 3").
+FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036,
+                                       "decide": 0.0354}
+BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18, "decide": 2}
+BIAS_AGAINST = "reference"  # the profile the bias priors were measured against, unless ``BIAS_TARGET`` says
+BIAS_TARGET: dict[str, str] = {"decide": "decide-full"}  # half side against the same recipe at full side
 PRIOR_DATA = "imagenette"  # the data every prior was measured on
 OTHER_DATA_DF = 2.0  # on other data an Imagenette prior counts at most this many degrees of freedom
 UNKNOWN_DF = 1.0  # the single prior degree of freedom of an unmeasured profile's (largest measured) noise
@@ -190,12 +196,18 @@ def _scatter(rung: Sequence[float], higher: Sequence[float]) -> float:
     return math.sqrt(sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in zip(higher, rung)) / (n - 2))
 
 
+def bias_target(profile: Profile | str) -> str:
+    """The fidelity ``profile``'s bias prior is measured against (``reference`` unless ``BIAS_TARGET`` says)."""
+    return BIAS_TARGET.get(_name(profile), BIAS_AGAINST)
+
+
 def rung_bias(profile: Profile | str, against: Profile | str, pairs: Sequence[tuple[float, float]],
-              seed_noise: float, data: str = PRIOR_DATA) -> Bias:
+              seed_noise: float, data: str = PRIOR_DATA, use_prior: bool = True) -> Bias:
     """The bias of ``profile``'s scores against ``against``'s: the Imagenette prior where one was measured against
-    that profile, pooled with the study's ``pairs`` (a network's mean score at each, at least 3 networks)."""
+    that profile, pooled with the study's ``pairs`` (a network's mean score at each, at least 3 networks);
+    ``use_prior`` False: the pairs alone (what measures a prior)."""
     name, top = _name(profile), _name(against)
-    prior = FIDELITY_BIAS_STD.get(name) if top == BIAS_AGAINST else None
+    prior = FIDELITY_BIAS_STD.get(name) if use_prior and top == bias_target(name) else None
     prior_df = BIAS_DF.get(name, 0.0) if prior is not None else 0.0
     if prior is not None and PRIOR_DATA not in data.lower():
         prior_df = min(prior_df, OTHER_DATA_DF)

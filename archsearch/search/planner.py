@@ -30,7 +30,7 @@ from ..train.data import image_counts
 from ..train.recipe import Profile, train_resolution
 from .fidelity import Ladder
 from .jobs import Job, Ledger, Plan
-from .noise import rung_noise
+from .noise import bias_target, rung_bias, rung_noise
 
 # Median over the reference and smoke-e2 tables' jobs (benchmarks/*.csv: one torch thread each, two jobs on two
 # cores; 0.6-2.5e-10): a job's wall time less the overhead, per unit.
@@ -243,15 +243,16 @@ def typical_networks(configs: Sequence[ArchConfig], macs: Sequence[int],
 
 def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int]:
     """(half-width in accuracy, comparisons): what a margin's simultaneous 95 % interval at the deciding rung is
-    expected to be, from the rung's noise prior, its seeds and the paired validation error (Bonferroni over the
-    comparisons, with the Student-t of the noise's degrees of freedom and the study's repeats: an upper bound
-    on the max-|t| intervals the verdict computes)."""
+    expected to be, from the rung's noise prior, its seeds, its bias prior where one was measured, and the paired
+    validation error (Bonferroni over the comparisons, with the Student-t of the noise's degrees of freedom and
+    the study's repeats: an upper bound on the max-|t| intervals the verdict computes)."""
     top = ladder.rungs[-1]
     noise = rung_noise(top, [], data_tag)
+    bias = rung_bias(top, bias_target(top), [], noise.std, data_tag)  # counted where a prior was measured
     _, val = data.images(top)
     networks = ladder.finalists + 3
     comparisons = networks * 3 - 3
-    se = math.sqrt(2 * noise.std**2 / ladder.top_seeds + DISAGREEMENT / max(1, val))
+    se = math.sqrt(2 * noise.std**2 / ladder.top_seeds + 2 * (bias.std or 0.0) ** 2 + DISAGREEMENT / max(1, val))
     df = noise.df + ladder.repeats
     quantile = stats.norm.ppf if math.isinf(df) else lambda q: stats.t.ppf(q, df)
     return float(quantile(1 - 0.025 / comparisons)) * se, comparisons
@@ -259,8 +260,11 @@ def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[
 
 def expected_width_line(ladder: Ladder, data: DataSize, data_tag: str) -> str:
     half, comparisons = expected_half_width(ladder, data, data_tag)
-    return (f"expected margin interval at {ladder.rungs[-1].name}: about +/-{100 * half:.1f} points (simultaneous "
-            f"over {comparisons} comparisons; noise prior and {DISAGREEMENT:.0%} disagreeing validation images)")
+    top = ladder.rungs[-1]
+    bias = rung_bias(top, bias_target(top), [], 0.0, data_tag)
+    priors = f"noise and bias (against {bias.against}) priors" if bias.known else "noise prior"
+    return (f"expected margin interval at {top.name}: about +/-{100 * half:.1f} points (simultaneous "
+            f"over {comparisons} comparisons; {priors} and {DISAGREEMENT:.0%} disagreeing validation images)")
 
 
 def time_clock():

@@ -271,6 +271,8 @@ def test_a_rung_with_a_measured_fidelity_bias_widens_every_margin_and_says_so(tm
         assert b["margin"] == p["margin"]
         half_plain, half_biased = (x["margin_interval"][1] - x["margin"] for x in (p, b))
         assert half_biased**2 == pytest.approx(half_plain**2 + 1.959964**2 * 2 * 0.04**2, rel=1e-4)
+        assert "no claim beyond it" in p["words"]
+        assert f"about reference: {top}'s measured bias against it is counted" in b["words"]
 
 
 def test_a_deciding_rung_of_networks_with_measured_latency_decides(tmp_path, synthetic_evaluator):

@@ -11,7 +11,10 @@ import pytest
 from scipy import stats
 
 from archsearch.search import noise as fidelity
+from archsearch.search.fidelity import ladder
+from archsearch.search.jobs import Ledger, study_noise
 from archsearch.search.noise import fidelity_bias, rung_bias, rung_noise
+from archsearch.search.planner import DataSize, expected_half_width, expected_width_line
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -59,3 +62,23 @@ def test_a_bias_measured_as_zero_still_has_an_upper_end():
     upper = math.sqrt(variance * 2 / stats.chi2.ppf(0.025, 2) - 0.03**2)
     assert bias.std == 0.0 and bias.df == 2
     assert bias.interval() == pytest.approx((0.0, upper), abs=1e-12) and upper > 0.03
+
+
+def test_the_deciding_rung_carries_its_bias_against_full_side_into_the_verdict_and_the_plan(monkeypatch):
+    """``decide`` (half side) has a prior against ``decide-full`` (the same recipe at full side), not against the
+    reference: a study deciding at ``decide`` counts it (its verdict is then about full side), and the planner's
+    expected interval includes it."""
+    assert fidelity.bias_target("decide") == "decide-full" and fidelity.bias_target("smoke-e2") == "reference"
+    measured = rung_bias("decide", "decide-full", [], 0.013)
+    assert measured.known and measured.std == fidelity.FIDELITY_BIAS_STD["decide"] > 0
+    assert measured.df == fidelity.BIAS_DF["decide"]
+    assert not rung_bias("decide", "reference", [], 0.013).known  # measured against full side only
+    top = study_noise(Ledger([]), ladder(("smoke-e2", "decide"), finalists=2))[-1]
+    assert top.bias.against == "decide-full" and top.bias_std == fidelity.FIDELITY_BIAS_STD["decide"]
+    data = DataSize(train=(900,) * 10, val=(390,) * 10)
+    lad = ladder(("smoke-e2", "smoke", "decide"), finalists=2, repeats=1)
+    with_bias, comparisons = expected_half_width(lad, data, "imagenette")
+    assert "bias (against decide-full)" in expected_width_line(lad, data, "imagenette")
+    monkeypatch.delitem(fidelity.FIDELITY_BIAS_STD, "decide")  # the same figure without the bias
+    without, _ = expected_half_width(lad, data, "imagenette")
+    assert comparisons == 12 and with_bias > without
