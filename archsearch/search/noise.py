@@ -45,8 +45,8 @@ NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e
 # ``decide`` against ``decide-full``: the deciding networks of the default runs at seeds 0-2 retrained at full side
 # (benchmarks/calibrate.py; RESULTS, "A verdict worth its CPU, part 3").
 FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036,
-                                       "decide": 0.0354}
-BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18, "decide": 2}
+                                       "decide": 0.0308}
+BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18, "decide": 3}
 BIAS_AGAINST = "reference"  # the profile the bias priors were measured against, unless ``BIAS_TARGET`` says
 BIAS_TARGET: dict[str, str] = {"decide": "decide-full"}  # half side against the same recipe at full side
 PRIOR_DATA = "imagenette"  # the data every prior was measured on
