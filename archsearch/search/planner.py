@@ -241,8 +241,9 @@ def typical_networks(configs: Sequence[ArchConfig], macs: Sequence[int],
     return tuple(out)
 
 
-def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int]:
-    """(half-width in accuracy, comparisons): what a margin's simultaneous 95 % interval at the deciding rung is
+def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int, str | None]:
+    """(half-width in accuracy, comparisons, the fidelity a counted bias is against or None): what a margin's
+    simultaneous 95 % interval at the deciding rung is
     expected to be, from the rung's noise prior, its seeds, its bias prior where one was measured, and the paired
     validation error (Bonferroni over the comparisons, with the Student-t of the noise's degrees of freedom and
     the study's repeats: an upper bound on the max-|t| intervals the verdict computes)."""
@@ -255,15 +256,13 @@ def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[
     se = math.sqrt(2 * noise.std**2 / ladder.top_seeds + 2 * (bias.std or 0.0) ** 2 + DISAGREEMENT / max(1, val))
     df = noise.df + ladder.repeats
     quantile = stats.norm.ppf if math.isinf(df) else lambda q: stats.t.ppf(q, df)
-    return float(quantile(1 - 0.025 / comparisons)) * se, comparisons
+    return float(quantile(1 - 0.025 / comparisons)) * se, comparisons, bias.against if bias.known else None
 
 
 def expected_width_line(ladder: Ladder, data: DataSize, data_tag: str) -> str:
-    half, comparisons = expected_half_width(ladder, data, data_tag)
-    top = ladder.rungs[-1]
-    bias = rung_bias(top, bias_target(top), [], 0.0, data_tag)
-    priors = f"noise and bias (against {bias.against}) priors" if bias.known else "noise prior"
-    return (f"expected margin interval at {top.name}: about +/-{100 * half:.1f} points (simultaneous "
+    half, comparisons, against = expected_half_width(ladder, data, data_tag)
+    priors = f"noise and bias (against {against}) priors" if against else "noise prior"
+    return (f"expected margin interval at {ladder.rungs[-1].name}: about +/-{100 * half:.1f} points (simultaneous "
             f"over {comparisons} comparisons; {priors} and {DISAGREEMENT:.0%} disagreeing validation images)")
 
 

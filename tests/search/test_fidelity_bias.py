@@ -77,8 +77,8 @@ def test_the_deciding_rung_carries_its_bias_against_full_side_into_the_verdict_a
     assert top.bias.against == "decide-full" and top.bias_std == fidelity.FIDELITY_BIAS_STD["decide"]
     data = DataSize(train=(900,) * 10, val=(390,) * 10)
     lad = ladder(("smoke-e2", "smoke", "decide"), finalists=2, repeats=1)
-    with_bias, comparisons = expected_half_width(lad, data, "imagenette")
+    with_bias, comparisons, against = expected_half_width(lad, data, "imagenette")
     assert "bias (against decide-full)" in expected_width_line(lad, data, "imagenette")
     monkeypatch.delitem(fidelity.FIDELITY_BIAS_STD, "decide")  # the same figure without the bias
-    without, _ = expected_half_width(lad, data, "imagenette")
-    assert comparisons == 12 and with_bias > without
+    without, _, none = expected_half_width(lad, data, "imagenette")
+    assert comparisons == 12 and with_bias > without and (against, none) == ("decide-full", None)
