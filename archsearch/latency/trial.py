@@ -34,10 +34,14 @@ def measure_trial(config: ArchConfig, latency: LatencySettings | None,
                     "error": f"{type(err).__name__}: {err}"[:300]}
         if known is not None:
             known[key] = out
-    if how.budget_s is not None:
-        check = check_latency(out["latency_ms"] / 1e3, float(how.budget_s))
-        out = {**out, "budget_ms": round(check.budget_s * 1e3, 4), "within_budget": check.within}
-    return out
+    return checked(out, how.budget_s) if how.budget_s is not None else out
+
+
+def checked(attr: dict[str, Any], budget_s: float) -> dict[str, Any]:
+    """A measured ``latency`` attribute with ``budget_ms`` and ``within_budget`` against ``budget_s`` (a family's
+    verdict checks it again against each member's own budget)."""
+    check = check_latency(attr["latency_ms"] / 1e3, float(budget_s))
+    return {**attr, "budget_ms": round(check.budget_s * 1e3, 4), "within_budget": check.within}
 
 
 def over_budget(attr: dict | None) -> bool:

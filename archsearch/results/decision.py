@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from ..gp.surrogate import GPSurrogate
-from ..latency.budget import LatencyLimit, check_latency
+from ..latency.budget import LatencyLimit
+from ..latency.trial import checked
 from ..model.config import ArchConfig
 from ..search.baselines import KINDS
 from ..search.jobs import SEARCH, Ledger, Plan
@@ -182,9 +183,7 @@ def within_limit(network: Network | None, limit: LatencyLimit | None) -> Network
     each have their own (``run --latency-budget 5ms,8ms``), and a trial was checked against the loosest."""
     if network is None or limit is None or not network.latency or "latency_ms" not in network.latency:
         return network
-    check = check_latency(network.latency["latency_ms"] / 1e3, limit.budget_s)
-    return dataclasses.replace(network, latency={**network.latency, "budget_ms": round(limit.budget_s * 1e3, 4),
-                                                 "within_budget": check.within})
+    return dataclasses.replace(network, latency=checked(network.latency, limit.budget_s))
 
 
 def _decide_on_draws(ledger: Ledger, plan: Plan, rung: int, name: str, noise: list[Noise],

@@ -44,8 +44,11 @@ class SearchProblem:
         """The candidates (their indices) that fit target ``target``'s MAC budget and its latency limit."""
         budget = self.targets[target]
         limit = self.limits[target] if self.limits else None
-        return [i for i, cost in enumerate(self.costs) if cost <= budget
-                and (limit is None or limit.fits(self.candidates[i]))]
+        within = [i for i, cost in enumerate(self.costs) if cost <= budget]
+        if limit is None:
+            return within
+        predicted = limit.predicted_s([self.candidates[i] for i in within])  # one call, as feasible_grid's
+        return [i for i, seconds in zip(within, predicted) if seconds <= limit.budget_s]
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,8 @@ class GPSampler(optuna.samplers.BaseSampler):
 
     A family (several MAC budgets) takes its budgets in turn, cheapest first: proposal ``i`` is made for budget
     ``i mod K`` by a proposer over the candidates within it and its latency limit (its design drawn near that
-    budget, its incumbent
-    the best observed network within it), every proposer fitting the one GP to every job of the study. The
-    space-filling design is shared out: ``n_initial / K`` proposals a budget, at least one."""
+    budget, its incumbent the best observed network within it), every proposer fitting the one GP to every job
+    of the study. The space-filling design is shared out: ``n_initial / K`` proposals a budget, at least one."""
 
     def __init__(self, problem: SearchProblem, seed: int = 0, n_initial: int = N_INITIAL):
         self.space = problem.space
