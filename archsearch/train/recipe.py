@@ -102,6 +102,11 @@ PROFILES: dict[str, Profile] = {
     # 4x its compute; beside `decide` it differs in resolution alone, so the pair also measures what half side hides.
     "decide-full": Profile("decide-full", epochs=2, train_per_class=None, val_per_class=None, resolution_scale=1.0,
                            batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
+    # A candidate deciding rung at full side for twice `decide`'s compute: the decide recipe in one epoch. Measured
+    # against decide-full (benchmarks/deciding_profile.py): seed noise 2.9 points, so no better a verdict per
+    # CPU-second than `decide`; not the default.
+    "decide-full-1ep": Profile("decide-full-1ep", epochs=1, train_per_class=None, val_per_class=None,
+                               resolution_scale=1.0, batch_size=32, lr=2e-3, weight_decay=0.01, crop_scale=(0.5, 1.0)),
     # Long training of a chosen architecture (the ml-cvnets recipe, shortened for a 10- to 100-class subset).
     "full": Profile("full", epochs=100, train_per_class=None, val_per_class=None, resolution_scale=1.0,
                     batch_size=256, lr=4e-3, weight_decay=0.02, warmup_fraction=0.05, compile=True),
