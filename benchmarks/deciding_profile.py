@@ -2,7 +2,7 @@
 
 The calibration (``benchmarks/calibrate.py``) trained the default runs' deciding networks at ``decide-full`` with
 seeds 10 and 11; ``--truth`` holds those scores (``calibrate_300M_truth.csv``: the rows part 3 of RESULTS
-recorded, re-made from its figures when the machine's CSV was lost; no per-image hits). This trains the same
+recorded, re-made from its figures when the machine's CSV was lost, and those part 4 added). This trains the same
 networks at ``--profile`` with ``--seeds`` (none the truth used), appending each (network, seed) to ``--out``
 under a lock as soon as it exists, so that one process a seed can share it and a re-run resumes. Then it prints
 the profile's seed noise, its bias against the truth (``noise.rung_bias`` on the pairs, the prior left out),
@@ -10,6 +10,9 @@ Kendall's tau of the two orders, the wall time a job, and each network's error v
 times its CPU-seconds: what a deciding rung pays for an interval of a given width.
 
     python benchmarks/deciding_profile.py --profile decide-full-1ep --seeds 20 --threads 1 --out OUT.csv
+
+With ``--report --profile decide --out calibrate_300M_decide.csv`` (the deciding networks' scores at ``decide``
+as the runs printed them) it gives ``decide``'s bias against full side on every calibrated network.
 """
 
 from __future__ import annotations
@@ -22,34 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibrate import append, pooled_noise, read
+from calibrate import pooled_noise, read, train
 from scipy import stats
 
 from archsearch.model.config import ArchConfig
 from archsearch.search.noise import rung_bias
-from archsearch.train.loop import evaluate
 from archsearch.train.recipe import get_profile
 
 HERE = Path(__file__).resolve().parent
 FACTORS = re.compile(r"v2-r([0-9]+)-w([0-9.]+)-m([0-9.]+)-a([0-9.]+)(?:-c[0-9]+)?")
-
-
-def train(configs: list[ArchConfig], seeds: list[int], profile: str, data: str | None, out: Path) -> None:
-    """Each (network, seed) not in ``out`` yet, every network at one seed before any at the next."""
-    for seed in seeds:
-        for config in configs:
-            if (config.id, seed) in read(out):
-                continue
-            print(f"training {config.id} seed {seed} at {profile} ({torch.get_num_threads()} threads)",
-                  file=sys.stderr, flush=True)
-            record = evaluate(config, profile, data, seed, progress=False)
-            append(out, {"config_id": config.id, "config": json.dumps(config.to_dict()), "seed": seed,
-                         "profile": profile, "status": record.status, "top1": record.top1,
-                         "val_images": record.val_images, "val_correct": record.val_correct,
-                         "trained_resolution": record.resolution, "threads": torch.get_num_threads(),
-                         "wall_s": round(record.wall_s, 1)})
-            print(f"  {record.status}: top-1 {100 * (record.top1 or 0):.2f} % in {record.wall_s:.0f} s",
-                  file=sys.stderr, flush=True)
 
 
 def report(truth: dict[tuple[str, int], dict], rows: dict[tuple[str, int], dict], profile: str) -> None:
@@ -71,10 +55,12 @@ def report(truth: dict[tuple[str, int], dict], rows: dict[tuple[str, int], dict]
     if not rows:
         print("nothing trained yet")
         return
-    walls = [float(r["wall_s"]) for r in rows.values()]
+    walls = [float(r["wall_s"]) for r in rows.values() if r["wall_s"]]
     threads = sorted({r["threads"] for r in rows.values()})
-    print(f"wall a job: {min(walls):.0f}-{max(walls):.0f} s, mean {np.mean(walls):.0f} s at {'/'.join(threads)} "
-          f"thread(s); seed noise {100 * noise:.2f} points ({df} df)")
+    if walls:
+        print(f"wall a job: {min(walls):.0f}-{max(walls):.0f} s, mean {np.mean(walls):.0f} s at "
+              f"{'/'.join(threads)} thread(s)")
+    print(f"seed noise {100 * noise:.2f} points ({df} df)")
     if len(both) < 3:
         return
     means = [float(np.mean(low[c])) for c in both]
@@ -88,7 +74,7 @@ def report(truth: dict[tuple[str, int], dict], rows: dict[tuple[str, int], dict]
           + (f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval else "")
           + f" ({bias.df:g} df); {truth_profile} {100 * np.mean(np.subtract(truths, means)):+.2f} points higher "
           f"on average; Kendall's tau {tau.statistic:.2f} (p = {tau.pvalue:.2f})")
-    if df:
+    if df and walls:
         error = (noise**2 + bias.std**2) * 1e4
         print(f"error a score {np.sqrt(error):.2f} points (noise and bias); error variance x CPU-seconds a job "
               f"{error * np.mean(walls) * int(threads[0]):.0f} points^2 s")

@@ -35,22 +35,23 @@ from ..train.recipe import Profile
 # Imagenette on the CPU; benchmarks/RESULTS.md, "Noise of a score" and "Does the answer hold?".
 # ``decide``: 16 scores of 6 networks at 2 to 3 seeds each (10 df): benchmarks/noise_decide.csv and the deciding
 # networks of the default run at seeds 0, 1 and 2 (benchmarks/calibrate.py; RESULTS, "A verdict worth its CPU, part 3").
-# ``decide-full``: the calibration's networks at seeds 10 and 11 (benchmarks/calibrate_300M_truth.csv);
+# ``decide-full``: the calibration's 9 networks at seeds 10 and 11 (benchmarks/calibrate_300M_truth.csv);
 # ``decide-full-1ep``: 5 of them at seeds 20 and 21 (benchmarks/deciding_full_1ep.csv; RESULTS, "... part 4").
 NOISE_STD: dict[str, float] = {"quick": 0.029, "smoke": 0.033, "smoke-e1": 0.013, "smoke-e2": 0.032,
-                               "reference": 0.0168, "decide": 0.0131, "decide-full": 0.0120,
+                               "reference": 0.0168, "decide": 0.0131, "decide-full": 0.0254,
                                "decide-full-1ep": 0.0290}
 NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e2": 24, "reference": 8, "decide": 10,
-                              "decide-full": 4, "decide-full-1ep": 5}
+                              "decide-full": 9, "decide-full-1ep": 5}
 # Std of a network's score at each profile that does not carry to a higher fidelity (beyond seed noise), with its
 # degrees of freedom, measured on Imagenette: against ``reference`` from the rung tables against
 # table_v2_reference (benchmarks/fidelity_bias.py), unless ``BIAS_TARGET`` names the fidelity it was measured
 # against. What the reference itself misses against full resolution has not been measured.
-# ``decide`` against ``decide-full``: the deciding networks of the default runs at seeds 0-2 retrained at full side
-# (benchmarks/calibrate.py; RESULTS, "A verdict worth its CPU, part 3").
+# ``decide`` against ``decide-full``: the 9 deciding networks of the default runs at seeds 0-2 retrained at full side
+# with 2 seeds (benchmarks/calibrate_300M_*.csv; RESULTS, "A verdict worth its CPU, parts 3 and 4");
+# ``decide-full-1ep`` against it: 5 of them, its scatter no larger than both sides' seed noise (0 on 3 df).
 FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036,
-                                       "decide": 0.0308, "decide-full-1ep": 0.0126}
-BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18, "decide": 3, "decide-full-1ep": 3}
+                                       "decide": 0.0136, "decide-full-1ep": 0.0}
+BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18, "decide": 7, "decide-full-1ep": 3}
 BIAS_AGAINST = "reference"  # the profile the bias priors were measured against, unless ``BIAS_TARGET`` says
 # half side, and one epoch of two, against the same recipe at full side for two epochs
 BIAS_TARGET: dict[str, str] = {"decide": "decide-full", "decide-full-1ep": "decide-full"}
