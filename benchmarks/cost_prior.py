@@ -23,7 +23,7 @@ import numpy as np
 
 from archsearch.model.config import ArchConfig
 from archsearch.model.cost import closed_form_cost
-from archsearch.search.planner import OVERHEAD_S, DataSize
+from archsearch.search.planner import OVERHEAD_S, DataSize, image_passes, trained_macs
 from archsearch.train.data import resolve_data_root
 from archsearch.train.recipe import get_profile
 
@@ -43,10 +43,8 @@ def jobs(path: Path, data: DataSize) -> list[tuple[float, float, float]]:
             config = (ArchConfig.from_dict(json.loads(row["config"])) if row.get("config") else
                       ArchConfig(family=row["family"], resolution=int(row["resolution"]), width=float(row["width"]),
                                  mv2_depth=float(row["mv2_depth"]), vit_depth=float(row["vit_depth"])))
-            side = int(row["trained_resolution"])
-            macs = closed_form_cost(config).macs * (side / config.resolution) ** 2
-            train, val = data.images(profile)
-            out.append((macs, 3 * train * profile.last_epoch + val, float(row["wall_s"]) - OVERHEAD_S))
+            out.append((trained_macs(config, closed_form_cost(config).macs, profile), image_passes(profile, data),
+                        float(row["wall_s"]) - OVERHEAD_S))
     return out
 
 

@@ -80,6 +80,19 @@ class DataSize:
         return capped(self.train, profile.train_per_class), capped(self.val, profile.val_per_class)
 
 
+def trained_macs(config: ArchConfig, macs: int, profile: Profile) -> float:
+    """A network's MACs an image (``macs``, at its resolution) at the side ``profile`` trains it at."""
+    side = train_resolution(config, profile.resolution_scale)
+    return macs * (side / config.resolution) ** 2
+
+
+def image_passes(profile: Profile, data: DataSize, from_epoch: int = 0) -> int:
+    """Three passes per training image per epoch (forward and backward) plus one per validation image;
+    ``from_epoch``: a continued job trains only the epochs after it."""
+    train, val = data.images(profile)
+    return 3 * train * (profile.last_epoch - from_epoch) + val
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Seconds of one job from its units of work."""
@@ -90,12 +103,8 @@ class CostModel:
     pass_macs: float = PASS_MACS  # MAC-equivalents of an image pass's fixed work
 
     def units(self, config: ArchConfig, macs: int, profile: Profile, data: DataSize, from_epoch: int = 0) -> float:
-        """(MACs at the trained side + ``pass_macs``) times three passes per training image per epoch plus one
-        per validation image; ``from_epoch``: a continued job trains only the epochs after it."""
-        side = train_resolution(config, profile.resolution_scale)
-        trained_macs = macs * (side / config.resolution) ** 2
-        train, val = data.images(profile)
-        return (trained_macs + self.pass_macs) * (3 * train * (profile.last_epoch - from_epoch) + val)
+        """(MACs at the trained side + ``pass_macs``) times the job's image passes."""
+        return (trained_macs(config, macs, profile) + self.pass_macs) * image_passes(profile, data, from_epoch)
 
     @classmethod
     def prior(cls, threads: int) -> CostModel:
