@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import csv
 import fcntl
+import itertools
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -32,7 +34,7 @@ import torch
 from archsearch.model.config import ArchConfig
 from archsearch.results.judge import study_facts
 from archsearch.search import noise
-from archsearch.search.noise import chi2_interval, rung_bias
+from archsearch.search.noise import chi2_interval, resolution_slope, rung_bias
 from archsearch.search.study import quiet_optuna
 from archsearch.train.loop import evaluate
 from archsearch.train.recipe import get_profile
@@ -107,6 +109,38 @@ def pooled_noise(scores: dict[str, list[float]]) -> tuple[float, int]:
 
 def pts(x: float) -> str:
     return f"{100 * x:+.2f}"
+
+
+def side(config_id: str) -> int:
+    """A network's resolution, from its id (``v2-r160-...``)."""
+    return int(re.match(r"v[12]-r([0-9]+)-", config_id)[1])
+
+
+def resolution_report(ids: list[str], means: list[float], truths: list[float], seed_noise: float) -> None:
+    """The gain to the truth on log2 resolution (``noise.resolution_slope``: what ``RESOLUTION_SLOPE`` holds),
+    and whether moving the margins by it helps where it was not fitted: for every pair of networks, the slope
+    fitted on the others, the pair's margin at the truth against its margin at the profile, plain and moved."""
+    sides = [side(cid) for cid in ids]
+    gains = np.subtract(truths, means)
+    slope, se, left, df = resolution_slope(list(gains), sides, seed_noise)
+    print(f"gain per doubling of resolution {100 * slope:+.2f} points (se {100 * se:.2f}, {df} df); bias left about "
+          f"the line {100 * left:.2f} points (the plain bias above counts this shift as scatter)")
+    plain, moved, agree_plain, agree_moved = [], [], 0, 0
+    for i, j in itertools.combinations(range(len(ids)), 2):
+        rest = [k for k in range(len(ids)) if k not in (i, j)]
+        fitted = resolution_slope(list(gains[rest]), [sides[k] for k in rest], seed_noise)[0]
+        there = truths[i] - truths[j]
+        margin = means[i] - means[j]
+        shifted = margin + fitted * np.log2(sides[i] / sides[j])
+        plain.append(margin - there)
+        moved.append(shifted - there)
+        agree_plain += np.sign(margin) == np.sign(there)
+        agree_moved += np.sign(shifted) == np.sign(there)
+    n = len(plain)
+    print(f"left-pair-out, {n} pairs: the sign at the truth agrees plain {agree_plain}, moved {agree_moved}; "
+          f"root-mean-square error of a margin plain {100 * np.sqrt(np.mean(np.square(plain))):.2f} points, moved "
+          f"{100 * np.sqrt(np.mean(np.square(moved))):.2f} (the truth's own noise in a margin "
+          f"{100 * np.sqrt(2) * seed_noise:.2f}, both sides)")
 
 
 def report(folders: list[Path], rows: dict[tuple[str, int], dict], seeds: list[int], profile: str) -> int:
@@ -184,6 +218,7 @@ def report(folders: list[Path], rows: dict[tuple[str, int], dict], seeds: list[i
         print(f"bias of the deciding rung against {profile} on {len(both)} networks: {100 * bias.std:.2f} points"
               + (f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval else "")
               + f" ({bias.df:g} df); {profile} scores {pts(shift)} points higher on average")
+        resolution_report(both, [p[0] for p in pairs], [p[1] for p in pairs], float(seed_noise))
     return 0
 
 

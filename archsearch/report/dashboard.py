@@ -187,6 +187,9 @@ def winner_html(view: StudyView) -> str:
     elif view.decision.tied:
         notes.append(f"level with {view.decision.tied} other network(s) by the GP's mean (their scores differ by no "
                      f"more than the noise): ranked among them by its own score, then by cost")
+    if d.moved_to:
+        notes.append(f"{100 * d.estimate(w):.2f} % moved to {d.moved_to} by {d.fidelity}'s resolution shift: the "
+                     "verdict ranks and compares the networks by their moved scores")
     kinds = view.decision.winner_is_baseline
     if kinds:
         notes.append(f"it is the {' and '.join(kinds)} baseline: the search found no better network")

@@ -114,7 +114,8 @@ def verdict(decision: Decision, ledger: Ledger) -> dict[str, Any]:
     return {"decided_at": decision.where(),
             "winner": _winner(decision, ledger) if decision.winner else None,
             "baselines": [m.to_dict() for m in decision.margins],
-            "top": [{**n.to_dict(), "p_best": decision.p_best[i] if decision.p_best else None}
+            "top": [{**n.to_dict(), "p_best": decision.p_best[i] if decision.p_best else None,
+                     "estimate": decision.estimate(n) if decision.moved_to else None}
                     for i, n in enumerate(decision.ranked[:TOP])],
             "over_latency_budget": [n.to_dict() for n in decision.over_latency]}
 
@@ -135,7 +136,8 @@ def noise_lines(noise: list[dict[str, Any]], decided: dict[str, Any]) -> list[st
                 lines.append(f"fidelity bias of the deciding rung against {bias['against']}: {bias['source']}")
             continue
         interval = bias.get("interval")
-        span = f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval and interval[1] is not None else ""
+        span = (f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval and interval[1] is not None
+                and interval[1] > 0 else "")
         counted = ": every margin's interval counts it" if rung == decided["rung"] else ""
         lines.append(f"fidelity bias{where} against {bias['against']}: {100 * bias['std']:.2f} points a network{span} "
                      f"({bias['source']}){counted}")
@@ -266,14 +268,16 @@ def verdict_lines(v: dict[str, Any]) -> list[str]:
         lines = [f"decided at rung {d['rung']} ({d['fidelity']})" + ("" if d["reached_top"] else
                                                                      " -- NOT the top rung: the study did not get there"),
                  (f"{'config':<34} {'MACs':>8} {'trained at':>10} {'top-1 (seeds)':>22} "
-                  f"{'P(best)' if d.get('deciding_rung') else 'GP mean':>8} {'latency':>9}")]
+                  + (f"{'moved to ' + d['moved_to']:>21} " if d.get("moved_to") else "")
+                  + f"{'P(best)' if d.get('deciding_rung') else 'GP mean':>8} {'latency':>9}")]
     for r in v["top"]:
         scores = ", ".join(f"{100 * x:.1f}" for x in r["scores"])
         gp = f"{100 * r['posterior_mean']:.2f}%" if r["posterior_mean"] is not None else "-"
         if r.get("p_best") is not None:
             gp = f"{r['p_best']:.2f}"
+        moved = f"{100 * r['estimate']:>20.2f}% " if r.get("estimate") is not None else ""
         lines.append(f"{r['config_id']:<34} {r['macs'] / 1e6:>7.1f}M {r['trained_resolution'] or '-':>8} px "
-                     f"{100 * r['accuracy']:>6.2f}% ({scores}) {gp:>8} {_ms(r.get('latency_ms')):>9}")
+                     f"{100 * r['accuracy']:>6.2f}% ({scores}) {moved}{gp:>8} {_ms(r.get('latency_ms')):>9}")
     for r in v.get("over_latency_budget", []):
         lines.append(f"{r['config_id']:<34} measured {_ms(r['latency_ms'])}: OVER the latency budget, never the winner "
                      f"(top-1 {100 * r['accuracy']:.2f}%)")

@@ -24,7 +24,8 @@ by ``networks.by_estimate``.
   is shown beside it, so a lead that shrinks or flips with fidelity is visible.
 * **At a deciding rung** (``Ladder.finalists``) the networks were all trained afresh on the same images and
   scored on the same validation images, so the evidence there decides directly (``selection``): the winner
-  is the most accurate there, every network gets P(best) from posterior draws over seeds and validation
+  is the most accurate there (each score moved by the rung's measured resolution shift against the fidelity
+  its bias is about: half side hides what resolution buys), every network gets P(best) from posterior draws over seeds and validation
   images, and the margins' intervals are simultaneous over every comparison any winner could have been
   given, so choosing the winner after the scores does not narrow them. A winner with P(best) below
   ``CLEAR_P`` is said not to be clearly first.
@@ -50,9 +51,9 @@ from ..latency.trial import checked
 from ..model.config import ArchConfig
 from ..search.baselines import KINDS
 from ..search.jobs import SEARCH, Ledger, Plan
-from ..search.networks import Network, by_estimate, by_score
+from ..search.networks import Network, by_estimate
 from ..search.noise import Z95, Noise
-from .selection import draw
+from .selection import by_point, draw
 
 CLEAR_P = 0.5  # below this P(best) the winner is "the most likely best", not a clear one
 
@@ -109,7 +110,17 @@ class Decision:
         """Where and how the verdict was taken, as ``summary.json`` and the export record say it."""
         return {"rung": self.rung, "fidelity": self.fidelity, "reached_top": self.reached_top,
                 "tied_with_winner": self.tied, "deciding_rung": bool(self.p_best), "clear": self.clear,
-                "intervals": self.intervals}
+                "intervals": self.intervals, "moved_to": self.moved_to}
+
+    @property
+    def moved_to(self) -> str | None:
+        """At a deciding rung whose bias has a resolution shift: the fidelity its point estimates are moved to."""
+        bias = self.noise.bias
+        return bias.against if self.p_best and bias is not None and bias.slope else None
+
+    def estimate(self, network: Network) -> float:
+        """A network's point estimate in this verdict: its mean score, moved by the resolution shift if any."""
+        return network.mean + (self.noise.shift(network.config.resolution) if self.moved_to else 0.0)
 
     @property
     def clear(self) -> bool | None:
@@ -189,7 +200,7 @@ def within_limit(network: Network | None, limit: LatencyLimit | None) -> Network
 def _decide_on_draws(ledger: Ledger, plan: Plan, rung: int, name: str, noise: list[Noise],
                      candidates: list[Network], over_latency: tuple[Network, ...]) -> Decision:
     """The verdict of a deciding rung: ranked by score there, P(best) and simultaneous margins from draws."""
-    ranked = by_score(candidates)
+    ranked = by_point(candidates, noise[rung])
     bases = {kind: ledger.network(config, rung, name) for kind in KINDS if kind not in plan.baselines.impossible
              and (config := _baseline_config(kind, ledger, plan)) is not None}
     bases = {k: within_limit(b, plan.baselines.latency) for k, b in bases.items() if b is not None}
@@ -259,6 +270,9 @@ def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung:
         said += f" -- at {name}; its bias against {noise[rung].bias.against} is unmeasured: no claim beyond it"
     elif noise[rung].bias is not None and rung == plan.ladder.top:
         said += f" -- about {noise[rung].bias.against}: {name}'s measured bias against it is counted"
+        if noise[rung].bias.slope:
+            said += (f", each network moved by {100 * noise[rung].bias.slope:+.2f} points per doubling of its "
+                     "resolution")
     if base.over_latency:
         said += f" (the {kind} baseline was measured over the latency budget: {base.latency['latency_ms']:.2f} ms)"
     by_rung = {}

@@ -19,10 +19,10 @@ import optuna
 
 from ..model.config import ArchConfig
 from ..search.jobs import Ledger
-from ..search.networks import Network, by_score
+from ..search.networks import Network
 from ..search.noise import Noise
 from .decision import Decision
-from .selection import draw
+from .selection import by_point, draw
 
 if TYPE_CHECKING:
     from .judge import StudyFacts
@@ -95,13 +95,13 @@ def law_trained(ledger: Ledger, rung: int) -> set[tuple]:
 def check_law(budget: int, predicted: ArchConfig, decision: Decision, ledger: Ledger, noise: Noise,
               seed: int = 0, law_declined: bool = False) -> LawCheck:
     """``predicted`` at ``budget``'s deciding rung against the search's own best there (the best by score of
-    the verdict's networks that no law job trained) and against the verdict's baselines."""
+    the verdict's networks that no law job trained, by the verdict's order) and against the verdict's baselines."""
     key = predicted.network_key()
     trained = ledger.network(predicted, decision.rung, decision.fidelity)
     if trained is None:
         return LawCheck(budget, predicted, None, (), law_declined)
     not_searched = law_trained(ledger, decision.rung) | {key}
-    searched = by_score(n for n in decision.ranked if n.config.network_key() not in not_searched)
+    searched = by_point([n for n in decision.ranked if n.config.network_key() not in not_searched], noise)
     others = [("search", searched[0])] if searched else []
     others += [(m.kind, m.baseline) for m in decision.margins if m.baseline is not None]
     others = [(what, n) for what, n in others if n.config.network_key() != key]

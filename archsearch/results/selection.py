@@ -10,6 +10,8 @@ accuracy could be, given what was measured:
   (the rung's noise and its degrees of freedom: an estimate from few repeats has heavy tails);
 * **bias** -- where the deciding rung's bias against a higher fidelity was measured, each network moves by
   it too, and the verdict is about that fidelity; where it was not, the verdict is about the deciding rung.
+  Its systematic part, a shift with the network's resolution (``noise.RESOLUTION_SLOPE``), moves each
+  network's point estimate (``Draws.point``), and its slope is drawn once a draw for all networks.
 
 From the draws: **P(best)**, the share of draws in which a network is the most accurate; and **margins whose
 interval counts the choice**. The winner is chosen after seeing the scores, so a plain 95 % interval of
@@ -27,17 +29,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..search.networks import Network
-from ..search.noise import Noise
+from ..search.noise import REFERENCE_SIDE, Noise
 
 DRAWS = 4000
 
 
 @dataclass(frozen=True)
 class Draws:
-    """``accuracy[d, i]``: draw ``d`` of network ``i``'s accuracy (the order of ``networks``)."""
+    """``accuracy[d, i]``: draw ``d`` of network ``i``'s accuracy (the order of ``networks``); ``point[i]``: its
+    point estimate (its mean score moved by the rung's resolution shift)."""
 
     networks: tuple[Network, ...]
     accuracy: np.ndarray
+    point: np.ndarray
 
     def p_best(self, among: Sequence[int] | range | None = None) -> np.ndarray:
         """P(best) of each network of ``among`` (default all): the share of draws in which it is the most
@@ -51,7 +55,7 @@ class Draws:
         simultaneous over ``pairs`` at ``level`` (max-|t| over the draws)."""
         if not pairs:
             return {}
-        observed = np.array([self.networks[i].mean - self.networks[j].mean for i, j in pairs])
+        observed = np.array([self.point[i] - self.point[j] for i, j in pairs])
         drawn = np.stack([self.accuracy[:, i] - self.accuracy[:, j] for i, j in pairs], axis=1)
         se = drawn.std(axis=0, ddof=1)
         se = np.where(se > 0, se, np.finfo(float).tiny)
@@ -80,7 +84,19 @@ def draw(networks: Sequence[Network], noise: Noise, seed: int = 0, n: int = DRAW
         training = noise.std * rng.standard_t(df, size=n) / np.sqrt(len(net.scores))
         bias = rng.normal(0.0, noise.bias_std, size=n) if noise.bias_std else 0.0
         columns.append(centre + training + bias)
-    return Draws(networks, np.stack(columns, axis=1))
+    accuracy = np.stack(columns, axis=1)
+    point = np.array([net.mean + noise.shift(net.config.resolution) for net in networks])
+    if noise.bias is not None and noise.bias.slope:
+        b = noise.bias
+        slope = b.slope + b.slope_se * rng.standard_t(b.slope_df if np.isfinite(b.slope_df) else 1e6, size=n)
+        accuracy += slope[:, None] * (np.log2([net.config.resolution for net in networks]) - np.log2(REFERENCE_SIDE))
+    return Draws(networks, accuracy, point)
+
+
+def by_point(networks: Sequence[Network], noise: Noise) -> list[Network]:
+    """The verdict's order: the point estimate (mean score moved by the rung's resolution shift), best first;
+    ties go to the cheaper network, then to the earlier one."""
+    return sorted(networks, key=lambda n: (-(n.mean + noise.shift(n.config.resolution)), n.macs))
 
 
 def _images(networks: Sequence[Network]) -> int:

@@ -14,6 +14,13 @@ their seed noise; that excess is the rung's bias (``fidelity_bias``). Imagenette
 ``reference`` profile are ``FIDELITY_BIAS_STD`` (with ``BIAS_DF``); a study with a deciding rung measures its
 screening rungs' bias against it from the networks it trained at both, and pools the two like the noise.
 
+**Resolution.** A rung trained at a fraction of each network's side misjudges it by an amount that follows its
+resolution: at half side the low-resolution networks (64-80 px trained) are handicapped most, so their gain at
+full side is largest. That part is systematic, not noise: ``RESOLUTION_SLOPE`` is the change of a network's gain
+from the rung to its target per doubling of its resolution, fitted with its standard error on the calibration's
+networks (``resolution_slope``). A verdict moves each network by it (``Bias.shift``) and draws the slope's
+error; the bias std is then what is left about that line.
+
 **Unknown.** A profile nobody measured has no prior. It never counts as noise 0 or bias 0: its noise is taken
 as no smaller than the largest measured one with a single prior degree of freedom (so its interval is never
 narrower than a measured profile's on the same data) and significance is withheld; an unmeasured bias is
@@ -47,11 +54,17 @@ NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e
 # table_v2_reference (benchmarks/fidelity_bias.py), unless ``BIAS_TARGET`` names the fidelity it was measured
 # against. What the reference itself misses against full resolution has not been measured.
 # ``decide`` against ``decide-full``: the 9 deciding networks of the default runs at seeds 0-2 retrained at full side
-# with 2 seeds (benchmarks/calibrate_300M_*.csv; RESULTS, "A verdict worth its CPU, parts 3 and 4");
-# ``decide-full-1ep`` against it: 5 of them, its scatter no larger than both sides' seed noise (0 on 3 df).
+# with 2 seeds (benchmarks/calibrate_300M_*.csv; RESULTS, "A verdict worth its CPU, parts 3 to 5): about the line
+# of ``RESOLUTION_SLOPE`` their gains scatter by no more than both sides' seed noise (0 on 7 df; 1.36 points
+# without the line); ``decide-full-1ep`` against it: 5 of them, its scatter no larger than both sides' seed noise (0 on 3 df).
 FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036,
-                                       "decide": 0.0136, "decide-full-1ep": 0.0}
+                                       "decide": 0.0, "decide-full-1ep": 0.0}
 BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18, "decide": 7, "decide-full-1ep": 3}
+# The systematic part of a bias: (slope, standard error, degrees of freedom) of a network's gain from the rung to
+# its ``BIAS_TARGET`` per doubling of its resolution (``resolution_slope``; the bias std above is the scatter about
+# it). ``decide``: the 9 calibration networks (benchmarks/deciding_profile.py --report; RESULTS, part 5).
+RESOLUTION_SLOPE: dict[str, tuple[float, float, float]] = {"decide": (-0.0392, 0.0123, 7)}
+REFERENCE_SIDE = 224  # the side at which a resolution shift is 0 (only differences between networks matter)
 BIAS_AGAINST = "reference"  # the profile the bias priors were measured against, unless ``BIAS_TARGET`` says
 # half side, and one epoch of two, against the same recipe at full side for two epochs
 BIAS_TARGET: dict[str, str] = {"decide": "decide-full", "decide-full-1ep": "decide-full"}
@@ -86,6 +99,14 @@ class Bias:
     study_df: int = 0  # of which from this study's networks at both fidelities
     scatter: float | None = None  # measured by the study alone: the scatter the seed noise was taken out of
     seed_noise: float = 0.0
+    slope: float = 0.0  # the systematic part: the gain at ``against`` per doubling of a network's resolution
+    slope_se: float = 0.0
+    slope_df: float = math.inf
+
+    def shift(self, resolution: int) -> float:
+        """How much higher a network of ``resolution`` px scores at ``against`` than this rung says, relative to
+        one of ``REFERENCE_SIDE`` px."""
+        return self.slope * math.log2(resolution / REFERENCE_SIDE)
 
     @property
     def known(self) -> bool:
@@ -103,7 +124,9 @@ class Bias:
 
     def to_dict(self) -> dict[str, Any]:
         return {"std": self.std, "df": self.df, "against": self.against, "source": self.source,
-                "study_df": self.study_df, "interval": list(self.interval()) if self.interval() else None}
+                "study_df": self.study_df, "interval": list(self.interval()) if self.interval() else None,
+                "resolution_slope": self.slope, "resolution_slope_se": self.slope_se,
+                "resolution_slope_df": None if math.isinf(self.slope_df) else self.slope_df}
 
 
 @dataclass(frozen=True)
@@ -127,6 +150,10 @@ class Noise:
     def bias_std(self) -> float:
         """The bias to count in a margin (0 only where a measured bias is 0 or none applies)."""
         return self.bias.std if self.bias is not None and self.bias.std is not None else 0.0
+
+    def shift(self, resolution: int) -> float:
+        """A network's move by the rung's systematic resolution bias (0 where none was measured)."""
+        return self.bias.shift(resolution) if self.bias is not None else 0.0
 
     def interval(self) -> tuple[float, float]:
         return chi2_interval(self.std, self.df)
@@ -226,5 +253,27 @@ def rung_bias(profile: Profile | str, against: Profile | str, pairs: Sequence[tu
                     scatter, seed_noise)
     std, total = _pool(prior, prior_df, found**2 * df, df)
     where = f"Imagenette's {100 * prior:.2f} points ({prior_df:g} df)"
+    slope, slope_se, slope_df = RESOLUTION_SLOPE.get(name, (0.0, 0.0, math.inf))
+    if name in RESOLUTION_SLOPE:
+        slope_df = min(slope_df, OTHER_DATA_DF) if PRIOR_DATA not in data.lower() else slope_df
+        where += (f" left after a shift of {100 * slope:+.2f} points per doubling of a network's resolution "
+                  f"(standard error {100 * slope_se:.2f}, {slope_df:g} df)")
     return Bias(std, total, top, where + (f" pooled with this study's {len(pairs)} networks at both ({df} df)"
-                                          if df else ""), df)
+                                          if df else ""), df, slope=slope, slope_se=slope_se, slope_df=slope_df)
+
+
+def resolution_slope(gains: Sequence[float], resolutions: Sequence[int], seed_noise: float) -> tuple[float, ...]:
+    """(slope, its standard error, bias std left, degrees of freedom): the least-squares line of networks'
+    ``gains`` from a rung to a higher fidelity on log2 of their resolution, and the scatter about it less
+    ``seed_noise`` (the noise of one gain, both sides'). What measures ``RESOLUTION_SLOPE``."""
+    n = len(gains)
+    if n != len(resolutions) or n < 3:
+        raise ValueError(f"need a gain and a resolution for each of at least 3 networks (got {n}, {len(resolutions)})")
+    x = [math.log2(r / REFERENCE_SIDE) for r in resolutions]
+    mean_x, mean_y = sum(x) / n, sum(gains) / n
+    sxx = sum((v - mean_x) ** 2 for v in x)
+    if not sxx:
+        raise ValueError("the networks share one resolution: no slope to fit")
+    slope = sum((v - mean_x) * (y - mean_y) for v, y in zip(x, gains)) / sxx
+    scatter = math.sqrt(sum((y - mean_y - slope * (v - mean_x)) ** 2 for v, y in zip(x, gains)) / (n - 2))
+    return slope, scatter / math.sqrt(sxx), _less(scatter, seed_noise), n - 2

@@ -45,6 +45,10 @@ MAX_TRIALS = 60
 # Share of validation images on which two networks at the reference disagree (hit vs miss): mean over the 132
 # same-seed pairs of benchmarks/holds_300M.csv (0.16-0.24); the paired validation error of a margin.
 DISAGREEMENT = 0.19
+# Root-mean-square doublings of resolution between two deciding networks: the 36 pairs of the 9 calibrated
+# networks of the default runs (128-320 px; benchmarks/calibrate_300M_truth.csv); a resolution shift's error in
+# a typical margin is its slope's standard error times this.
+RESOLUTION_SPREAD = 0.77
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -258,7 +262,7 @@ def typical_networks(configs: Sequence[ArchConfig], macs: Sequence[int],
 def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int, str | None]:
     """(half-width in accuracy, comparisons, the fidelity a counted bias is against or None): what a margin's
     simultaneous 95 % interval at the deciding rung is expected to be, from the rung's noise prior, its seeds,
-    its bias prior where one was measured, and the paired validation error (Bonferroni over the comparisons,
+    its bias prior where one was measured (with its resolution shift's error), and the paired validation error (Bonferroni over the comparisons,
     with the Student-t of the noise's degrees of freedom and the study's repeats: an upper bound on the max-|t|
     intervals the verdict computes)."""
     top = ladder.rungs[-1]
@@ -267,7 +271,9 @@ def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[
     _, val = data.images(top)
     networks = ladder.finalists + 3
     comparisons = networks * 3 - 3
-    se = math.sqrt(2 * noise.std**2 / ladder.top_seeds + 2 * (bias.std or 0.0) ** 2 + DISAGREEMENT / max(1, val))
+    slope = bias.slope_se * RESOLUTION_SPREAD  # the resolution shift's error in a typical margin
+    se = math.sqrt(2 * noise.std**2 / ladder.top_seeds + 2 * (bias.std or 0.0) ** 2 + slope**2
+                   + DISAGREEMENT / max(1, val))
     df = noise.df + ladder.repeats
     quantile = stats.norm.ppf if math.isinf(df) else lambda q: stats.t.ppf(q, df)
     return float(quantile(1 - 0.025 / comparisons)) * se, comparisons, bias.against if bias.known else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -307,3 +308,27 @@ def test_a_verdict_with_nothing_at_the_deciding_rung_says_nothing_is_decided():
     lines = verdict_lines(verdict)
     assert lines[0] == "nothing decided yet: no network within the budget has a result at rung 2 (decide)"
     assert not any(line.startswith(("decided at", "config ")) for line in lines)
+
+
+def test_a_verdict_at_decide_moves_each_network_by_its_resolution_shift_and_says_so(tmp_path, synthetic_evaluator):
+    """``decide`` trains at half side, and its measured bias against full side falls with resolution: the
+    verdict ranks and compares the networks by their scores moved by that shift (computed here from the
+    prior's slope), shows the moved figure beside the measured one, and says so in every margin."""
+    settings = settings_for(trials=6, rungs=("smoke-e2", "decide"), finalists=2)
+    study, url, _, _ = run_synthetic(tmp_path, settings, synthetic_evaluator(settings.fidelity_ladder(), noise=0.01))
+    summary = summarize(study, url)
+    slope = priors.RESOLUTION_SLOPE["decide"][0]
+    assert summary["decided_at"]["moved_to"] == "decide-full"
+    top = summary["top"]
+    for r in top:
+        side = r["config"]["resolution"]
+        assert r["estimate"] == pytest.approx(r["accuracy"] + slope * math.log2(side / 224), abs=1e-12)
+    assert [r["estimate"] for r in top] == sorted((r["estimate"] for r in top), reverse=True)
+    assert len({r["config"]["resolution"] for r in top}) > 1  # the shift differs between the networks
+    by_id = {r["config_id"]: r["estimate"] for r in top}
+    for b in summary["baselines"]:
+        if b["margin"] and b["config_id"] in by_id:
+            assert b["margin"] == pytest.approx(by_id[summary["winner"]["config_id"]] - by_id[b["config_id"]])
+            assert "per doubling of its resolution" in b["words"]
+    assert "moved to decide-full" in render(summary)
+    assert "moved to decide-full" in winner_html(collect(study, url, summary=summary))
