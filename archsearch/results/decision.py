@@ -115,8 +115,7 @@ class Decision:
     @property
     def moved_to(self) -> str | None:
         """At a deciding rung whose bias has a resolution shift: the fidelity its point estimates are moved to."""
-        bias = self.noise.bias
-        return bias.against if self.p_best and bias is not None and bias.slope else None
+        return self.noise.bias.against if self.p_best and self.noise.moves else None
 
     def estimate(self, network: Network) -> float:
         """A network's point estimate in this verdict: its mean score, moved by the resolution shift if any."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..search.networks import Network
+from ..search.networks import Network, by_score
 from ..search.noise import REFERENCE_SIDE, Noise
 
 DRAWS = 4000
@@ -85,8 +85,8 @@ def draw(networks: Sequence[Network], noise: Noise, seed: int = 0, n: int = DRAW
         bias = rng.normal(0.0, noise.bias_std, size=n) if noise.bias_std else 0.0
         columns.append(centre + training + bias)
     accuracy = np.stack(columns, axis=1)
-    point = np.array([net.mean + noise.shift(net.config.resolution) for net in networks])
-    if noise.bias is not None and noise.bias.slope:
+    point = np.array([net.mean + (noise.shift(net.config.resolution) if noise.moves else 0.0) for net in networks])
+    if noise.moves:
         b = noise.bias
         slope = b.slope + b.slope_se * rng.standard_t(b.slope_df if np.isfinite(b.slope_df) else 1e6, size=n)
         accuracy += slope[:, None] * (np.log2([net.config.resolution for net in networks]) - np.log2(REFERENCE_SIDE))
@@ -96,6 +96,8 @@ def draw(networks: Sequence[Network], noise: Noise, seed: int = 0, n: int = DRAW
 def by_point(networks: Sequence[Network], noise: Noise) -> list[Network]:
     """The verdict's order: the point estimate (mean score moved by the rung's resolution shift), best first;
     ties go to the cheaper network, then to the earlier one."""
+    if not noise.moves:
+        return by_score(networks)
     return sorted(networks, key=lambda n: (-(n.mean + noise.shift(n.config.resolution)), n.macs))
 
 

@@ -301,7 +301,9 @@ class Plan:
         macs = {e.job.config.network_key(): e.macs for e in ledger.entries}
         candidates = tuple(c for k, c in ledger.search_networks(0, ("done",)).items() if self._fits(macs[k]))
         continues = tuple(self.ladder.continues(r) for r in range(top - 1))
-        chosen = choose_finalists(self.space, self.seed, screening, candidates, continues, self.ladder.finalists)
+        shifts = tuple(noise[top].shift(c.resolution) for c in candidates)  # the verdict's, where it moves them
+        chosen = choose_finalists(self.space, self.seed, screening, candidates, continues, self.ladder.finalists,
+                                  shifts)
         extra = self.seed + self.ladder.top_seeds
         return [Job(c, top, s, SEARCH) for i, c in enumerate(chosen)
                 for s in self.top_seeds + ([extra] if i < self.ladder.repeats else [])]

@@ -151,9 +151,14 @@ class Noise:
         """The bias to count in a margin (0 only where a measured bias is 0 or none applies)."""
         return self.bias.std if self.bias is not None and self.bias.std is not None else 0.0
 
+    @property
+    def moves(self) -> bool:
+        """Whether the rung's bias has a resolution shift that moves each network's score."""
+        return self.bias is not None and bool(self.bias.slope)
+
     def shift(self, resolution: int) -> float:
         """A network's move by the rung's systematic resolution bias (0 where none was measured)."""
-        return self.bias.shift(resolution) if self.bias is not None else 0.0
+        return self.bias.shift(resolution) if self.moves else 0.0
 
     def interval(self) -> tuple[float, float]:
         return chi2_interval(self.std, self.df)

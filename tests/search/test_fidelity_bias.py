@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from archsearch.model.config import ArchConfig
+from archsearch.model.space import FactorSpace
 from archsearch.search import noise as fidelity
 from archsearch.search.fidelity import ladder
+from archsearch.search.finalists import choose_finalists
 from archsearch.search.jobs import Ledger, study_noise
 from archsearch.search.noise import (
     fidelity_bias,
@@ -136,3 +139,19 @@ def test_the_resolution_slope_in_the_code_is_what_the_calibration_tables_measure
 def _row_config(config_id: str) -> str:
     with open(BENCHMARKS / "calibrate_300M_truth.csv") as f:
         return next(row["config"] for row in csv.DictReader(f) if row["config_id"] == config_id)
+
+
+def test_the_finalists_are_chosen_for_the_fidelity_the_verdict_moves_them_to():
+    """Screened at half side, a 320-px network leads a 160-px one by 1 point; the verdict at ``decide`` would
+    move them apart by the resolution shift (3.92 points per doubling, the other way). With the shifts the
+    160-px network is the finalist; without them the 320-px one."""
+    space = FactorSpace.default("v2")
+    high, low = ArchConfig("v2", resolution=320, width=0.25), ArchConfig("v2", resolution=160, width=0.5)
+    fillers = [ArchConfig("v2", resolution=r, width=w) for r, w in ((192, 0.375), (256, 0.375), (288, 0.25))]
+    screening = tuple((c, 0, score, 0.005) for c, score in
+                      [(high, 0.50), (low, 0.49), *((f, 0.40) for f in fillers)])
+    bias = rung_bias("decide", "decide-full", [], 0.0131)
+    shifts = tuple(bias.shift(c.resolution) for c in (high, low))
+    assert shifts[1] - shifts[0] == pytest.approx(-fidelity.RESOLUTION_SLOPE["decide"][0])
+    assert choose_finalists(space, 0, screening, (high, low), (), 1) == (high,)
+    assert choose_finalists(space, 0, screening, (high, low), (), 1, shifts) == (low,)
