@@ -25,10 +25,10 @@ by ``networks.by_estimate``.
 * **At a deciding rung** (``Ladder.finalists``) the networks were all trained afresh on the same images and
   scored on the same validation images, so the evidence there decides directly (``selection``): the winner
   is the most accurate there (each score moved by the rung's measured resolution shift against the fidelity
-  its bias is about: half side hides what resolution buys), every network gets P(best) from posterior draws over seeds and validation
-  images, and the margins' intervals are simultaneous over every comparison any winner could have been
-  given, so choosing the winner after the scores does not narrow them. A winner with P(best) below
-  ``CLEAR_P`` is said not to be clearly first.
+  its bias is about: half side hides what resolution buys), every network gets P(best) from posterior draws
+  over seeds and validation images, and the margins' intervals are simultaneous over every comparison any
+  winner could have been given, so choosing the winner after the scores does not narrow them. A winner with
+  P(best) below ``CLEAR_P`` is said not to be clearly first.
 * **Unknown noise or bias.** A rung whose noise nobody measured withholds significance; a rung whose bias
   against a higher fidelity is unmeasured makes no claim beyond itself, and says so.
 * **Latency.** Under a latency budget, a network whose *measured* latency broke it is flagged
@@ -198,7 +198,8 @@ def within_limit(network: Network | None, limit: LatencyLimit | None) -> Network
 
 def _decide_on_draws(ledger: Ledger, plan: Plan, rung: int, name: str, noise: list[Noise],
                      candidates: list[Network], over_latency: tuple[Network, ...]) -> Decision:
-    """The verdict of a deciding rung: ranked by score there, P(best) and simultaneous margins from draws."""
+    """The verdict of a deciding rung: ranked by score there (moved by its resolution shift), P(best) and
+    simultaneous margins from draws."""
     ranked = by_point(candidates, noise[rung])
     bases = {kind: ledger.network(config, rung, name) for kind in KINDS if kind not in plan.baselines.impossible
              and (config := _baseline_config(kind, ledger, plan)) is not None}
@@ -269,7 +270,7 @@ def _margin(kind: str, winner: Network | None, ledger: Ledger, plan: Plan, rung:
         said += f" -- at {name}; its bias against {noise[rung].bias.against} is unmeasured: no claim beyond it"
     elif noise[rung].bias is not None and rung == plan.ladder.top:
         said += f" -- about {noise[rung].bias.against}: {name}'s measured bias against it is counted"
-        if noise[rung].bias.slope:
+        if noise[rung].moves:
             said += (f", each network moved by {100 * noise[rung].bias.slope:+.2f} points per doubling of its "
                      "resolution")
     if base.over_latency:

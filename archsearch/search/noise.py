@@ -56,7 +56,8 @@ NOISE_DF: dict[str, float] = {"quick": 18, "smoke": 17, "smoke-e1": 24, "smoke-e
 # ``decide`` against ``decide-full``: the 9 deciding networks of the default runs at seeds 0-2 retrained at full side
 # with 2 seeds (benchmarks/calibrate_300M_*.csv; RESULTS, "A verdict worth its CPU, parts 3 to 5): about the line
 # of ``RESOLUTION_SLOPE`` their gains scatter by no more than both sides' seed noise (0 on 7 df; 1.36 points
-# without the line); ``decide-full-1ep`` against it: 5 of them, its scatter no larger than both sides' seed noise (0 on 3 df).
+# without the line); ``decide-full-1ep`` against it: 5 of them, its scatter no larger than both sides' seed
+# noise (0 on 3 df).
 FIDELITY_BIAS_STD: dict[str, float] = {"quick": 0.036, "smoke": 0.049, "smoke-e1": 0.012, "smoke-e2": 0.036,
                                        "decide": 0.0, "decide-full-1ep": 0.0}
 BIAS_DF: dict[str, float] = {"quick": 18, "smoke": 9, "smoke-e1": 18, "smoke-e2": 18, "decide": 7, "decide-full-1ep": 3}

@@ -262,9 +262,9 @@ def typical_networks(configs: Sequence[ArchConfig], macs: Sequence[int],
 def expected_half_width(ladder: Ladder, data: DataSize, data_tag: str) -> tuple[float, int, str | None]:
     """(half-width in accuracy, comparisons, the fidelity a counted bias is against or None): what a margin's
     simultaneous 95 % interval at the deciding rung is expected to be, from the rung's noise prior, its seeds,
-    its bias prior where one was measured (with its resolution shift's error), and the paired validation error (Bonferroni over the comparisons,
-    with the Student-t of the noise's degrees of freedom and the study's repeats: an upper bound on the max-|t|
-    intervals the verdict computes)."""
+    its bias prior where one was measured (with its resolution shift's error), and the paired validation error
+    (Bonferroni over the comparisons, with the Student-t of the noise's degrees of freedom and the study's
+    repeats: an upper bound on the max-|t| intervals the verdict computes)."""
     top = ladder.rungs[-1]
     noise = rung_noise(top, [], data_tag)
     bias = rung_bias(top, bias_target(top), [], noise.std, data_tag)  # counted where a prior was measured
