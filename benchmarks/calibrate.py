@@ -22,7 +22,6 @@ import csv
 import fcntl
 import itertools
 import json
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -111,27 +110,28 @@ def pts(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
-def side(config_id: str) -> int:
-    """A network's resolution, from its id (``v2-r160-...``)."""
-    return int(re.match(r"v[12]-r([0-9]+)-", config_id)[1])
+def sides(rows: dict[tuple[str, int], dict]) -> dict[str, int]:
+    """Each network's resolution, from the config its rows record."""
+    return {cid: ArchConfig.from_json(row["config"]).resolution for (cid, _), row in rows.items()}
 
 
-def resolution_report(ids: list[str], means: list[float], truths: list[float], seed_noise: float) -> None:
+def resolution_report(ids: list[str], means: list[float], truths: list[float], seed_noise: float,
+                      resolutions: dict[str, int]) -> None:
     """The gain to the truth on log2 resolution (``noise.resolution_slope``: what ``RESOLUTION_SLOPE`` holds),
     and whether moving the margins by it helps where it was not fitted: for every pair of networks, the slope
     fitted on the others, the pair's margin at the truth against its margin at the profile, plain and moved."""
-    sides = [side(cid) for cid in ids]
+    px = [resolutions[cid] for cid in ids]
     gains = np.subtract(truths, means)
-    slope, se, left, df = resolution_slope(list(gains), sides, seed_noise)
+    slope, se, left, df = resolution_slope(list(gains), px, seed_noise)
     print(f"gain per doubling of resolution {100 * slope:+.2f} points (se {100 * se:.2f}, {df} df); bias left about "
           f"the line {100 * left:.2f} points (the plain bias above counts this shift as scatter)")
     plain, moved, agree_plain, agree_moved = [], [], 0, 0
     for i, j in itertools.combinations(range(len(ids)), 2):
         rest = [k for k in range(len(ids)) if k not in (i, j)]
-        fitted = resolution_slope(list(gains[rest]), [sides[k] for k in rest], seed_noise)[0]
+        fitted = resolution_slope(list(gains[rest]), [px[k] for k in rest], seed_noise)[0]
         there = truths[i] - truths[j]
         margin = means[i] - means[j]
-        shifted = margin + fitted * np.log2(sides[i] / sides[j])
+        shifted = margin + fitted * np.log2(px[i] / px[j])
         plain.append(margin - there)
         moved.append(shifted - there)
         agree_plain += np.sign(margin) == np.sign(there)
@@ -218,7 +218,7 @@ def report(folders: list[Path], rows: dict[tuple[str, int], dict], seeds: list[i
         print(f"bias of the deciding rung against {profile} on {len(both)} networks: {100 * bias.std:.2f} points"
               + (f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval else "")
               + f" ({bias.df:g} df); {profile} scores {pts(shift)} points higher on average")
-        resolution_report(both, [p[0] for p in pairs], [p[1] for p in pairs], float(seed_noise))
+        resolution_report(both, [p[0] for p in pairs], [p[1] for p in pairs], float(seed_noise), sides(rows))
     return 0
 
 

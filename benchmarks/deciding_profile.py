@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from calibrate import pooled_noise, read, resolution_report, train
+from calibrate import pooled_noise, read, resolution_report, sides, train
 from scipy import stats
 
 from archsearch.model.config import ArchConfig
@@ -74,7 +74,7 @@ def report(truth: dict[tuple[str, int], dict], rows: dict[tuple[str, int], dict]
           + (f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval else "")
           + f" ({bias.df:g} df); {truth_profile} {100 * np.mean(np.subtract(truths, means)):+.2f} points higher "
           f"on average; Kendall's tau {tau.statistic:.2f} (p = {tau.pvalue:.2f})")
-    resolution_report(both, means, truths, seed_noise)
+    resolution_report(both, means, truths, seed_noise, sides(truth))
     if df and walls:
         error = (noise**2 + bias.std**2) * 1e4
         print(f"error a score {np.sqrt(error):.2f} points (noise and bias); error variance x CPU-seconds a job "

@@ -136,8 +136,7 @@ def noise_lines(noise: list[dict[str, Any]], decided: dict[str, Any]) -> list[st
                 lines.append(f"fidelity bias of the deciding rung against {bias['against']}: {bias['source']}")
             continue
         interval = bias.get("interval")
-        span = (f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval and interval[1] is not None
-                and interval[1] > 0 else "")
+        span = f" [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]" if interval and interval[1] is not None else ""
         counted = ": every margin's interval counts it" if rung == decided["rung"] else ""
         lines.append(f"fidelity bias{where} against {bias['against']}: {100 * bias['std']:.2f} points a network{span} "
                      f"({bias['source']}){counted}")

@@ -53,7 +53,7 @@ from ..search.baselines import KINDS
 from ..search.jobs import SEARCH, Ledger, Plan
 from ..search.networks import Network, by_estimate
 from ..search.noise import Z95, Noise
-from .selection import by_point, draw
+from .selection import by_point, draw, point_estimate
 
 CLEAR_P = 0.5  # below this P(best) the winner is "the most likely best", not a clear one
 
@@ -119,7 +119,7 @@ class Decision:
 
     def estimate(self, network: Network) -> float:
         """A network's point estimate in this verdict: its mean score, moved by the resolution shift if any."""
-        return network.mean + (self.noise.shift(network.config.resolution) if self.moved_to else 0.0)
+        return point_estimate(network, self.noise) if self.moved_to else network.mean
 
     @property
     def clear(self) -> bool | None:

@@ -85,7 +85,7 @@ def draw(networks: Sequence[Network], noise: Noise, seed: int = 0, n: int = DRAW
         bias = rng.normal(0.0, noise.bias_std, size=n) if noise.bias_std else 0.0
         columns.append(centre + training + bias)
     accuracy = np.stack(columns, axis=1)
-    point = np.array([net.mean + (noise.shift(net.config.resolution) if noise.moves else 0.0) for net in networks])
+    point = np.array([point_estimate(net, noise) for net in networks])
     if noise.moves:
         b = noise.bias
         slope = b.slope + b.slope_se * rng.standard_t(b.slope_df if np.isfinite(b.slope_df) else 1e6, size=n)
@@ -93,12 +93,16 @@ def draw(networks: Sequence[Network], noise: Noise, seed: int = 0, n: int = DRAW
     return Draws(networks, accuracy, point)
 
 
+def point_estimate(network: Network, noise: Noise) -> float:
+    """A network's point estimate at its rung: its mean score, moved by the rung's resolution shift if any."""
+    return network.mean + (noise.shift(network.config.resolution) if noise.moves else 0.0)
+
+
 def by_point(networks: Sequence[Network], noise: Noise) -> list[Network]:
-    """The verdict's order: the point estimate (mean score moved by the rung's resolution shift), best first;
-    ties go to the cheaper network, then to the earlier one."""
+    """The verdict's order: ``point_estimate``, best first; ties go to the cheaper network, then to the earlier one."""
     if not noise.moves:
         return by_score(networks)
-    return sorted(networks, key=lambda n: (-(n.mean + noise.shift(n.config.resolution)), n.macs))
+    return sorted(networks, key=lambda n: (-point_estimate(n, noise), n.macs))
 
 
 def _images(networks: Sequence[Network]) -> int:

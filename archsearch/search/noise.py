@@ -115,8 +115,9 @@ class Bias:
 
     def interval(self) -> tuple[float, float] | None:
         """The interval of the scatter less the seed noise where the study measured it alone: a bias estimated as
-        0 (scatter below the noise) still has an upper end."""
-        if self.std is None or not self.df:
+        0 (scatter below the noise) still has an upper end. None where nothing gives one: unmeasured, or a prior
+        of 0 whose scatter is not kept (its chi-square interval would be [0, 0], a certainty nobody measured)."""
+        if self.std is None or not self.df or (self.scatter is None and not self.std):
             return None
         if self.scatter is None:
             return chi2_interval(self.std, self.df)

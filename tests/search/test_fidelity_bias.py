@@ -118,27 +118,26 @@ def test_resolution_slope_recovers_a_known_shift_within_its_interval_and_the_bia
 def test_the_resolution_slope_in_the_code_is_what_the_calibration_tables_measure():
     """``RESOLUTION_SLOPE['decide']``: each calibrated network's gain from ``decide`` to ``decide-full`` (the means
     over its seeds) fitted on log2 of its resolution, here by numpy's least squares."""
+    sides: dict[str, int] = {}
+
     def means(name: str) -> dict[str, float]:
         scores: dict[str, list[float]] = {}
         with open(BENCHMARKS / name) as f:
             for row in csv.DictReader(f):
                 scores.setdefault(row["config_id"], []).append(float(row["top1"]))
+                sides[row["config_id"]] = json.loads(row["config"])["resolution"]
         return {k: float(np.mean(v)) for k, v in scores.items()}
 
     truth, decided = means("calibrate_300M_truth.csv"), means("calibrate_300M_decide.csv")
     ids = sorted(truth)
     assert len(ids) == 9 and set(ids) <= set(decided)
-    x = np.log2([json.loads(_row_config(c))["resolution"] / 224 for c in ids])
+    x = np.log2([sides[c] / 224 for c in ids])
     gains = np.array([truth[c] - decided[c] for c in ids])
     (slope, _), residual, *_ = np.polyfit(x, gains, 1, full=True)
     se = math.sqrt(residual[0] / (len(ids) - 2) / np.sum((x - x.mean()) ** 2))
     want_slope, want_se, df = fidelity.RESOLUTION_SLOPE["decide"]
     assert (want_slope, want_se, df) == (pytest.approx(slope, abs=5e-5), pytest.approx(se, abs=5e-5), len(ids) - 2)
 
-
-def _row_config(config_id: str) -> str:
-    with open(BENCHMARKS / "calibrate_300M_truth.csv") as f:
-        return next(row["config"] for row in csv.DictReader(f) if row["config_id"] == config_id)
 
 
 def test_the_finalists_are_chosen_for_the_fidelity_the_verdict_moves_them_to():
