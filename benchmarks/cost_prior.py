@@ -1,13 +1,14 @@
 """The planner's prior cost of a job, fitted on jobs of this machine: ``planner.PRIOR_SECONDS_PER_UNIT`` and
 ``planner.PASS_MACS``.
 
-A job's wall time less ``planner.OVERHEAD_S`` is modelled as ``rate * (MACs at the trained side + pass_macs) *
-image passes``: ``pass_macs`` is the work of an image pass that does not shrink with the side (augmentation, the
-per-layer cost of small feature maps). Linear in ``rate`` and ``rate * pass_macs``, it is fitted by least
-squares on relative errors over the jobs of ``--tables`` (default: the reference and smoke-e2 tables, the
-reference retrainings of holds_300M.csv, all at half side, and the full-side deciding candidates of
-deciding_full_1ep.csv; one torch thread each, two jobs on two cores). Prints both figures, each table's median
-ratio of measured to predicted wall time under the fit and under the rate alone (``pass_macs`` 0).
+A job's wall time less ``planner.STANDALONE_OVERHEAD_S`` (each job of these tables ran in its own process) is
+modelled as ``rate * (MACs at the trained side + pass_macs) * image passes``: ``pass_macs`` is the work of an
+image pass that does not shrink with the side (augmentation, the per-layer cost of small feature maps). Linear
+in ``rate`` and ``rate * pass_macs``, it is fitted by least squares on relative errors over the jobs of
+``--tables`` (default: the reference and smoke-e2 tables, the reference retrainings of holds_300M.csv, all at
+half side, and the full-side deciding candidates of deciding_full_1ep.csv; one torch thread each, two jobs on
+two cores). Prints both figures, each table's median ratio of measured to predicted wall time under the fit and
+under the rate alone (``pass_macs`` 0).
 
     python benchmarks/cost_prior.py
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 from archsearch.model.config import ArchConfig
 from archsearch.model.cost import closed_form_cost
-from archsearch.search.planner import OVERHEAD_S, DataSize, image_passes, trained_macs
+from archsearch.search.planner import STANDALONE_OVERHEAD_S, DataSize, image_passes, trained_macs
 from archsearch.train.data import resolve_data_root
 from archsearch.train.recipe import get_profile
 
@@ -44,7 +45,7 @@ def jobs(path: Path, data: DataSize) -> list[tuple[float, float, float]]:
                       ArchConfig(family=row["family"], resolution=int(row["resolution"]), width=float(row["width"]),
                                  mv2_depth=float(row["mv2_depth"]), vit_depth=float(row["vit_depth"])))
             out.append((trained_macs(config, closed_form_cost(config).macs, profile), image_passes(profile, data),
-                        float(row["wall_s"]) - OVERHEAD_S))
+                        float(row["wall_s"]) - STANDALONE_OVERHEAD_S))
     return out
 
 

@@ -5,7 +5,8 @@ side, plus the fixed work of an image that does not shrink with the side (``PASS
 per-layer cost of small feature maps, in MAC-equivalents), times the images it processes (three passes' worth
 for each training image: forward and backward, one for each validation image). Both prior figures were fitted
 on this 2-core CPU's jobs at half and at full side; the run calibrates the rate on its own finished jobs
-(``CostModel.calibrated``) and re-plans as they finish (``TimePlanner.replan``).
+(``CostModel.calibrated``) and re-plans as they finish (``TimePlanner.replan``): the whole plan's predicted
+time, plus the time the clock shows beyond what its finished jobs were predicted to take, must fit the budget.
 
 The deciding rung is reserved first: the baselines' screening and deciding jobs and the finalists (at a
 typical cost of the networks the strategy proposes: near the budget). Whatever is left screens proposals,
@@ -39,7 +40,12 @@ from .noise import bias_target, rung_bias, rung_noise
 # verdict worth its CPU, part 4". Without PASS_MACS a full-side job costs half as much per MAC as a half-side one.
 PRIOR_SECONDS_PER_UNIT = 4.26e-11
 PASS_MACS = 71e6
-OVERHEAD_S = 15.0  # per job: model build, data loading, checkpointing
+# A job inside a run (the data already loaded): the median 1.2 s between a trial's start and its training's (the
+# proposal); the training's own fixed part fits as 0 on seed 1's 61 jobs. At 15 s (a job in its own process,
+# below) the rate calibrated on 25-s screening jobs was 3x too low and predicted the deciding rung at 0.40x
+# its 16 minutes (benchmarks/RESULTS.md, "The scaling-law explorer, part 2").
+OVERHEAD_S = 1.0
+STANDALONE_OVERHEAD_S = 15.0  # a job in its own process (start, data scan), as the prior's tables were timed
 MIN_SCREEN = 4  # proposals below which a screen says nothing (the GP's initial design)
 MAX_TRIALS = 60
 # Share of validation images on which two networks at the reference disagree (hit vs miss): mean over the 132
@@ -152,11 +158,12 @@ class TimePlan:
 
 
 def plan_time(budget_s: float, ladder: Ladder, plan: Plan, typical: Sequence[tuple[ArchConfig, int]],
-              data: DataSize, cost: CostModel, spent_s: float = 0.0, proposed: int = 0) -> TimePlan:
-    """The most proposals that fit ``budget_s`` (``spent_s`` of it used, ``proposed`` proposals made) with the
-    deciding rung reserved; fewer finalists or repeats, then no deciding rung, where it does not fit.
-    ``typical``: what a proposal costs at each of the plan's budgets (``typical_networks``)."""
-    left = budget_s - spent_s
+              data: DataSize, cost: CostModel, lost_s: float = 0.0, proposed: int = 0) -> TimePlan:
+    """The most proposals (``proposed`` already made) whose whole plan, with the deciding rung reserved, fits
+    ``budget_s`` less ``lost_s`` (time the run spent beyond its finished jobs' predicted cost); fewer finalists
+    or repeats, then no deciding rung, where it does not fit. ``typical``: what a proposal costs at each of the
+    plan's budgets (``typical_networks``)."""
+    left = budget_s - lost_s
     least = min_screen(plan)
     options = [ladder]
     if ladder.deciding:
@@ -166,11 +173,11 @@ def plan_time(budget_s: float, ladder: Ladder, plan: Plan, typical: Sequence[tup
         fixed = _fixed_s(option, plan, typical, data, cost)
         per = _per_proposal_s(option, typical, data, cost)
         trials = min(MAX_TRIALS, max(proposed, math.floor((left - fixed) / per)) if per > 0 else MAX_TRIALS)
-        if trials >= max(least, proposed) and fixed + per * max(0, trials - proposed) <= left:
+        if trials >= max(least, proposed) and fixed + per * trials <= left:
             decide = _deciding_s(option, plan, typical, data, cost)
             what = (f"deciding rung {option.rungs[-1].name}: {option.finalists} finalist(s) and the baselines, "
                     f"{option.repeats} repeat(s)" if option.deciding else "no deciding rung: a screen only")
-            return TimePlan(trials, option, fixed - decide + per * (trials - proposed), decide,
+            return TimePlan(trials, option, fixed - decide + per * trials, decide,
                             f"{trials} proposals screened; {what}")
     raise ConfigError(f"--time-budget: {_duration(budget_s)} is shorter than a screen of {least} networks "
                       f"on this machine (about {_per_proposal_s(screen_only(ladder), typical, data, cost) / 60:.1f} "
@@ -302,21 +309,30 @@ class TimePlanner:
         self.cost = cost or CostModel()
         self.first = plan_time(budget_s, plan.ladder, plan, typical, data, self.cost)
         self.plan = dataclasses.replace(plan, ladder=self.first.ladder, trials=self.first.trials)
+        self.earlier: set[int] | None = None  # jobs done before this run (a resumed study's): not on its clock
 
     def replan(self, ledger: Ledger) -> Plan:
         """The plan with as many proposals as the time left allows (never fewer than already made); the ladder
         is the one planned at the start (the study's settings fix it). A deciding ladder screens at least
         ``MIN_SCREEN`` proposals even where that overruns the budget: its finalists are the screen's best, and a
-        deciding rung of baselines alone would decide nothing the search found."""
+        deciding rung of baselines alone would decide nothing the search found.
+
+        The time left is the budget less the whole plan's predicted time and less what the clock shows beyond
+        this run's finished jobs' predicted time (proposals, the job in flight, a slower machine than
+        calibrated). Where the jobs take what was predicted, the plan keeps its size as they finish."""
         ladder = self.plan.ladder
-        done = [(self.cost.units(e.job.config, e.macs, ladder.rungs[e.job.rung], self.data,
-                                 _start_epoch(ladder, e.job.rung)), float(e.record["wall_s"]))
-                for e in ledger.entries if e.state == "done" and e.record.get("wall_s") and not e.cached]
-        self.cost = self.cost.calibrated(done)
+        finished = [e for e in ledger.entries if e.state == "done" and e.record.get("wall_s") and not e.cached]
+        if self.earlier is None:
+            self.earlier = {e.number for e in finished}
+        units = [self.cost.units(e.job.config, e.macs, ladder.rungs[e.job.rung], self.data,
+                                 _start_epoch(ladder, e.job.rung)) for e in finished]
+        self.cost = self.cost.calibrated([(u, float(e.record["wall_s"])) for u, e in zip(units, finished)])
+        lost = self.clock() - sum(self.cost.seconds(u) for u, e in zip(units, finished)
+                                  if e.number not in self.earlier)
         proposed = len(ledger.search_networks(0))
         try:
             again = plan_time(self.budget_s, self.plan.ladder, self.plan, self.typical, self.data, self.cost,
-                              self.clock(), proposed)
+                              lost, proposed)
             trials = again.trials if again.ladder == self.plan.ladder else proposed
         except ConfigError:
             trials = proposed
