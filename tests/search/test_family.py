@@ -126,6 +126,23 @@ def test_a_family_resumes_only_with_the_same_budgets(family, tmp_path):
         Session(other, "fam", storage).study
 
 
+def test_a_budget_whose_networks_are_all_screened_gives_way_to_the_next(tmp_path):
+    """Seen on Imagenette (--latency-budget 4ms,8ms, 12-06): the 4 ms member's band held 27 networks, the plan
+    60 proposals taken in turn, and the run died with a traceback when its turn found none left. At 30M the
+    space holds 2 networks: the proposals go on within 300M, and each network is screened once."""
+    from helpers.evaluator import SyntheticEvaluator
+
+    budgets = (30_000_000, 300_000_000)
+    settings = settings_for(trials=8, rungs=("smoke",), promote=1.0, budgets=budgets)
+    study, _, _, _ = run_synthetic(tmp_path, settings, SyntheticEvaluator(settings.fidelity_ladder(), noise=0.01))
+    ledger = Ledger(study.get_trials())
+    proposed = ledger.search_networks(0)
+    costs = [closed_form_cost(c).macs for c in proposed.values()]
+    assert len(proposed) == 8 and all(m <= budgets[1] for m in costs)
+    assert sum(m <= budgets[0] for m in costs) <= 2 < sum(m > budgets[0] for m in costs)
+    assert len(ledger.taken()) == len(ledger.entries)  # nothing trained twice
+
+
 def test_member_names_are_registry_names():
     assert member_name("v2", 75_000_000) == "archsearch_v2_75m"
     assert member_name("v1", 1_200_000_000) == "archsearch_v1_1200m"

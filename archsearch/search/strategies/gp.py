@@ -14,8 +14,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
-from ...gp.acquisition import GPProposer
+from ...gp.acquisition import CandidatesExhausted, GPProposer
 from ...gp.models import rung_priors
+from ..budget import BudgetError
 from ..params import config_params, distributions
 from ._ledger import observations, other_jobs
 from .base import N_INITIAL, SearchProblem
@@ -55,8 +56,14 @@ class GPSampler(optuna.samplers.BaseSampler):
         observed, pending, failed, noise = observations(ledger, self.ladder, self.data)
         proposed = len(ledger.search_networks(0))  # the baselines' networks do not count toward the design
         count = len(self.proposers)
-        proposer = self.proposers[proposed % count]
-        return config_params(proposer.ask(observed, pending, failed, noise, proposed // count), self.space)
+        for turn in range(proposed, proposed + count):  # a budget whose networks are all taken gives way to the next
+            try:
+                return config_params(self.proposers[turn % count].ask(observed, pending, failed, noise,
+                                                                      turn // count), self.space)
+            except CandidatesExhausted:
+                continue
+        raise BudgetError(f"every network within the budget{'s' if count > 1 else ''} is screened or in flight "
+                          f"({proposed} proposals): give a wider budget or fewer --trials")
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
